@@ -1,0 +1,434 @@
+//! The device-facing JSON position (`position.v1.schema.json`) and its validation.
+//!
+//! Every rejection is a [`FieldError`] that names the field and says why, because the person
+//! reading it is debugging a tracker's firmware, not our code.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::position::{POSITION_SCHEMA_VERSION, Position};
+use crate::time::{EpochMillis, parse_rfc3339_millis};
+
+/// The top-level fields a device may send; anything else is rejected by name.
+pub const DEVICE_FIELDS: &[&str] = &[
+    "device_id", "fix_time", "lat", "lon", "speed", "heading", "altitude", "accuracy",
+    "satellites", "ignition", "odometer", "battery", "attributes", "event_id",
+];
+
+/// Bounds on what one position may contain. Ingest exposes each as a flag.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_device_id_bytes: usize,
+    pub max_event_id_bytes: usize,
+    pub max_attribute_keys: usize,
+    /// Size of the attributes object re-encoded as compact JSON.
+    pub max_attributes_bytes: usize,
+    /// How far ahead of the server clock a fix time may be (device clocks drift).
+    pub max_future_skew: Duration,
+    /// How far behind the server clock a fix time may be; `None` accepts any age (bulk imports
+    /// and replays of history), still bounded below by [`EARLIEST_FIX_MS`].
+    pub max_age: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_device_id_bytes: 128,
+            max_event_id_bytes: 128,
+            max_attribute_keys: 64,
+            max_attributes_bytes: 4096,
+            max_future_skew: Duration::from_secs(10 * 60),
+            max_age: None,
+        }
+    }
+}
+
+/// 2000-01-01T00:00:00Z. Earlier fix times come from unset clocks or GPS week roll-over bugs.
+pub const EARLIEST_FIX_MS: EpochMillis = 946_684_800_000;
+
+/// Why one item was rejected: the field (dotted path, or `body`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// A fix time as devices send it: an RFC 3339 string or integer epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FixTime(EpochMillis);
+
+impl<'de> Deserialize<'de> for FixTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FixTimeVisitor;
+        impl Visitor<'_> for FixTimeVisitor {
+            type Value = FixTime;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp string or integer epoch milliseconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FixTime, E> {
+                parse_rfc3339_millis(v).map(FixTime).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FixTime, E> {
+                Ok(FixTime(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FixTime, E> {
+                i64::try_from(v).map(FixTime).map_err(|_| E::custom("epoch milliseconds out of range"))
+            }
+        }
+        d.deserialize_any(FixTimeVisitor)
+    }
+}
+
+/// The wire shape of one device-facing position. Serde checks types, missing and unknown or
+/// duplicate fields; [`validate`] checks ranges and sizes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicePosition {
+    device_id: String,
+    fix_time: FixTime,
+    lat: f64,
+    lon: f64,
+    speed: Option<f64>,
+    heading: Option<f64>,
+    altitude: Option<f64>,
+    accuracy: Option<f64>,
+    satellites: Option<u8>,
+    ignition: Option<bool>,
+    odometer: Option<f64>,
+    battery: Option<f64>,
+    attributes: Option<Map<String, Value>>,
+    event_id: Option<String>,
+}
+
+/// Parses and validates one JSON position received at `received_at_ms`.
+pub fn parse_position(
+    json: &str,
+    received_at_ms: EpochMillis,
+    limits: &Limits,
+) -> Result<Position, FieldError> {
+    if !json.trim_start().starts_with('{') {
+        return Err(FieldError::new("body", "each position must be a JSON object"));
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    let raw: DevicePosition = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        FieldError::new(field_of(&path, &inner.to_string()), strip_location(&inner))
+    })?;
+    de.end().map_err(|e| FieldError::new("body", strip_location(&e)))?;
+    validate(raw, received_at_ms, limits)
+}
+
+/// serde reports missing/unknown/duplicate fields at the parent path with the name in backticks.
+fn field_of(path: &str, message: &str) -> String {
+    let named = ["missing field `", "unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match (named, path) {
+        (Some(name), "." | "") => name.to_string(),
+        // Unknown fields are reported at their own path, the others at the parent's.
+        (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => p.to_string(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, "." | "") => "body".to_string(),
+        (None, p) => p.to_string(),
+    }
+}
+
+/// serde_json appends " at line L column C"; the field name says more, and the rest is kept.
+fn strip_location(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn check_range(field: &str, value: f64, min: f64, max: f64, unit: &str) -> Result<(), FieldError> {
+    if !value.is_finite() || value < min || value > max {
+        return Err(FieldError::new(field, format!("must be within [{min}, {max}] {unit}, got {value}")));
+    }
+    Ok(())
+}
+
+fn check_optional(field: &str, value: Option<f64>, min: f64, max: f64, unit: &str) -> Result<(), FieldError> {
+    value.map_or(Ok(()), |v| check_range(field, v, min, max, unit))
+}
+
+fn check_id(field: &str, value: &str, max_bytes: usize) -> Result<(), FieldError> {
+    if value.trim().is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if value.len() > max_bytes {
+        return Err(FieldError::new(field, format!("is {} bytes, the limit is {max_bytes}", value.len())));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(FieldError::new(field, format!("contains control character U+{:04X}", c as u32)));
+    }
+    Ok(())
+}
+
+fn validate(raw: DevicePosition, received_at_ms: EpochMillis, limits: &Limits) -> Result<Position, FieldError> {
+    check_id("device_id", &raw.device_id, limits.max_device_id_bytes)?;
+    if let Some(id) = &raw.event_id {
+        check_id("event_id", id, limits.max_event_id_bytes)?;
+    }
+    check_range("lat", raw.lat, -90.0, 90.0, "degrees")?;
+    check_range("lon", raw.lon, -180.0, 180.0, "degrees")?;
+    check_optional("speed", raw.speed, 0.0, 500.0, "m/s")?;
+    check_optional("heading", raw.heading, 0.0, 360.0, "degrees")?;
+    check_optional("altitude", raw.altitude, -1_000.0, 100_000.0, "m")?;
+    check_optional("accuracy", raw.accuracy, 0.0, 1_000_000.0, "m")?;
+    check_optional("odometer", raw.odometer, 0.0, 1e10, "m")?;
+    check_optional("battery", raw.battery, 0.0, 100.0, "percent")?;
+
+    let fix_time_ms = raw.fix_time.0;
+    let max_future = received_at_ms + limits.max_future_skew.as_millis() as i64;
+    if fix_time_ms > max_future {
+        return Err(FieldError::new(
+            "fix_time",
+            format!("is {} s ahead of the server clock; at most {} s is accepted",
+                (fix_time_ms - received_at_ms) / 1000, limits.max_future_skew.as_secs()),
+        ));
+    }
+    if fix_time_ms < EARLIEST_FIX_MS {
+        return Err(FieldError::new("fix_time", "is before 2000-01-01T00:00:00Z (unset device clock?)"));
+    }
+    if let Some(max_age) = limits.max_age {
+        if received_at_ms - fix_time_ms > max_age.as_millis() as i64 {
+            return Err(FieldError::new(
+                "fix_time",
+                format!("is older than the accepted {} s", max_age.as_secs()),
+            ));
+        }
+    }
+
+    let attributes = raw.attributes.unwrap_or_default();
+    if attributes.len() > limits.max_attribute_keys {
+        return Err(FieldError::new(
+            "attributes",
+            format!("has {} keys, the limit is {}", attributes.len(), limits.max_attribute_keys),
+        ));
+    }
+    if !attributes.is_empty() {
+        let size = serde_json::to_vec(&attributes).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > limits.max_attributes_bytes {
+            return Err(FieldError::new(
+                "attributes",
+                format!("is {size} bytes as JSON, the limit is {}", limits.max_attributes_bytes),
+            ));
+        }
+    }
+
+    let event_id = raw
+        .event_id
+        .unwrap_or_else(|| Position::derived_event_id(&raw.device_id, fix_time_ms));
+    Ok(Position {
+        v: POSITION_SCHEMA_VERSION,
+        event_id,
+        device_id: raw.device_id,
+        fix_time_ms,
+        received_at_ms,
+        lat: raw.lat,
+        lon: raw.lon,
+        speed_mps: raw.speed,
+        // 360 and 0 are the same bearing; store one of them.
+        heading_deg: raw.heading.map(|h| if h == 360.0 { 0.0 } else { h }),
+        altitude_m: raw.altitude,
+        accuracy_m: raw.accuracy,
+        satellites: raw.satellites,
+        ignition: raw.ignition,
+        odometer_m: raw.odometer,
+        battery_pct: raw.battery,
+        attributes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: EpochMillis = 1_607_400_000_000; // 2020-12-08T04:00:00Z
+
+    fn parse(json: &str) -> Result<Position, FieldError> {
+        parse_position(json, NOW, &Limits::default())
+    }
+
+    fn rejected_field(json: &str) -> String {
+        match parse(json) {
+            Ok(p) => panic!("accepted {json}: {p:?}"),
+            Err(e) => {
+                assert!(!e.message.is_empty());
+                e.field
+            }
+        }
+    }
+
+    const OK: &str = r#"{"device_id":"367466930","fix_time":"2020-12-08T01:11:40.250Z","lat":40.48215,"lon":-74.00649}"#;
+
+    #[test]
+    fn minimal_position_is_accepted_with_derived_event_id() {
+        let p = parse(OK).unwrap();
+        assert_eq!(p.device_id, "367466930");
+        assert_eq!(p.fix_time_ms, 1_607_389_900_250);
+        assert_eq!(p.received_at_ms, NOW);
+        assert_eq!((p.lat, p.lon), (40.48215, -74.00649));
+        assert_eq!(p.event_id, "367466930@1607389900250");
+        assert_eq!(p.v, POSITION_SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn every_optional_field_is_carried() {
+        let p = parse(r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"speed":3.5,
+            "heading":360,"altitude":12,"accuracy":4,"satellites":9,"ignition":true,"odometer":1000,
+            "battery":77.5,"attributes":{"driver":"x"},"event_id":"e-1"}"#).unwrap();
+        assert_eq!(p.speed_mps, Some(3.5));
+        assert_eq!(p.heading_deg, Some(0.0), "360 degrees is stored as 0");
+        assert_eq!(p.altitude_m, Some(12.0));
+        assert_eq!(p.accuracy_m, Some(4.0));
+        assert_eq!(p.satellites, Some(9));
+        assert_eq!(p.ignition, Some(true));
+        assert_eq!(p.odometer_m, Some(1000.0));
+        assert_eq!(p.battery_pct, Some(77.5));
+        assert_eq!(p.attributes["driver"], "x");
+        assert_eq!(p.event_id, "e-1");
+        assert_eq!(p.fix_time_ms, 1_607_389_900_250);
+    }
+
+    #[test]
+    fn nulls_mean_absent() {
+        let p = parse(r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"speed":null,"attributes":null}"#).unwrap();
+        assert_eq!(p.speed_mps, None);
+        assert!(p.attributes.is_empty());
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"fix_time":1607389900250,"lat":1,"lon":2}"#, "device_id"),
+            (r#"{"device_id":"d","lat":1,"lon":2}"#, "fix_time"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lon":2}"#, "lat"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":91,"lon":2}"#, "lat"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":-90.0001,"lon":2}"#, "lat"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":-181}"#, "lon"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":"1","lon":2}"#, "lat"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1e400,"lon":2}"#, "lat"),
+            (r#"{"device_id":5,"fix_time":1607389900250,"lat":1,"lon":2}"#, "device_id"),
+            (r#"{"device_id":"","fix_time":1607389900250,"lat":1,"lon":2}"#, "device_id"),
+            (r#"{"device_id":"a\u0000b","fix_time":1607389900250,"lat":1,"lon":2}"#, "device_id"),
+            (r#"{"device_id":"d","fix_time":"2099-01-01T00:00:00Z","lat":1,"lon":2}"#, "fix_time"),
+            (r#"{"device_id":"d","fix_time":"1999-12-31T23:59:59Z","lat":1,"lon":2}"#, "fix_time"),
+            (r#"{"device_id":"d","fix_time":"2020-12-08 01:11:40","lat":1,"lon":2}"#, "fix_time"),
+            (r#"{"device_id":"d","fix_time":1.5,"lat":1,"lon":2}"#, "fix_time"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"speed":-1}"#, "speed"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"heading":361}"#, "heading"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"satellites":300}"#, "satellites"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"battery":101}"#, "battery"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"ignition":"yes"}"#, "ignition"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"attributes":[1]}"#, "attributes"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"colour":"red"}"#, "colour"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lat":2,"lon":2}"#, "lat"),
+            (r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"event_id":""}"#, "event_id"),
+            (r#"[1,2]"#, "body"),
+            (r#""just a string""#, "body"),
+        ];
+        for (json, field) in cases {
+            assert_eq!(&rejected_field(json), field, "for {json}");
+        }
+    }
+
+    #[test]
+    fn trailing_garbage_is_rejected() {
+        assert_eq!(rejected_field(&format!("{OK} x")), "body");
+    }
+
+    #[test]
+    fn sizes_are_bounded() {
+        let long_id = "x".repeat(5 * 1024);
+        let e = parse(&format!(r#"{{"device_id":"{long_id}","fix_time":1607389900250,"lat":1,"lon":2}}"#)).unwrap_err();
+        assert_eq!(e.field, "device_id");
+        assert!(e.message.contains("128"), "{e}");
+
+        let many: Vec<String> = (0..65).map(|i| format!(r#""k{i}":1"#)).collect();
+        let e = parse(&format!(r#"{{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"attributes":{{{}}}}}"#, many.join(","))).unwrap_err();
+        assert_eq!(e.field, "attributes");
+
+        let big = "v".repeat(5000);
+        let e = parse(&format!(r#"{{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"attributes":{{"k":"{big}"}}}}"#)).unwrap_err();
+        assert_eq!(e.field, "attributes");
+        assert!(e.message.contains("4096"), "{e}");
+    }
+
+    #[test]
+    fn max_age_applies_only_when_configured() {
+        let old = r#"{"device_id":"d","fix_time":"2010-01-01T00:00:00Z","lat":1,"lon":2}"#;
+        assert!(parse(old).is_ok());
+        let limits = Limits { max_age: Some(Duration::from_secs(86_400)), ..Limits::default() };
+        assert_eq!(parse_position(old, NOW, &limits).unwrap_err().field, "fix_time");
+    }
+
+    #[test]
+    fn nested_attribute_errors_carry_the_path() {
+        assert_eq!(field_of("attributes", "invalid type"), "attributes");
+        assert_eq!(field_of(".", "missing field `lat`"), "lat");
+        assert_eq!(field_of("location", "missing field `coords`"), "location.coords");
+    }
+
+    #[test]
+    fn schema_file_lists_exactly_the_accepted_fields() {
+        let schema: Value = serde_json::from_str(crate::POSITION_JSON_SCHEMA).unwrap();
+        let mut in_schema: Vec<&str> =
+            schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut in_code = DEVICE_FIELDS.to_vec();
+        in_schema.sort_unstable();
+        in_code.sort_unstable();
+        assert_eq!(in_schema, in_code);
+        let required: Vec<&str> =
+            schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(required, ["device_id", "fix_time", "lat", "lon"]);
+        // Every documented field is accepted by the decoder.
+        let all = r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"speed":1,"heading":1,
+            "altitude":1,"accuracy":1,"satellites":1,"ignition":false,"odometer":1,"battery":1,
+            "attributes":{},"event_id":"e"}"#;
+        parse(all).unwrap();
+        let keys: Value = serde_json::from_str(all).unwrap();
+        assert_eq!(keys.as_object().unwrap().len(), DEVICE_FIELDS.len());
+    }
+
+    proptest! {
+        #[test]
+        fn in_range_coordinates_are_accepted_exactly(lat in -90.0f64..=90.0, lon in -180.0f64..=180.0) {
+            let json = format!(r#"{{"device_id":"d","fix_time":1607389900250,"lat":{lat},"lon":{lon}}}"#);
+            let p = parse(&json).unwrap();
+            prop_assert_eq!((p.lat, p.lon), (lat, lon));
+        }
+
+        #[test]
+        fn out_of_range_latitudes_are_rejected(lat in prop_oneof![-1e6f64..-90.000001, 90.000001f64..1e6]) {
+            let json = format!(r#"{{"device_id":"d","fix_time":1607389900250,"lat":{lat},"lon":0}}"#);
+            prop_assert_eq!(parse(&json).unwrap_err().field, "lat");
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,200}") {
+            let _ = parse(&text);
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The fleetstream event contract.
+//!
+//! Everything that two services must agree on lives here and nowhere else:
+//! - [`input`]: the device-facing JSON (`position.v1.schema.json` describes the same shape),
+//!   decoded and validated into a [`Position`], with errors that name the field;
+//! - [`position`]: the normalised position that travels on `positions.raw`;
+//! - [`topics`]: topic names and how messages are keyed;
+//! - [`migrations`]: the ordered ClickHouse DDL (files under `schemas/migrations/`).
+
+pub mod body;
+pub mod input;
+pub mod migrations;
+pub mod position;
+pub mod time;
+pub mod topics;
+
+pub use body::{BodyError, split_body};
+pub use input::{FieldError, Limits, parse_position};
+pub use position::{POSITION_SCHEMA_VERSION, Position};
+
+/// The JSON Schema of one device-facing position (draft 2020-12).
+pub const POSITION_JSON_SCHEMA: &str = include_str!("../position.v1.schema.json");

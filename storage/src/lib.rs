@@ -1,0 +1,22 @@
+//! fleetstream's storage interface.
+//!
+//! One narrow type, [`Store`], is all the rest of the project sees of ClickHouse:
+//! - [`config`]: where ClickHouse is and how to log in;
+//! - [`migrate`]: applies the DDL from `schemas/migrations/` once, idempotently, and checks that
+//!   the tables have the columns our row types expect;
+//! - [`sql`]: every query the project runs, in one module, within what both ClickHouse 18.16 and
+//!   current ClickHouse accept;
+//! - [`rows`]: the row types those queries read and write;
+//! - [`store`]: the operations (insert a batch, latest positions, a device's track, health).
+
+pub mod config;
+pub mod error;
+pub mod migrate;
+pub mod rows;
+pub mod sql;
+pub mod store;
+
+pub use config::ClickHouseConfig;
+pub use error::StoreError;
+pub use rows::{LatestRow, PositionRow};
+pub use store::Store;

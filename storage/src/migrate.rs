@@ -1,0 +1,120 @@
+//! Applies the DDL from `schemas/migrations/` and checks table shapes at startup.
+//!
+//! Safe to run from every process at once: statements are idempotent and the ledger collapses
+//! duplicate records. A migration whose text changed after it was applied stops startup, because
+//! silently running old and new schemas side by side corrupts data.
+
+use clickhouse::{Client, Row};
+use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, statements};
+use serde::Deserialize;
+
+use crate::error::{Context, Result, StoreError};
+use crate::rows::{LatestRow, PositionRow};
+use crate::sql;
+
+#[derive(Debug, Row, Deserialize)]
+struct Applied {
+    version: u32,
+    name: String,
+    checksum: u64,
+}
+
+/// Database names are interpolated into DDL, so they are held to identifier characters.
+pub fn valid_database_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+pub async fn create_database(server: &Client, name: &str) -> Result<()> {
+    if !valid_database_name(name) {
+        return Err(StoreError::DatabaseName(name.to_string()));
+    }
+    server.query(&sql::create_database(name)).execute().await.context(format!("create database {name}"))
+}
+
+/// Applies every migration not yet in the ledger; returns the versions it applied now.
+pub async fn apply_migrations(client: &Client) -> Result<Vec<u32>> {
+    for stmt in statements(LEDGER_DDL) {
+        client.query(&stmt).execute().await.context("create the migration ledger")?;
+    }
+    let applied: Vec<Applied> =
+        client.query(sql::LEDGER_APPLIED).fetch_all().await.context("read the migration ledger")?;
+    let mut newly = Vec::new();
+    for migration in MIGRATIONS {
+        match applied.iter().find(|a| a.version == migration.version) {
+            Some(done) => check_unchanged(migration, done)?,
+            None => {
+                apply_one(client, migration).await?;
+                newly.push(migration.version);
+            }
+        }
+    }
+    Ok(newly)
+}
+
+fn check_unchanged(migration: &Migration, done: &Applied) -> Result<()> {
+    if done.checksum != migration.checksum() || done.name != migration.name {
+        return Err(StoreError::Migration {
+            name: migration.name.to_string(),
+            reason: format!(
+                "was applied as {:?} with checksum {:x}, but this build has {:x}: released migrations must not be edited; add a new one",
+                done.name,
+                done.checksum,
+                migration.checksum()
+            ),
+        });
+    }
+    Ok(())
+}
+
+async fn apply_one(client: &Client, migration: &Migration) -> Result<()> {
+    tracing::info!(migration = migration.name, "applying migration");
+    for stmt in migration.statements() {
+        client.query(&stmt).execute().await.context(format!("migration {}", migration.name))?;
+    }
+    client
+        .query(sql::LEDGER_RECORD)
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(migration.checksum())
+        .execute()
+        .await
+        .context(format!("record migration {}", migration.name))
+}
+
+/// Without server-side validation (ClickHouse 18.16 cannot do it) a row type that lacks a
+/// column would silently write garbage, so every row type is checked against its table.
+pub async fn check_shapes(client: &Client) -> Result<()> {
+    check_shape(client, sql::POSITIONS, PositionRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::DEVICE_LATEST, LatestRow::COLUMN_NAMES).await
+}
+
+async fn check_shape(client: &Client, table: &str, fields: &[&str]) -> Result<()> {
+    let columns: Vec<String> =
+        client.query(sql::TABLE_COLUMNS).bind(table).fetch_all().await.context(format!("describe {table}"))?;
+    let missing: Vec<&str> = fields.iter().copied().filter(|f| !columns.iter().any(|c| c == f)).collect();
+    if !missing.is_empty() {
+        return Err(StoreError::Shape { table: table.into(), reason: format!("missing columns {missing:?}") });
+    }
+    let extra: Vec<&String> = columns.iter().filter(|c| !fields.contains(&c.as_str())).collect();
+    if !extra.is_empty() {
+        return Err(StoreError::Shape { table: table.into(), reason: format!("columns {extra:?} have no field") });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_identifiers() {
+        assert!(valid_database_name("fleetstream"));
+        assert!(valid_database_name("fs_test_42"));
+        for bad in ["", "1db", "a-b", "a b", "x;DROP TABLE y", "ä", &"a".repeat(65)] {
+            assert!(!valid_database_name(bad), "{bad:?}");
+        }
+    }
+}

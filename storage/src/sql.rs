@@ -1,0 +1,37 @@
+//! Every SQL statement fleetstream runs, apart from the DDL files under `schemas/migrations/`.
+//!
+//! Rules, because the same text runs on ClickHouse 18.16 and on current ClickHouse:
+//! values are bound with `?` (client-side escaping; server-side `{name:Type}` parameters do not
+//! exist on 18.16); no DateTime64, window functions, TTL or Map; readers that must not see
+//! duplicate copies of a row use `FINAL`.
+
+/// Tables the row types are written to or read from.
+pub const POSITIONS: &str = "positions";
+pub const DEVICE_LATEST: &str = "device_latest";
+pub const LEDGER: &str = "schema_migrations";
+
+pub const SERVER_VERSION: &str = "SELECT version()";
+
+/// The database name is checked by [`crate::migrate::valid_database_name`] before this runs.
+pub fn create_database(name: &str) -> String {
+    format!("CREATE DATABASE IF NOT EXISTS {name}")
+}
+
+pub const LEDGER_APPLIED: &str =
+    "SELECT version, name, checksum FROM schema_migrations FINAL ORDER BY version";
+
+pub const LEDGER_RECORD: &str =
+    "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())";
+
+pub const TABLE_COLUMNS: &str =
+    "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ? ORDER BY name";
+
+pub const LATEST_POSITIONS: &str =
+    "SELECT ?fields FROM device_latest FINAL ORDER BY device_id LIMIT ?";
+
+pub const LATEST_OF_DEVICES: &str =
+    "SELECT ?fields FROM device_latest FINAL WHERE has(?, device_id)";
+
+pub const TRACK: &str = "SELECT ?fields FROM positions FINAL \
+     WHERE device_id = ? AND fix_time_ms >= ? AND fix_time_ms < ? \
+     ORDER BY fix_time_ms LIMIT ?";

@@ -1,0 +1,116 @@
+//! The storage interface against a real ClickHouse server (`FLEETSTREAM_TEST_CLICKHOUSE_URL`,
+//! started by `scripts/test`). Each test works in a database of its own.
+
+use fleetstream_storage::{ClickHouseConfig, PositionRow, Store, StoreError};
+
+fn clickhouse_url() -> String {
+    std::env::var("FLEETSTREAM_TEST_CLICKHOUSE_URL").expect(
+        "FLEETSTREAM_TEST_CLICKHOUSE_URL is not set: these tests need a real ClickHouse; run them with scripts/test, which starts one",
+    )
+}
+
+fn fresh_config(tag: &str) -> ClickHouseConfig {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    ClickHouseConfig::local(&clickhouse_url(), &format!("fs_store_{tag}_{}_{}", std::process::id(), nanos % 1_000_000_000))
+}
+
+fn row(device: &str, fix_ms: i64, lat: f64) -> PositionRow {
+    PositionRow {
+        event_id: format!("{device}@{fix_ms}"),
+        device_id: device.into(),
+        fix_time_ms: fix_ms,
+        received_at_ms: fix_ms + 1500,
+        lat,
+        lon: -74.012345678901,
+        speed_mps: Some(4.25),
+        speed_derived: 0,
+        heading_deg: None,
+        altitude_m: Some(-3.5),
+        accuracy_m: None,
+        satellites: Some(11),
+        ignition: Some(1),
+        odometer_m: None,
+        battery_pct: Some(55.0),
+        attributes: r#"{"driver":"ann"}"#.into(),
+        prev_fix_ms: None,
+        distance_m: None,
+        kafka_partition: 3,
+        kafka_offset: 7,
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_reopen_is_idempotent() {
+    let config = fresh_config("migrate");
+    let first = Store::open(&config).await.unwrap();
+    assert_eq!(first.database(), config.database);
+    // A second process opening the same database applies nothing and succeeds.
+    Store::open(&config).await.unwrap();
+    let client = clickhouse::Client::default().with_url(clickhouse_url()).with_database(&config.database).with_validation(false);
+    let versions: Vec<u32> = client.query("SELECT version FROM schema_migrations FINAL ORDER BY version").fetch_all().await.unwrap();
+    let expected: Vec<u32> = fleetstream_schemas::migrations::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(versions, expected);
+}
+
+#[tokio::test]
+async fn an_edited_migration_stops_startup() {
+    let config = fresh_config("edited");
+    Store::open(&config).await.unwrap();
+    let client = clickhouse::Client::default().with_url(clickhouse_url()).with_database(&config.database).with_validation(false);
+    client.query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (1, '0001_positions', 42, now())").execute().await.unwrap();
+    match Store::open(&config).await {
+        Err(StoreError::Migration { name, reason }) => {
+            assert_eq!(name, "0001_positions");
+            assert!(reason.contains("must not be edited"), "{reason}");
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("an edited migration was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn bad_database_names_are_refused_before_any_sql() {
+    let config = ClickHouseConfig::local(&clickhouse_url(), "x; DROP DATABASE default");
+    assert!(matches!(Store::open(&config).await, Err(StoreError::DatabaseName(_))));
+}
+
+#[tokio::test]
+async fn positions_round_trip_exactly_and_duplicates_collapse() {
+    let store = Store::open(&fresh_config("track")).await.unwrap();
+    let rows: Vec<PositionRow> = (0..50).map(|i| row("dev-a", 1_607_389_900_000 + i * 1_001, 40.0 + i as f64 * 1e-6)).collect();
+    store.insert_positions(&rows).await.unwrap();
+    // A redelivered batch: the same rows again.
+    store.insert_positions(&rows[10..20]).await.unwrap();
+    store.insert_positions(&[row("dev-b", 1_607_389_900_000, 1.0)]).await.unwrap();
+
+    let track = store.track("dev-a", i64::MIN, i64::MAX, 1_000).await.unwrap();
+    assert_eq!(track, rows, "same rows, same order, same values, no duplicates");
+
+    let window = store.track("dev-a", rows[5].fix_time_ms, rows[9].fix_time_ms, 1_000).await.unwrap();
+    assert_eq!(window, rows[5..9], "from is inclusive, to exclusive");
+    assert_eq!(store.track("dev-a", i64::MIN, i64::MAX, 3).await.unwrap().len(), 3, "limit applies");
+    assert!(store.track("nobody", i64::MIN, i64::MAX, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn latest_keeps_the_newest_fix_even_when_an_older_one_arrives_later() {
+    let store = Store::open(&fresh_config("latest")).await.unwrap();
+    store.insert_positions(&[row("dev-a", 2_000_000, 2.0), row("dev-b", 5_000_000, 5.0)]).await.unwrap();
+    store.insert_positions(&[row("dev-a", 1_000_000, 1.0)]).await.unwrap();
+    let latest = store.latest_positions(100).await.unwrap();
+    let summary: Vec<(&str, i64, f64)> = latest.iter().map(|r| (r.device_id.as_str(), r.fix_time_ms, r.lat)).collect();
+    assert_eq!(summary, vec![("dev-a", 2_000_000, 2.0), ("dev-b", 5_000_000, 5.0)]);
+    assert_eq!(store.latest_positions(1).await.unwrap().len(), 1);
+
+    let some = store.latest_of_devices(&["dev-b".into(), "dev-z".into()]).await.unwrap();
+    assert_eq!(some.len(), 1);
+    assert_eq!(some[0].device_id, "dev-b");
+    assert!(store.latest_of_devices(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn server_version_answers() {
+    let store = Store::open(&fresh_config("version")).await.unwrap();
+    let version = store.server_version().await.unwrap();
+    assert!(version.chars().next().unwrap().is_ascii_digit(), "{version}");
+}
