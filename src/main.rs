@@ -1,1 +1,149 @@
-fn main() {}
+//! The `fleetstream` command: one binary, one subcommand per service.
+//!
+//! Each subcommand is a thin shell over its library crate; `run` starts all three in one process
+//! (handy on one machine). Ctrl-C or SIGTERM stops everything gracefully: ingest answers the
+//! requests in flight and flushes, processors write their batch and commit.
+
+use clap::{Parser, Subcommand};
+use fleetstream_api::ApiConfig;
+use fleetstream_ingest::IngestConfig;
+use fleetstream_kafka::KafkaConfig;
+use fleetstream_processors::ProcessorConfig;
+use fleetstream_storage::{ClickHouseConfig, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "fleetstream", version, about = "Live vehicle tracking: ingest -> Kafka -> processors -> ClickHouse -> query API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The device-facing HTTP service: validates positions and produces them to Kafka.
+    Ingest {
+        #[command(flatten)]
+        kafka: KafkaConfig,
+        #[command(flatten)]
+        ingest: IngestConfig,
+    },
+    /// A processor: consumes positions, enriches them and writes them to ClickHouse.
+    Process {
+        #[command(flatten)]
+        kafka: KafkaConfig,
+        #[command(flatten)]
+        clickhouse: ClickHouseConfig,
+        #[command(flatten)]
+        processor: ProcessorConfig,
+    },
+    /// The query API for analysts and dashboards.
+    Api {
+        #[command(flatten)]
+        clickhouse: ClickHouseConfig,
+        #[command(flatten)]
+        api: ApiConfig,
+    },
+    /// Ingest, one processor and the API in one process, against external Kafka and ClickHouse.
+    Run {
+        #[command(flatten)]
+        kafka: KafkaConfig,
+        #[command(flatten)]
+        clickhouse: ClickHouseConfig,
+        #[command(flatten)]
+        ingest: IngestConfig,
+        #[command(flatten)]
+        processor: ProcessorConfig,
+        #[command(flatten)]
+        api: ApiConfig,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    match cli.command {
+        Command::Ingest { kafka, ingest } => {
+            let listener = bind(&ingest.ingest_listen).await?;
+            fleetstream_ingest::serve(ingest, kafka, listener, shutdown).await
+        }
+        Command::Process { kafka, clickhouse, processor } => {
+            let store = Store::open(&clickhouse).await?;
+            fleetstream_processors::run(processor, kafka, store, shutdown).await
+        }
+        Command::Api { clickhouse, api } => {
+            let store = Store::open(&clickhouse).await?;
+            let listener = bind(&api.api_listen).await?;
+            fleetstream_api::serve(api, store, listener, shutdown).await
+        }
+        Command::Run { kafka, clickhouse, ingest, processor, api } => {
+            let store = Store::open(&clickhouse).await?;
+            let ingest_listener = bind(&ingest.ingest_listen).await?;
+            let api_listener = bind(&api.api_listen).await?;
+            println!("ingest: http://{}/v1/positions", ingest_listener.local_addr()?);
+            println!("api:    http://{}/v1/devices/latest", api_listener.local_addr()?);
+            let result = tokio::try_join!(
+                fleetstream_ingest::serve(ingest, kafka.clone(), ingest_listener, shutdown.clone()),
+                fleetstream_processors::run(processor, kafka, store.clone(), shutdown.clone()),
+                fleetstream_api::serve(api, store, api_listener, shutdown.clone()),
+            );
+            // One service failing takes the others down with it rather than half-running.
+            shutdown.cancel();
+            result.map(|_| ())
+        }
+    }
+}
+
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Catches clashing flag names between the flattened configs.
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_setting_has_an_environment_variable() {
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments().filter(|a| a.get_long().is_some() && a.get_id() != "help") {
+                let env = arg.get_env().unwrap_or_else(|| panic!("--{} has no env var", arg.get_long().unwrap()));
+                assert!(env.to_str().unwrap().starts_with("FLEETSTREAM_"), "{env:?}");
+            }
+        }
+    }
+}

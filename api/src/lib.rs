@@ -1,1 +1,26 @@
+//! fleetstream query API: a thin axum layer over [`fleetstream_storage::Store`].
+//!
+//! - [`config`]: listen address and result bounds;
+//! - [`error`]: JSON errors that name the bad parameter;
+//! - [`views`]: the reader-facing JSON shapes;
+//! - [`routes`]: the handlers.
 
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod views;
+
+use fleetstream_storage::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ApiConfig;
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub async fn serve(config: ApiConfig, store: Store, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let app = routes::router(routes::ApiState::new(config, store));
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    tracing::info!("api stopped");
+    Ok(())
+}

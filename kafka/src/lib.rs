@@ -1,1 +1,88 @@
+//! fleetstream's Kafka plumbing, shared by ingest and the processors: connection settings,
+//! and creating our topics when they are missing.
 
+use std::time::Duration;
+
+use clap::Args;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long = "brokers", env = "FLEETSTREAM_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Topic of validated positions (keyed by device_id).
+    #[arg(long = "positions-topic", env = "FLEETSTREAM_POSITIONS_TOPIC", default_value = fleetstream_schemas::topics::POSITIONS_RAW)]
+    pub positions_topic: String,
+    /// Partitions for topics that fleetstream creates itself (existing topics are left alone).
+    #[arg(long = "topic-partitions", env = "FLEETSTREAM_TOPIC_PARTITIONS", default_value_t = 8)]
+    pub topic_partitions: i32,
+    /// Replication factor for topics that fleetstream creates itself (3 on a production cluster).
+    #[arg(long = "topic-replication", env = "FLEETSTREAM_TOPIC_REPLICATION", default_value_t = 1)]
+    pub topic_replication: i32,
+}
+
+impl KafkaConfig {
+    pub fn local(brokers: &str, positions_topic: &str) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            positions_topic: positions_topic.into(),
+            topic_partitions: 8,
+            topic_replication: 1,
+        }
+    }
+
+    /// Settings every fleetstream client starts from.
+    pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id)
+            .set("socket.keepalive.enable", "true");
+        config
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("Kafka at {brokers}: {context}: {source}")]
+    Kafka {
+        brokers: String,
+        context: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("Kafka at {brokers}: creating topic {topic}: {code}")]
+    CreateTopic { brokers: String, topic: String, code: RDKafkaErrorCode },
+}
+
+/// Creates each topic that does not exist yet, with the configured partitions and replication.
+pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), KafkaSetupError> {
+    let wrap = |context: &str| {
+        let brokers = config.brokers.clone();
+        let context = context.to_string();
+        move |source| KafkaSetupError::Kafka { brokers, context, source }
+    };
+    let admin: AdminClient<DefaultClientContext> =
+        config.client_config("fleetstream-admin").create().map_err(wrap("create admin client"))?;
+    let new_topics: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, config.topic_partitions, TopicReplication::Fixed(config.topic_replication)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics(&new_topics, &options).await.map_err(wrap("create topics"))?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions = config.topic_partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaSetupError::CreateTopic { brokers: config.brokers.clone(), topic, code });
+            }
+        }
+    }
+    Ok(())
+}

@@ -136,17 +136,19 @@ pub fn parse_position(
 }
 
 /// serde reports missing/unknown/duplicate fields at the parent path with the name in backticks.
+/// serde_path_to_error writes `?` for a key it never finished reading (truncated input).
 fn field_of(path: &str, message: &str) -> String {
+    let path = path.trim_end_matches('?').trim_end_matches('.');
     let named = ["missing field `", "unknown field `", "duplicate field `"]
         .iter()
         .find_map(|prefix| message.strip_prefix(prefix))
         .and_then(|rest| rest.split('`').next());
     match (named, path) {
-        (Some(name), "." | "") => name.to_string(),
+        (Some(name), "") => name.to_string(),
         // Unknown fields are reported at their own path, the others at the parent's.
         (Some(name), p) if p == name || p.ends_with(&format!(".{name}")) => p.to_string(),
         (Some(name), parent) => format!("{parent}.{name}"),
-        (None, "." | "") => "body".to_string(),
+        (None, "") => "body".to_string(),
         (None, p) => p.to_string(),
     }
 }
@@ -355,8 +357,10 @@ mod tests {
     }
 
     #[test]
-    fn trailing_garbage_is_rejected() {
+    fn trailing_garbage_and_truncation_are_body_errors() {
         assert_eq!(rejected_field(&format!("{OK} x")), "body");
+        assert_eq!(rejected_field(r#"{"device_id":"bad","fix_t"#), "body");
+        assert_eq!(rejected_field(r#"{"device_id":"d","attributes":{"k"#), "attributes");
     }
 
     #[test]
@@ -388,6 +392,8 @@ mod tests {
     fn nested_attribute_errors_carry_the_path() {
         assert_eq!(field_of("attributes", "invalid type"), "attributes");
         assert_eq!(field_of(".", "missing field `lat`"), "lat");
+        assert_eq!(field_of("?", "EOF while parsing an object"), "body");
+        assert_eq!(field_of("attributes.?", "EOF while parsing an object"), "attributes");
         assert_eq!(field_of("location", "missing field `coords`"), "location.coords");
     }
 

@@ -10,8 +10,10 @@ pub struct ClickHouseConfig {
     /// Database that holds fleetstream's tables; created at startup if missing.
     #[arg(long = "clickhouse-database", env = "FLEETSTREAM_CLICKHOUSE_DATABASE", default_value = "fleetstream")]
     pub database: String,
+    /// ClickHouse user.
     #[arg(long = "clickhouse-user", env = "FLEETSTREAM_CLICKHOUSE_USER", default_value = "default")]
     pub user: String,
+    /// ClickHouse password.
     #[arg(long = "clickhouse-password", env = "FLEETSTREAM_CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true)]
     pub password: String,
 }

@@ -1,0 +1,45 @@
+//! API errors as JSON: `{"error": {"parameter": .., "message": ..}}` with the right status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use fleetstream_storage::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// A bad query or path parameter (400).
+    BadParameter { parameter: &'static str, message: String },
+    /// Storage failed (503: the reader may retry).
+    Storage(StoreError),
+}
+
+impl ApiError {
+    pub fn bad(parameter: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadParameter { parameter, message: message.into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Storage(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::BadParameter { parameter, message } => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": { "parameter": parameter, "message": message } }),
+            ),
+            ApiError::Storage(e) => {
+                tracing::error!(error = %e, "storage error");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({ "error": { "message": "storage unavailable, retry later" } }),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,146 @@
+//! Handlers: parse and bound the parameters, call the store, shape the answer.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use fleetstream_schemas::time::{format_millis, now_millis, parse_time_param};
+use fleetstream_storage::Store;
+use serde::Deserialize;
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::views::{LatestResponse, TrackPointView, TrackResponse};
+
+/// Everything a handler needs, shared.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<(ApiConfig, Store)>,
+}
+
+impl ApiState {
+    pub fn new(config: ApiConfig, store: Store) -> Self {
+        ApiState { inner: Arc::new((config, store)) }
+    }
+    fn config(&self) -> &ApiConfig {
+        &self.inner.0
+    }
+    fn store(&self) -> &Store {
+        &self.inner.1
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/devices/latest", get(latest))
+        .route("/v1/devices/{id}/track", get(track))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Query parameters arrive as strings so that a bad one gets our error naming it, not axum's.
+#[derive(Debug, Deserialize)]
+struct LatestParams {
+    limit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TrackParams {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+const DEFAULT_TRACK_WINDOW_MS: i64 = 24 * 3600 * 1000;
+const MAX_DEVICE_ID_BYTES: usize = 128;
+
+fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
+    let Some(raw) = raw else { return Ok(default.min(max)) };
+    match raw.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad("limit", format!("must be an integer from 1 to {max}, got {raw:?}"))),
+    }
+}
+
+fn parse_time(name: &'static str, raw: Option<&str>, default: i64) -> Result<i64, ApiError> {
+    raw.map_or(Ok(default), |r| parse_time_param(r).map_err(|e| ApiError::bad(name, e)))
+}
+
+async fn latest(State(state): State<ApiState>, Query(params): Query<LatestParams>) -> Result<Json<LatestResponse>, ApiError> {
+    let max = state.config().max_devices;
+    let limit = parse_limit(params.limit.as_deref(), max, max)?;
+    let rows = state.store().latest_positions(limit).await?;
+    let devices: Vec<_> = rows.into_iter().map(Into::into).collect();
+    Ok(Json(LatestResponse { count: devices.len(), devices }))
+}
+
+/// Positions of one device with `from <= fix_time < to`, oldest first. Defaults: the last 24 h.
+async fn track(
+    State(state): State<ApiState>,
+    Path(device_id): Path<String>,
+    Query(params): Query<TrackParams>,
+) -> Result<Json<TrackResponse>, ApiError> {
+    if device_id.is_empty() || device_id.len() > MAX_DEVICE_ID_BYTES {
+        return Err(ApiError::bad("id", format!("must be 1 to {MAX_DEVICE_ID_BYTES} bytes")));
+    }
+    let to = parse_time("to", params.to.as_deref(), now_millis())?;
+    let from = parse_time("from", params.from.as_deref(), to - DEFAULT_TRACK_WINDOW_MS)?;
+    if from >= to {
+        return Err(ApiError::bad("from", "must be before `to`"));
+    }
+    let max = state.config().max_track_points;
+    let limit = parse_limit(params.limit.as_deref(), max, max)?;
+    // One extra row tells whether the range goes on past this page.
+    let mut rows = state.store().track(&device_id, from, to, limit + 1).await?;
+    let next_from = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| format_millis(r.fix_time_ms + 1))
+    } else {
+        None
+    };
+    let positions: Vec<TrackPointView> = rows.into_iter().map(Into::into).collect();
+    Ok(Json(TrackResponse {
+        device_id,
+        from: format_millis(from),
+        to: format_millis(to),
+        count: positions.len(),
+        next_from,
+        positions,
+    }))
+}
+
+/// Ready while ClickHouse answers.
+async fn readyz(State(state): State<ApiState>) -> (StatusCode, &'static str) {
+    match state.store().server_version().await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "clickhouse unreachable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_bounded() {
+        assert_eq!(parse_limit(None, 50, 100).unwrap(), 50);
+        assert_eq!(parse_limit(None, 500, 100).unwrap(), 100);
+        assert_eq!(parse_limit(Some("7"), 50, 100).unwrap(), 7);
+        for bad in ["0", "101", "-1", "ten", ""] {
+            assert!(matches!(parse_limit(Some(bad), 50, 100), Err(ApiError::BadParameter { parameter: "limit", .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_name_their_parameter() {
+        assert_eq!(parse_time("from", Some("1000"), 5).unwrap(), 1000);
+        assert_eq!(parse_time("from", None, 5).unwrap(), 5);
+        match parse_time("to", Some("soon"), 0) {
+            Err(ApiError::BadParameter { parameter, .. }) => assert_eq!(parameter, "to"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

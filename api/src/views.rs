@@ -1,0 +1,98 @@
+//! Reader-facing JSON: times as RFC 3339 with milliseconds (and epoch milliseconds beside them),
+//! field names as devices send them.
+
+use fleetstream_schemas::time::format_millis;
+use fleetstream_storage::{LatestRow, PositionRow};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Serialize)]
+pub struct LatestView {
+    pub device_id: String,
+    pub fix_time: String,
+    pub fix_time_ms: i64,
+    pub received_at: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub speed: Option<f64>,
+    pub heading: Option<f64>,
+}
+
+impl From<LatestRow> for LatestView {
+    fn from(r: LatestRow) -> Self {
+        LatestView {
+            fix_time: format_millis(r.fix_time_ms),
+            received_at: format_millis(r.received_at_ms),
+            device_id: r.device_id,
+            fix_time_ms: r.fix_time_ms,
+            lat: r.lat,
+            lon: r.lon,
+            speed: r.speed_mps,
+            heading: r.heading_deg,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrackPointView {
+    pub event_id: String,
+    pub fix_time: String,
+    pub fix_time_ms: i64,
+    pub received_at: String,
+    pub lat: f64,
+    pub lon: f64,
+    /// Metres per second; `speed_derived` tells whether fleetstream computed it.
+    pub speed: Option<f64>,
+    pub speed_derived: bool,
+    pub heading: Option<f64>,
+    pub altitude: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub satellites: Option<u8>,
+    pub ignition: Option<bool>,
+    pub odometer: Option<f64>,
+    pub battery: Option<f64>,
+    pub attributes: Map<String, Value>,
+    /// Metres from the device's previous fix, when known.
+    pub distance_from_prev_m: Option<f64>,
+}
+
+impl From<PositionRow> for TrackPointView {
+    fn from(r: PositionRow) -> Self {
+        TrackPointView {
+            fix_time: format_millis(r.fix_time_ms),
+            received_at: format_millis(r.received_at_ms),
+            attributes: serde_json::from_str(&r.attributes).unwrap_or_default(),
+            event_id: r.event_id,
+            fix_time_ms: r.fix_time_ms,
+            lat: r.lat,
+            lon: r.lon,
+            speed: r.speed_mps,
+            speed_derived: r.speed_derived != 0,
+            heading: r.heading_deg,
+            altitude: r.altitude_m,
+            accuracy: r.accuracy_m,
+            satellites: r.satellites,
+            ignition: r.ignition.map(|v| v != 0),
+            odometer: r.odometer_m,
+            battery: r.battery_pct,
+            distance_from_prev_m: r.distance_m,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LatestResponse {
+    pub count: usize,
+    pub devices: Vec<LatestView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrackResponse {
+    pub device_id: String,
+    pub from: String,
+    pub to: String,
+    pub count: usize,
+    /// Set when the range holds more points than were returned: ask again with `from` = this.
+    pub next_from: Option<String>,
+    pub positions: Vec<TrackPointView>,
+}

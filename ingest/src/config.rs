@@ -1,0 +1,54 @@
+//! Ingest settings: where to listen and how much one request may carry.
+
+use std::time::Duration;
+
+use clap::Args;
+use fleetstream_schemas::Limits;
+
+#[derive(Debug, Clone, Args)]
+pub struct IngestConfig {
+    /// Address the device-facing HTTP API listens on.
+    #[arg(long = "ingest-listen", env = "FLEETSTREAM_INGEST_LISTEN", default_value = "127.0.0.1:8081")]
+    pub ingest_listen: String,
+    /// Largest request body accepted, in bytes (413 above it).
+    #[arg(long, env = "FLEETSTREAM_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most positions accepted in one request (413 above it).
+    #[arg(long, env = "FLEETSTREAM_MAX_BATCH_ITEMS", default_value_t = 10_000)]
+    pub max_batch_items: usize,
+    /// How far ahead of the server clock a fix time may be, in seconds.
+    #[arg(long, env = "FLEETSTREAM_MAX_FUTURE_SKEW_SECS", default_value_t = 600)]
+    pub max_future_skew_secs: u64,
+    /// Oldest fix accepted, in seconds before now; 0 accepts any age after 2000-01-01 (imports).
+    #[arg(long, env = "FLEETSTREAM_MAX_FIX_AGE_SECS", default_value_t = 0)]
+    pub max_fix_age_secs: u64,
+    /// How long a position may wait for the brokers before the request fails with 503.
+    #[arg(long, env = "FLEETSTREAM_PRODUCE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub produce_timeout_ms: u64,
+    /// Messages the producer may hold in memory before requests get 503 (back-pressure).
+    #[arg(long, env = "FLEETSTREAM_PRODUCER_QUEUE_MESSAGES", default_value_t = 200_000)]
+    pub producer_queue_messages: usize,
+}
+
+impl IngestConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_future_skew: Duration::from_secs(self.max_future_skew_secs),
+            max_age: (self.max_fix_age_secs > 0).then(|| Duration::from_secs(self.max_fix_age_secs)),
+            ..Limits::default()
+        }
+    }
+
+    /// Defaults, listening on an OS-chosen port: for tests and embedding.
+    pub fn local() -> Self {
+        IngestConfig {
+            ingest_listen: "127.0.0.1:0".into(),
+            max_body_bytes: 5 * 1024 * 1024,
+            max_batch_items: 10_000,
+            max_future_skew_secs: 600,
+            max_fix_age_secs: 0,
+            produce_timeout_ms: 10_000,
+            producer_queue_messages: 200_000,
+        }
+    }
+}

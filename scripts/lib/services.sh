@@ -1,0 +1,123 @@
+# Installs, starts and stops the real services fleetstream is tested against:
+# nisshi (a Kafka-protocol broker, built once with the preinstalled nightly toolchain and cached)
+# and Debian's ClickHouse server. Sourced by scripts/test; see ../shared/docs/infra.md.
+#
+# Every function prints what it does on stderr; services get free loopback ports and their own
+# directory, so several runs can share a machine.
+
+FS_CACHE_DIR=${FLEETSTREAM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fleetstream}
+FS_NISSHI_VERSION=0.8.1
+FS_NISSHI_FEATURES=dynostore,libsql
+FS_NISSHI_HOME=$FS_CACHE_DIR/nisshi-$FS_NISSHI_VERSION-${FS_NISSHI_FEATURES//,/-}
+FS_NISSHI=$FS_NISSHI_HOME/bin/nisshi
+FS_PIDS=()
+
+fs_say() { printf '\033[1m[fleetstream]\033[0m %s\n' "$*" >&2; }
+
+fs_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until a TCP port on 127.0.0.1 accepts connections (or the owning pid died).
+fs_wait_port() {
+  local port=$1 pid=$2 what=$3 tries=0
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { fs_say "$what exited during start-up"; return 1; }
+    tries=$((tries + 1))
+    [ "$tries" -lt 300 ] || { fs_say "$what did not open port $port within 30 s"; return 1; }
+    sleep 0.1
+  done
+}
+
+fs_apt_install() {
+  fs_say "installing Debian packages: $*"
+  if [ -z "${FS_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    FS_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+fs_ensure_tools() {
+  local missing=()
+  command -v curl >/dev/null || missing+=(curl)
+  command -v python3 >/dev/null || missing+=(python3)
+  command -v flock >/dev/null || missing+=(util-linux)
+  command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+  if [ ${#missing[@]} -gt 0 ]; then fs_apt_install "${missing[@]}"; fi
+}
+
+# Builds the broker once per machine. It needs rustc >= 1.96 and stable here is 1.95, so this one
+# tool is built with the preinstalled nightly toolchain; our own code stays on stable.
+fs_ensure_nisshi() {
+  [ -x "$FS_NISSHI" ] && return 0
+  mkdir -p "$FS_CACHE_DIR"
+  exec 9>"$FS_CACHE_DIR/nisshi.lock"
+  flock 9
+  if [ ! -x "$FS_NISSHI" ]; then
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+      fs_say "the nightly Rust toolchain is missing; it is needed once to build the nisshi broker"
+      return 1
+    fi
+    fs_say "one-time set-up: building the nisshi $FS_NISSHI_VERSION Kafka-protocol broker (features $FS_NISSHI_FEATURES)"
+    fs_say "  about 15-25 min on 2 cores; cached in $FS_NISSHI_HOME; cargo's progress follows"
+    local start=$SECONDS
+    rm -rf "$FS_NISSHI_HOME.partial"
+    cargo +nightly install nisshi --version "$FS_NISSHI_VERSION" --locked --no-default-features \
+      --features "$FS_NISSHI_FEATURES" --root "$FS_NISSHI_HOME.partial" \
+      --target-dir "$FS_CACHE_DIR/nisshi-target" >&2
+    mv "$FS_NISSHI_HOME.partial" "$FS_NISSHI_HOME"
+    fs_say "nisshi built in $((SECONDS - start)) s"
+  fi
+  flock -u 9
+}
+
+# fs_start_broker DIR ENGINE: ENGINE is `memory` (fast, tests) or `sqlite` (durable).
+# Sets FS_BROKERS and FS_BROKER_PID.
+fs_start_broker() {
+  local dir=$1 engine=${2:-memory} port
+  mkdir -p "$dir"
+  port=$(fs_free_port)
+  local storage="memory://nisshi/"
+  [ "$engine" = sqlite ] && storage="sqlite://nisshi.db"
+  (cd "$dir" && exec "$FS_NISSHI" broker \
+      --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine "$storage" --group-initial-rebalance-delay 0s >"$dir/broker.log" 2>&1) &
+  FS_BROKER_PID=$!
+  FS_PIDS+=("$FS_BROKER_PID")
+  fs_wait_port "$port" "$FS_BROKER_PID" "nisshi broker" || { tail -20 "$dir/broker.log" >&2; return 1; }
+  FS_BROKERS=127.0.0.1:$port
+  fs_say "broker (nisshi, $engine) on $FS_BROKERS, pid $FS_BROKER_PID, log $dir/broker.log"
+}
+
+# fs_start_clickhouse DIR: Debian's ClickHouse 18.16 on free ports with its data in DIR.
+# Sets FS_CLICKHOUSE_URL and FS_CLICKHOUSE_PID.
+fs_start_clickhouse() {
+  local dir=$1 http tcp inter
+  mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas"
+  http=$(fs_free_port); tcp=$(fs_free_port); inter=$(fs_free_port)
+  (cd "$dir" && exec clickhouse-server --config-file=/etc/clickhouse-server/config.xml -- \
+      --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/user_files/" \
+      --format_schema_path="$dir/format_schemas/" \
+      --http_port="$http" --tcp_port="$tcp" --interserver_http_port="$inter" \
+      --logger.log="$dir/server.log" --logger.errorlog="$dir/server.err.log" --logger.console=0 \
+      >"$dir/stdout.log" 2>&1) &
+  FS_CLICKHOUSE_PID=$!
+  FS_PIDS+=("$FS_CLICKHOUSE_PID")
+  fs_wait_port "$http" "$FS_CLICKHOUSE_PID" "clickhouse-server" || { tail -20 "$dir/server.err.log" "$dir/stdout.log" >&2; return 1; }
+  FS_CLICKHOUSE_URL=http://127.0.0.1:$http
+  local version
+  version=$(curl -sf "$FS_CLICKHOUSE_URL/?query=SELECT%20version()")
+  fs_say "ClickHouse $version on $FS_CLICKHOUSE_URL, pid $FS_CLICKHOUSE_PID, log $dir/server.log"
+}
+
+# Stops every service this shell started (SIGTERM, then SIGKILL after 10 s).
+fs_stop_all() {
+  local pid
+  for pid in "${FS_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${FS_PIDS[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  FS_PIDS=()
+}

@@ -1,0 +1,191 @@
+//! End to end on the real broker and real ClickHouse: recorded AIS positions posted to ingest
+//! come back from the query API with the same coordinates and times.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fleetstream_schemas::time::parse_rfc3339_millis;
+use serde_json::Value;
+use support::{Fix, Pipeline, read_fixes};
+
+const SAMPLE: usize = 2_000;
+
+async fn post(client: &reqwest::Client, url: &str, body: String) -> Value {
+    let response = client.post(format!("{url}/v1/positions")).body(body).send().await.unwrap();
+    let status = response.status();
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{report}");
+    report
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.unwrap()
+}
+
+/// Polls until the API returns `expected` positions for every device, or fails after 60 s.
+async fn wait_for_tracks(client: &reqwest::Client, api: &str, expected: &BTreeMap<String, Vec<Fix>>) -> BTreeMap<String, Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut tracks = BTreeMap::new();
+        for device in expected.keys() {
+            let url = format!("{api}/v1/devices/{device}/track?from=2020-12-01T00:00:00Z&to=2020-12-31T00:00:00Z");
+            tracks.insert(device.clone(), get(client, url).await);
+        }
+        let stored: usize = tracks.values().map(|t| t["count"].as_u64().unwrap() as usize).sum();
+        if stored == SAMPLE {
+            return tracks;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {stored} of {SAMPLE} positions readable after 60 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recorded_positions_read_back_through_the_api() {
+    let fixes = read_fixes("nyharbor-2020-12-08.csv.gz", SAMPLE);
+    assert_eq!(fixes.len(), SAMPLE);
+    let pipeline = Pipeline::start("pipeline").await;
+    let client = reqwest::Client::new();
+
+    // Half as JSON arrays, half as NDJSON, 250 per request.
+    let mut accepted = 0;
+    for (i, chunk) in fixes.chunks(250).enumerate() {
+        let body = if i % 2 == 0 {
+            Value::Array(chunk.iter().map(Fix::to_json).collect()).to_string()
+        } else {
+            chunk.iter().map(|f| f.to_json().to_string() + "\n").collect()
+        };
+        let report = post(&client, &pipeline.ingest_url, body).await;
+        assert_eq!(report["rejected"], 0, "{report}");
+        accepted += report["accepted"].as_u64().unwrap();
+    }
+    assert_eq!(accepted, SAMPLE as u64);
+
+    let mut by_device: BTreeMap<String, Vec<Fix>> = BTreeMap::new();
+    for f in &fixes {
+        by_device.entry(f.device_id.clone()).or_default().push(f.clone());
+    }
+    for track in by_device.values_mut() {
+        track.sort_by_key(|f| parse_rfc3339_millis(&f.ts).unwrap());
+    }
+
+    let tracks = wait_for_tracks(&client, &pipeline.api_url, &by_device).await;
+    for (device, expected) in &by_device {
+        let got = tracks[device]["positions"].as_array().unwrap();
+        assert_eq!(got.len(), expected.len(), "device {device}");
+        for (g, e) in got.iter().zip(expected) {
+            assert_eq!(g["fix_time_ms"].as_i64().unwrap(), parse_rfc3339_millis(&e.ts).unwrap(), "{device} {g}");
+            assert_eq!(parse_rfc3339_millis(g["fix_time"].as_str().unwrap()).unwrap(), parse_rfc3339_millis(&e.ts).unwrap());
+            assert_eq!((g["lat"].as_f64().unwrap(), g["lon"].as_f64().unwrap()), (e.lat, e.lon), "{device} at {}", e.ts);
+        }
+        // Enrichment: every fix after the first has a distance and a derived speed.
+        for g in &got[1..] {
+            assert!(g["distance_from_prev_m"].as_f64().unwrap() >= 0.0, "{g}");
+            assert_eq!(g["speed_derived"], true, "{g}");
+        }
+    }
+
+    // The latest position of each device is its newest fix.
+    let latest = get(&client, format!("{}/v1/devices/latest", pipeline.api_url)).await;
+    assert_eq!(latest["count"].as_u64().unwrap() as usize, by_device.len());
+    for d in latest["devices"].as_array().unwrap() {
+        let newest = by_device[d["device_id"].as_str().unwrap()].last().unwrap();
+        assert_eq!(d["fix_time_ms"].as_i64().unwrap(), parse_rfc3339_millis(&newest.ts).unwrap());
+        assert_eq!((d["lat"].as_f64().unwrap(), d["lon"].as_f64().unwrap()), (newest.lat, newest.lon));
+    }
+
+    // A device retrying 300 positions it already sent: stored twice, counted once.
+    let body = Value::Array(fixes[..300].iter().map(Fix::to_json).collect()).to_string();
+    assert_eq!(post(&client, &pipeline.ingest_url, body).await["accepted"], 300);
+    let raw = clickhouse::Client::default()
+        .with_url(&pipeline.clickhouse.url)
+        .with_database(&pipeline.clickhouse.database)
+        .with_validation(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while raw.query("SELECT count() FROM positions").fetch_one::<u64>().await.unwrap() < (SAMPLE + 300) as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "the retried positions were not written");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let tracks = wait_for_tracks(&client, &pipeline.api_url, &by_device).await;
+    let counted: u64 = tracks.values().map(|t| t["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, SAMPLE as u64, "retried positions are not double-counted");
+
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_items_are_named_and_valid_ones_kept() {
+    let pipeline = Pipeline::start("mixed").await;
+    let client = reqwest::Client::new();
+    let body = concat!(
+        r#"{"device_id":"ok-1","fix_time":"2020-12-08T01:00:00.125Z","lat":40.7,"lon":-74.0}"#, "\n",
+        r#"{"device_id":"bad","fix_time":"2020-12-08T01:00:00Z","lat":91,"lon":-74.0}"#, "\n",
+        r#"{"device_id":"bad","fix_time":"2020-12-08T01:00:00Z","lat":40.7}"#, "\n",
+        r#"{"device_id":"bad","fix_t"#, "\n",
+    );
+    let response = client.post(format!("{}/v1/positions", pipeline.ingest_url)).body(body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(1), Some(3)), "{report}");
+    let named: Vec<(u64, &str)> = report["errors"].as_array().unwrap().iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap())).collect();
+    assert_eq!(named, vec![(1, "lat"), (2, "lon"), (3, "body")]);
+
+    // All invalid: 400, nothing produced.
+    let response = client.post(format!("{}/v1/positions", pipeline.ingest_url))
+        .body(r#"{"device_id":"bad","fix_time":"2099-01-01T00:00:00Z","lat":1,"lon":1}"#).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["errors"][0]["field"], "fix_time", "{report}");
+
+    // Too large: 413 naming the limit.
+    let huge = "x".repeat(6 * 1024 * 1024);
+    let response = client.post(format!("{}/v1/positions", pipeline.ingest_url)).body(huge).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    let report: Value = response.json().await.unwrap();
+    assert!(report["error"]["message"].as_str().unwrap().contains("5242880"), "{report}");
+
+    // The one valid position arrives, with millisecond precision; the invalid ones never do.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let latest: Value = client.get(format!("{}/v1/devices/latest", pipeline.api_url)).send().await.unwrap().json().await.unwrap();
+        if latest["count"] == 1 {
+            assert_eq!(latest["devices"][0]["device_id"], "ok-1");
+            assert_eq!(latest["devices"][0]["fix_time"], "2020-12-08T01:00:00.125Z");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "valid position not stored: {latest}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_rejects_bad_parameters_by_name_and_answers_empty_ranges() {
+    let pipeline = Pipeline::start("params").await;
+    let client = reqwest::Client::new();
+    let api = &pipeline.api_url;
+    for (query, parameter) in [
+        ("from=yesterday", "from"),
+        ("to=12/08/2020", "to"),
+        ("from=2020-12-09T00:00:00Z&to=2020-12-08T00:00:00Z", "from"),
+        ("limit=0", "limit"),
+        ("limit=999999999", "limit"),
+    ] {
+        let response = client.get(format!("{api}/v1/devices/x/track?{query}")).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["parameter"], parameter, "{query}: {body}");
+    }
+    let empty: Value = client.get(format!("{api}/v1/devices/nobody/track?from=0&to=1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(empty["count"], 0);
+    assert_eq!(empty["positions"], serde_json::json!([]));
+    assert_eq!(empty["next_from"], Value::Null);
+    let long_id = "d".repeat(200);
+    assert_eq!(client.get(format!("{api}/v1/devices/{long_id}/track")).send().await.unwrap().status(), 400);
+    pipeline.stop().await;
+}

@@ -1,0 +1,144 @@
+//! Shared scaffolding for the end-to-end tests: the real services `scripts/test` started, a
+//! private topic, group and database per test, the pipeline running in-process, and the
+//! recorded AIS data from `../shared/data`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fleetstream_api::ApiConfig;
+use fleetstream_ingest::IngestConfig;
+use fleetstream_kafka::KafkaConfig;
+use fleetstream_processors::ProcessorConfig;
+use fleetstream_storage::{ClickHouseConfig, Store};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: this test needs the real Kafka-protocol broker and ClickHouse; run it with scripts/test, which starts both")
+    })
+}
+
+pub fn brokers() -> String {
+    required_env("FLEETSTREAM_TEST_BROKERS")
+}
+
+pub fn clickhouse_url() -> String {
+    required_env("FLEETSTREAM_TEST_CLICKHOUSE_URL")
+}
+
+/// A name no other test (or earlier run against the same services) uses.
+pub fn unique(tag: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{tag}_{}_{}", std::process::id(), nanos % 10_000_000_000)
+}
+
+/// The whole pipeline, in this process, on the real services.
+pub struct Pipeline {
+    pub ingest_url: String,
+    pub api_url: String,
+    pub kafka: KafkaConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub store: Store,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Pipeline {
+    pub async fn start(tag: &str) -> Pipeline {
+        let name = unique(tag);
+        let kafka = KafkaConfig::local(&brokers(), &format!("positions.raw.{name}"));
+        let clickhouse = ClickHouseConfig::local(&clickhouse_url(), &format!("fs_{name}"));
+        let store = Store::open(&clickhouse).await.expect("open ClickHouse store");
+        let shutdown = CancellationToken::new();
+
+        let ingest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ingest_url = format!("http://{}", ingest_listener.local_addr().unwrap());
+        let api_url = format!("http://{}", api_listener.local_addr().unwrap());
+        let tasks = vec![
+            tokio::spawn(fleetstream_ingest::serve(IngestConfig::local(), kafka.clone(), ingest_listener, shutdown.clone())),
+            tokio::spawn(fleetstream_processors::run(
+                ProcessorConfig::local(&format!("group-{name}")),
+                kafka.clone(),
+                store.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(fleetstream_api::serve(ApiConfig::local(), store.clone(), api_listener, shutdown.clone())),
+        ];
+        let pipeline = Pipeline { ingest_url, api_url, kafka, clickhouse, store, shutdown, tasks };
+        pipeline.wait_ready().await;
+        pipeline
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for url in [format!("{}/readyz", self.ingest_url), format!("{}/readyz", self.api_url)] {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(r) = client.get(&url).send().await {
+                    if r.status().is_success() {
+                        break;
+                    }
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{url} not ready after 30 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Stops every service and checks each one stopped cleanly and promptly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("a service did not stop within 30 s of shutdown")
+                .expect("a service panicked")
+                .expect("a service failed");
+        }
+    }
+}
+
+/// One row of a `../shared/data/nyharbor-*.csv.gz` file: `ts,device_id,lat,lon`.
+#[derive(Debug, Clone)]
+pub struct Fix {
+    pub ts: String,
+    pub device_id: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("FLEETSTREAM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
+/// The first `n` rows of a recorded NY Harbor file.
+pub fn read_fixes(file: &str, n: usize) -> Vec<Fix> {
+    let path = data_dir().join(file);
+    let gz = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let reader = BufReader::new(flate2::read::GzDecoder::new(gz));
+    let mut lines = reader.lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ts,device_id,lat,lon", "unexpected header in {file}");
+    lines
+        .take(n)
+        .map(|line| {
+            let line = line.unwrap();
+            let cols: Vec<&str> = line.split(',').collect();
+            Fix { ts: cols[0].into(), device_id: cols[1].into(), lat: cols[2].parse().unwrap(), lon: cols[3].parse().unwrap() }
+        })
+        .collect()
+}
+
+impl Fix {
+    /// The device-facing JSON for this fix.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "device_id": self.device_id, "fix_time": self.ts, "lat": self.lat, "lon": self.lon })
+    }
+}
