@@ -6,7 +6,7 @@
 
 use clap::{Parser, Subcommand};
 use fleetstream_api::ApiConfig;
-use fleetstream_ingest::IngestConfig;
+use fleetstream_ingest::{IngestConfig, Listeners};
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_processors::ProcessorConfig;
 use fleetstream_storage::{ClickHouseConfig, Store};
@@ -14,7 +14,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "fleetstream", version, about = "Live vehicle tracking: ingest -> Kafka -> processors -> ClickHouse -> query API")]
+#[command(
+    name = "fleetstream",
+    version,
+    about = "Live vehicle tracking: ingest -> Kafka -> processors -> ClickHouse -> query API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,8 +79,8 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Ingest { kafka, ingest } => {
-            let listener = bind(&ingest.ingest_listen).await?;
-            fleetstream_ingest::serve(ingest, kafka, listener, shutdown).await
+            let listeners = Listeners::bind(&ingest).await?;
+            fleetstream_ingest::serve(ingest, kafka, listeners, shutdown).await
         }
         Command::Process { kafka, clickhouse, processor } => {
             let store = Store::open(&clickhouse).await?;
@@ -89,12 +93,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run { kafka, clickhouse, ingest, processor, api } => {
             let store = Store::open(&clickhouse).await?;
-            let ingest_listener = bind(&ingest.ingest_listen).await?;
+            let ingest_listeners = Listeners::bind(&ingest).await?;
             let api_listener = bind(&api.api_listen).await?;
-            println!("ingest: http://{}/v1/positions", ingest_listener.local_addr()?);
+            println!("ingest: http://{}/v1/positions", ingest_listeners.http.local_addr()?);
+            if let Some(osmand) = &ingest_listeners.osmand {
+                println!("osmand: http://{}/", osmand.local_addr()?);
+            }
             println!("api:    http://{}/v1/devices/latest", api_listener.local_addr()?);
             let result = tokio::try_join!(
-                fleetstream_ingest::serve(ingest, kafka.clone(), ingest_listener, shutdown.clone()),
+                fleetstream_ingest::serve(ingest, kafka.clone(), ingest_listeners, shutdown.clone()),
                 fleetstream_processors::run(processor, kafka, store.clone(), shutdown.clone()),
                 fleetstream_api::serve(api, store, api_listener, shutdown.clone()),
             );
@@ -113,8 +120,8 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

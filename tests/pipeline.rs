@@ -27,7 +27,11 @@ async fn get(client: &reqwest::Client, url: String) -> Value {
 }
 
 /// Polls until the API returns `expected` positions for every device, or fails after 60 s.
-async fn wait_for_tracks(client: &reqwest::Client, api: &str, expected: &BTreeMap<String, Vec<Fix>>) -> BTreeMap<String, Value> {
+async fn wait_for_tracks(
+    client: &reqwest::Client,
+    api: &str,
+    expected: &BTreeMap<String, Vec<Fix>>,
+) -> BTreeMap<String, Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let mut tracks = BTreeMap::new();
@@ -79,8 +83,16 @@ async fn recorded_positions_read_back_through_the_api() {
         assert_eq!(got.len(), expected.len(), "device {device}");
         for (g, e) in got.iter().zip(expected) {
             assert_eq!(g["fix_time_ms"].as_i64().unwrap(), parse_rfc3339_millis(&e.ts).unwrap(), "{device} {g}");
-            assert_eq!(parse_rfc3339_millis(g["fix_time"].as_str().unwrap()).unwrap(), parse_rfc3339_millis(&e.ts).unwrap());
-            assert_eq!((g["lat"].as_f64().unwrap(), g["lon"].as_f64().unwrap()), (e.lat, e.lon), "{device} at {}", e.ts);
+            assert_eq!(
+                parse_rfc3339_millis(g["fix_time"].as_str().unwrap()).unwrap(),
+                parse_rfc3339_millis(&e.ts).unwrap()
+            );
+            assert_eq!(
+                (g["lat"].as_f64().unwrap(), g["lon"].as_f64().unwrap()),
+                (e.lat, e.lon),
+                "{device} at {}",
+                e.ts
+            );
         }
         // Enrichment: every fix after the first has a distance and a derived speed.
         for g in &got[1..] {
@@ -122,22 +134,34 @@ async fn invalid_items_are_named_and_valid_ones_kept() {
     let pipeline = Pipeline::start("mixed").await;
     let client = reqwest::Client::new();
     let body = concat!(
-        r#"{"device_id":"ok-1","fix_time":"2020-12-08T01:00:00.125Z","lat":40.7,"lon":-74.0}"#, "\n",
-        r#"{"device_id":"bad","fix_time":"2020-12-08T01:00:00Z","lat":91,"lon":-74.0}"#, "\n",
-        r#"{"device_id":"bad","fix_time":"2020-12-08T01:00:00Z","lat":40.7}"#, "\n",
-        r#"{"device_id":"bad","fix_t"#, "\n",
+        r#"{"device_id":"ok-1","fix_time":"2020-12-08T01:00:00.125Z","lat":40.7,"lon":-74.0}"#,
+        "\n",
+        r#"{"device_id":"bad","fix_time":"2020-12-08T01:00:00Z","lat":91,"lon":-74.0}"#,
+        "\n",
+        r#"{"device_id":"bad","fix_time":"2020-12-08T01:00:00Z","lat":40.7}"#,
+        "\n",
+        r#"{"device_id":"bad","fix_t"#,
+        "\n",
     );
     let response = client.post(format!("{}/v1/positions", pipeline.ingest_url)).body(body).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let report: Value = response.json().await.unwrap();
     assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(1), Some(3)), "{report}");
-    let named: Vec<(u64, &str)> = report["errors"].as_array().unwrap().iter()
-        .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap())).collect();
+    let named: Vec<(u64, &str)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
     assert_eq!(named, vec![(1, "lat"), (2, "lon"), (3, "body")]);
 
     // All invalid: 400, nothing produced.
-    let response = client.post(format!("{}/v1/positions", pipeline.ingest_url))
-        .body(r#"{"device_id":"bad","fix_time":"2099-01-01T00:00:00Z","lat":1,"lon":1}"#).send().await.unwrap();
+    let response = client
+        .post(format!("{}/v1/positions", pipeline.ingest_url))
+        .body(r#"{"device_id":"bad","fix_time":"2099-01-01T00:00:00Z","lat":1,"lon":1}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["errors"][0]["field"], "fix_time", "{report}");
@@ -152,7 +176,8 @@ async fn invalid_items_are_named_and_valid_ones_kept() {
     // The one valid position arrives, with millisecond precision; the invalid ones never do.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let latest: Value = client.get(format!("{}/v1/devices/latest", pipeline.api_url)).send().await.unwrap().json().await.unwrap();
+        let latest: Value =
+            client.get(format!("{}/v1/devices/latest", pipeline.api_url)).send().await.unwrap().json().await.unwrap();
         if latest["count"] == 1 {
             assert_eq!(latest["devices"][0]["device_id"], "ok-1");
             assert_eq!(latest["devices"][0]["fix_time"], "2020-12-08T01:00:00.125Z");
@@ -181,7 +206,8 @@ async fn api_rejects_bad_parameters_by_name_and_answers_empty_ranges() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["parameter"], parameter, "{query}: {body}");
     }
-    let empty: Value = client.get(format!("{api}/v1/devices/nobody/track?from=0&to=1")).send().await.unwrap().json().await.unwrap();
+    let empty: Value =
+        client.get(format!("{api}/v1/devices/nobody/track?from=0&to=1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(empty["count"], 0);
     assert_eq!(empty["positions"], serde_json::json!([]));
     assert_eq!(empty["next_from"], Value::Null);

@@ -17,7 +17,12 @@ use tokio_util::sync::CancellationToken;
 pub use config::ApiConfig;
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
-pub async fn serve(config: ApiConfig, store: Store, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    config: ApiConfig,
+    store: Store,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let app = routes::router(routes::ApiState::new(config, store));
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;

@@ -69,7 +69,10 @@ fn parse_time(name: &'static str, raw: Option<&str>, default: i64) -> Result<i64
     raw.map_or(Ok(default), |r| parse_time_param(r).map_err(|e| ApiError::bad(name, e)))
 }
 
-async fn latest(State(state): State<ApiState>, Query(params): Query<LatestParams>) -> Result<Json<LatestResponse>, ApiError> {
+async fn latest(
+    State(state): State<ApiState>,
+    Query(params): Query<LatestParams>,
+) -> Result<Json<LatestResponse>, ApiError> {
     let max = state.config().max_devices;
     let limit = parse_limit(params.limit.as_deref(), max, max)?;
     let rows = state.store().latest_positions(limit).await?;
@@ -130,7 +133,10 @@ mod tests {
         assert_eq!(parse_limit(None, 500, 100).unwrap(), 100);
         assert_eq!(parse_limit(Some("7"), 50, 100).unwrap(), 7);
         for bad in ["0", "101", "-1", "ten", ""] {
-            assert!(matches!(parse_limit(Some(bad), 50, 100), Err(ApiError::BadParameter { parameter: "limit", .. })), "{bad}");
+            assert!(
+                matches!(parse_limit(Some(bad), 50, 100), Err(ApiError::BadParameter { parameter: "limit", .. })),
+                "{bad}"
+            );
         }
     }
 

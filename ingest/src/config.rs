@@ -10,6 +10,15 @@ pub struct IngestConfig {
     /// Address the device-facing HTTP API listens on.
     #[arg(long = "ingest-listen", env = "FLEETSTREAM_INGEST_LISTEN", default_value = "127.0.0.1:8081")]
     pub ingest_listen: String,
+    /// Address of the OsmAnd port (Traccar Client apps); empty to disable it.
+    #[arg(long = "osmand-listen", env = "FLEETSTREAM_OSMAND_LISTEN", default_value = "127.0.0.1:5055")]
+    pub osmand_listen: String,
+    /// File of device and fleet tokens (`<token> device:<id>` or `<token> fleet:<name>` per line).
+    #[arg(long, env = "FLEETSTREAM_TOKENS_FILE")]
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Token entries as in the tokens file, comma-separated. Without any tokens ingest is open.
+    #[arg(long, env = "FLEETSTREAM_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
     /// Largest request body accepted, in bytes (413 above it).
     #[arg(long, env = "FLEETSTREAM_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -39,10 +48,27 @@ impl IngestConfig {
         }
     }
 
+    /// Every configured token entry, from the file and the environment.
+    pub fn load_tokens(&self) -> anyhow::Result<crate::auth::Tokens> {
+        let mut text = String::new();
+        if let Some(path) = &self.tokens_file {
+            text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read tokens file {}: {e}", path.display()))?;
+            text.push('\n');
+        }
+        if let Some(entries) = &self.tokens {
+            text.push_str(entries);
+        }
+        crate::auth::Tokens::parse(&text).map_err(anyhow::Error::msg)
+    }
+
     /// Defaults, listening on an OS-chosen port: for tests and embedding.
     pub fn local() -> Self {
         IngestConfig {
             ingest_listen: "127.0.0.1:0".into(),
+            osmand_listen: "127.0.0.1:0".into(),
+            tokens_file: None,
+            tokens: None,
             max_body_bytes: 5 * 1024 * 1024,
             max_batch_items: 10_000,
             max_future_skew_secs: 600,

@@ -1,39 +1,24 @@
-//! The device-facing HTTP routes: `POST /v1/positions`, `GET /healthz`, `GET /readyz`.
+//! fleetstream's own HTTP API: `POST /v1/positions` (JSON object, array or NDJSON), plus
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fleetstream_schemas::time::now_millis;
-use fleetstream_schemas::{FieldError, Limits, Position, parse_position, split_body};
-use serde::Serialize;
+use fleetstream_schemas::{BodyError, FieldError, parse_position, split_body};
+use futures::StreamExt;
 
-use crate::config::IngestConfig;
-use crate::producer::{PositionProducer, ProduceError};
+use crate::accept::{AppState, Item, accept};
+use crate::auth::bearer;
+use crate::error::IngestError;
 
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: IngestConfig,
-    limits: Limits,
-    producer: PositionProducer,
-}
-
-impl AppState {
-    pub fn new(config: IngestConfig, producer: PositionProducer) -> Self {
-        let limits = config.limits();
-        AppState { inner: Arc::new(Inner { config, limits, producer }) }
-    }
-}
+const PROTOCOL: &str = "json";
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -42,101 +27,96 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
-/// One rejected item of a batch.
-#[derive(Debug, Serialize)]
-pub struct ItemError {
-    pub index: usize,
-    #[serde(flatten)]
-    pub error: FieldError,
-}
+/// How much of an oversized body is read and thrown away so that the client, still sending,
+/// can read our 413 instead of a connection reset; beyond this the connection is cut.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 
-/// The answer to `POST /v1/positions`.
-#[derive(Debug, Serialize)]
-pub struct IngestReport {
-    /// Positions now durable in Kafka.
-    pub accepted: usize,
-    pub rejected: usize,
-    /// One entry per rejected item, in input order.
-    pub errors: Vec<ItemError>,
-}
-
-/// A whole-request failure, answered as `{"error": {"field": .., "message": ..}}`.
-struct ApiError {
-    status: StatusCode,
-    error: FieldError,
-    retry_after_secs: Option<u64>,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response =
-            (self.status, Json(serde_json::json!({ "error": self.error }))).into_response();
-        if let Some(secs) = self.retry_after_secs {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+/// Reads a body of at most the configured size, or answers 413 naming the limit.
+pub async fn read_body(
+    state: &AppState,
+    protocol: &'static str,
+    body: Body,
+    received_at_ms: i64,
+) -> Result<Bytes, IngestError> {
+    let limit = state.get().config.max_body_bytes;
+    let mut stream = body.into_data_stream();
+    let mut kept: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| IngestError::new(StatusCode::BAD_REQUEST, "body", format!("could not be read: {e}")))?;
+        total += chunk.len();
+        if total > limit {
+            break;
         }
-        response
+        kept.extend_from_slice(&chunk);
     }
+    if total <= limit {
+        return Ok(Bytes::from(kept));
+    }
+    drop(kept);
+    let drain = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            total += chunk.len();
+            if total > limit + DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, drain).await;
+    let error = IngestError::new(StatusCode::PAYLOAD_TOO_LARGE, "body", format!("exceeds the limit of {limit} bytes"));
+    state.reject(protocol, &error.error, b"", received_at_ms);
+    Err(error)
 }
 
-fn body_error(status: StatusCode, message: String) -> ApiError {
-    ApiError { status, error: FieldError::new("body", message), retry_after_secs: None }
+pub fn authorization(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
 }
 
-async fn post_positions(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+async fn post_positions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, IngestError> {
     let received_at_ms = now_millis();
-    let inner = &state.inner;
-    let limit = inner.config.max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        body_error(StatusCode::PAYLOAD_TOO_LARGE, format!("exceeds the limit of {limit} bytes"))
-    })?;
-    let items = split_body(&bytes, inner.config.max_batch_items).map_err(|e| {
+    let scope = state.authorize(PROTOCOL, authorization(&headers))?;
+    let bytes = read_body(&state, PROTOCOL, body, received_at_ms).await?;
+    let texts = split_body(&bytes, state.get().config.max_batch_items).map_err(|e| {
         let status = match e {
-            fleetstream_schemas::BodyError::TooManyItems { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TooManyItems { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
-        // BodyError's text already starts with "body: ".
         let text = e.to_string();
-        body_error(status, text.trim_start_matches("body: ").to_string())
+        let error = FieldError::new("body", text.trim_start_matches("body: "));
+        state.reject(PROTOCOL, &error, &bytes, received_at_ms);
+        IngestError { status, error, retry_after_secs: None }
     })?;
-
-    let mut accepted: Vec<Position> = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match parse_position(item, received_at_ms, &inner.limits) {
-            Ok(position) => accepted.push(position),
-            Err(error) => errors.push(ItemError { index, error }),
-        }
-    }
-
-    if !accepted.is_empty() {
-        inner.producer.produce_all(&accepted).await.map_err(|e| {
-            tracing::warn!(error = %e, positions = accepted.len(), "positions not durable; answering 503");
-            let retry_after_secs = Some(match e {
-                ProduceError::QueueFull(_) => 1,
-                _ => 5,
-            });
-            ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                error: FieldError::new("kafka", e.to_string()),
-                retry_after_secs,
-            }
-        })?;
-    }
-
-    let status = if accepted.is_empty() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let report = IngestReport { accepted: accepted.len(), rejected: errors.len(), errors };
-    Ok((status, Json(report)).into_response())
+    let limits = &state.get().limits;
+    let items = texts
+        .into_iter()
+        .map(|text| Item { raw: text.as_bytes(), result: parse_position(text, received_at_ms, limits) })
+        .collect();
+    let report = accept(&state, PROTOCOL, scope, items, received_at_ms).await?;
+    Ok((report.status(), Json(report)).into_response())
 }
 
 /// Ready while a broker answers: a load balancer then stops sending devices to an ingest that
 /// could only answer 503.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.inner.producer.brokers_reachable(Duration::from_secs(2)).await {
+    if state.get().producer.brokers_reachable(Duration::from_secs(2)).await {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "kafka unreachable")
     }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let inner = state.get();
+    inner.metrics.queue_depth.set(i64::from(inner.producer.queue_depth()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], inner.metrics.render())
 }

@@ -2,14 +2,24 @@
 //!
 //! A position is answered with 2xx only after the Kafka brokers acknowledged it (acks=all,
 //! idempotent producer), so an acknowledged position is never lost; everything else gets a
-//! 4xx naming the field, or a 503 with Retry-After when the brokers cannot take it now.
+//! 4xx naming the field (and goes to the dead-letter topic), or a 503 with Retry-After when the
+//! brokers cannot take it now.
 //!
 //! - [`config`]: flags and limits;
-//! - [`producer`]: produces positions and waits for the brokers' acknowledgements;
-//! - [`http`]: the axum routes.
+//! - [`auth`]: optional device and fleet tokens;
+//! - [`http`]: fleetstream's JSON API, health and metrics;
+//! - [`osmand`]: the OsmAnd port for the Traccar Client apps;
+//! - [`accept`]: the path every decoded request takes, whatever its protocol;
+//! - [`producer`]: produces and waits for the brokers' acknowledgements;
+//! - [`metrics`], [`error`].
 
+pub mod accept;
+pub mod auth;
 pub mod config;
+pub mod error;
 pub mod http;
+pub mod metrics;
+pub mod osmand;
 pub mod producer;
 
 use tokio::net::TcpListener;
@@ -18,19 +28,58 @@ use tokio_util::sync::CancellationToken;
 pub use config::IngestConfig;
 use fleetstream_kafka::KafkaConfig;
 
-/// Runs ingest on `listener` until `shutdown` is cancelled, then finishes the requests in flight
-/// (each waits for its own acknowledgements) and flushes the producer.
+/// The sockets ingest serves on.
+pub struct Listeners {
+    pub http: TcpListener,
+    /// The OsmAnd port, when enabled.
+    pub osmand: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &IngestConfig) -> anyhow::Result<Listeners> {
+        let bind = |addr: String| async move {
+            TcpListener::bind(&addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+        };
+        let http = bind(config.ingest_listen.clone()).await?;
+        let osmand = match config.osmand_listen.as_str() {
+            "" => None,
+            addr => Some(bind(addr.to_string()).await?),
+        };
+        Ok(Listeners { http, osmand })
+    }
+}
+
+/// Runs ingest until `shutdown` is cancelled, then finishes the requests in flight (each waits
+/// for its own acknowledgements) and flushes the producer.
 pub async fn serve(
     config: IngestConfig,
     kafka: KafkaConfig,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    fleetstream_kafka::ensure_topics(&kafka, &[kafka.positions_topic.as_str()]).await?;
+    let tokens = config.load_tokens()?;
+    if tokens.is_open() {
+        tracing::warn!("no device or fleet tokens configured: ingest accepts positions from anyone");
+    } else {
+        tracing::info!(tokens = tokens.len(), "device and fleet tokens loaded");
+    }
+    fleetstream_kafka::ensure_topics(&kafka, &[kafka.positions_topic.as_str(), kafka.dlq_topic.as_str()]).await?;
     let producer = producer::PositionProducer::new(&kafka, &config)?;
-    let app = http::router(http::AppState::new(config, producer.clone()));
-    tracing::info!(addr = %listener.local_addr()?, "ingest listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    let state = accept::AppState::new(config, producer.clone(), tokens);
+
+    tracing::info!(addr = %listeners.http.local_addr()?, "ingest listening");
+    let http = axum::serve(listeners.http, http::router(state.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    match listeners.osmand {
+        Some(listener) => {
+            tracing::info!(addr = %listener.local_addr()?, "OsmAnd listening");
+            let osmand =
+                axum::serve(listener, osmand::router(state)).with_graceful_shutdown(shutdown.cancelled_owned());
+            tokio::try_join!(async { http.await }, async { osmand.await })?;
+        }
+        None => http.await?,
+    }
     producer.flush().await;
     tracing::info!("ingest stopped");
     Ok(())

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use fleetstream_kafka::KafkaConfig;
-use fleetstream_schemas::Position;
+use fleetstream_schemas::{DeadLetter, Position};
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -25,6 +25,7 @@ pub enum ProduceError {
 pub struct PositionProducer {
     producer: FutureProducer,
     topic: String,
+    dlq_topic: String,
     queue_limit: usize,
 }
 
@@ -44,6 +45,7 @@ impl PositionProducer {
         Ok(PositionProducer {
             producer,
             topic: kafka.positions_topic.clone(),
+            dlq_topic: kafka.dlq_topic.clone(),
             queue_limit: config.producer_queue_messages,
         })
     }
@@ -82,6 +84,14 @@ impl PositionProducer {
             }
         }
         Ok(())
+    }
+
+    /// Queues a dead letter without waiting for it: a rejected item's answer must not hang on
+    /// the brokers. Returns false when the local queue refused it (counted by the caller).
+    pub fn dead_letter(&self, letter: &DeadLetter) -> bool {
+        let payload = letter.to_message();
+        let record = FutureRecord::<(), _>::to(&self.dlq_topic).payload(&payload);
+        self.producer.send_result(record).is_ok()
     }
 
     /// Messages waiting in the local queue.

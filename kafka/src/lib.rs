@@ -18,6 +18,9 @@ pub struct KafkaConfig {
     /// Topic of validated positions (keyed by device_id).
     #[arg(long = "positions-topic", env = "FLEETSTREAM_POSITIONS_TOPIC", default_value = fleetstream_schemas::topics::POSITIONS_RAW)]
     pub positions_topic: String,
+    /// Topic of rejected items and the reasons (dead letters).
+    #[arg(long = "dlq-topic", env = "FLEETSTREAM_DLQ_TOPIC", default_value = fleetstream_schemas::topics::POSITIONS_DLQ)]
+    pub dlq_topic: String,
     /// Partitions for topics that fleetstream creates itself (existing topics are left alone).
     #[arg(long = "topic-partitions", env = "FLEETSTREAM_TOPIC_PARTITIONS", default_value_t = 8)]
     pub topic_partitions: i32,
@@ -27,10 +30,13 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
-    pub fn local(brokers: &str, positions_topic: &str) -> Self {
+    /// The default topic names with `.{suffix}` appended: one private set of topics per test.
+    pub fn with_topic_suffix(brokers: &str, suffix: &str) -> Self {
+        use fleetstream_schemas::topics::{POSITIONS_DLQ, POSITIONS_RAW};
         KafkaConfig {
             brokers: brokers.into(),
-            positions_topic: positions_topic.into(),
+            positions_topic: format!("{POSITIONS_RAW}.{suffix}"),
+            dlq_topic: format!("{POSITIONS_DLQ}.{suffix}"),
             topic_partitions: 8,
             topic_replication: 1,
         }

@@ -32,8 +32,7 @@ pub fn split_body(body: &[u8], max_items: usize) -> Result<Vec<&str>, BodyError>
         return Err(BodyError::Empty);
     }
     let items: Vec<&str> = if trimmed.starts_with('[') {
-        let raw: Vec<&RawValue> =
-            serde_json::from_str(trimmed).map_err(|e| BodyError::BadArray(e.to_string()))?;
+        let raw: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| BodyError::BadArray(e.to_string()))?;
         raw.into_iter().map(RawValue::get).collect()
     } else if serde_json::from_str::<&RawValue>(trimmed).is_ok() || !trimmed.contains('\n') {
         vec![trimmed]

@@ -15,8 +15,20 @@ use crate::time::{EpochMillis, parse_rfc3339_millis};
 
 /// The top-level fields a device may send; anything else is rejected by name.
 pub const DEVICE_FIELDS: &[&str] = &[
-    "device_id", "fix_time", "lat", "lon", "speed", "heading", "altitude", "accuracy",
-    "satellites", "ignition", "odometer", "battery", "attributes", "event_id",
+    "device_id",
+    "fix_time",
+    "lat",
+    "lon",
+    "speed",
+    "heading",
+    "altitude",
+    "accuracy",
+    "satellites",
+    "ignition",
+    "odometer",
+    "battery",
+    "attributes",
+    "event_id",
 ];
 
 /// Bounds on what one position may contain. Ingest exposes each as a flag.
@@ -117,28 +129,48 @@ struct DevicePosition {
 }
 
 /// Parses and validates one JSON position received at `received_at_ms`.
-pub fn parse_position(
-    json: &str,
-    received_at_ms: EpochMillis,
-    limits: &Limits,
-) -> Result<Position, FieldError> {
+pub fn parse_position(json: &str, received_at_ms: EpochMillis, limits: &Limits) -> Result<Position, FieldError> {
     if !json.trim_start().starts_with('{') {
         return Err(FieldError::new("body", "each position must be a JSON object"));
     }
+    let raw: DevicePosition = deserialize_named(json)?;
+    validate(raw.into(), received_at_ms, limits)
+}
+
+/// Deserialises one JSON document; a failure names the field where it happened.
+pub(crate) fn deserialize_named<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, FieldError> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let raw: DevicePosition = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         FieldError::new(field_of(&path, &inner.to_string()), strip_location(&inner))
     })?;
     de.end().map_err(|e| FieldError::new("body", strip_location(&e)))?;
-    validate(raw, received_at_ms, limits)
+    Ok(value)
 }
 
 /// serde reports missing/unknown/duplicate fields at the parent path with the name in backticks.
 /// serde_path_to_error writes `?` for a key it never finished reading (truncated input).
+/// Array indices are cut (`attributes.k[0][0]…` names `attributes.k`), so hostile nesting cannot
+/// make the answer long; the result is at most [`MAX_FIELD_PATH`] bytes.
 fn field_of(path: &str, message: &str) -> String {
+    let path = path.split('[').next().unwrap_or_default();
     let path = path.trim_end_matches('?').trim_end_matches('.');
+    let mut field = field_of_path(path, message);
+    if field.len() > MAX_FIELD_PATH {
+        let mut cut = MAX_FIELD_PATH;
+        while !field.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        field.truncate(cut);
+    }
+    field
+}
+
+/// Longest field path an error names.
+pub const MAX_FIELD_PATH: usize = 128;
+
+fn field_of_path(path: &str, message: &str) -> String {
     let named = ["missing field `", "unknown field `", "duplicate field `"]
         .iter()
         .find_map(|prefix| message.strip_prefix(prefix))
@@ -186,42 +218,84 @@ fn check_id(field: &str, value: &str, max_bytes: usize) -> Result<(), FieldError
     Ok(())
 }
 
-fn validate(raw: DevicePosition, received_at_ms: EpochMillis, limits: &Limits) -> Result<Position, FieldError> {
+/// A position in fleetstream's units, whatever protocol it came in: what [`validate`] checks.
+#[derive(Debug, Default)]
+pub(crate) struct Fields {
+    pub device_id: String,
+    pub fix_time_ms: EpochMillis,
+    pub lat: f64,
+    pub lon: f64,
+    pub speed_mps: Option<f64>,
+    pub heading_deg: Option<f64>,
+    pub altitude_m: Option<f64>,
+    pub accuracy_m: Option<f64>,
+    pub satellites: Option<u8>,
+    pub ignition: Option<bool>,
+    pub odometer_m: Option<f64>,
+    pub battery_pct: Option<f64>,
+    pub attributes: Map<String, Value>,
+    pub event_id: Option<String>,
+}
+
+impl From<DevicePosition> for Fields {
+    fn from(raw: DevicePosition) -> Self {
+        Fields {
+            device_id: raw.device_id,
+            fix_time_ms: raw.fix_time.0,
+            lat: raw.lat,
+            lon: raw.lon,
+            speed_mps: raw.speed,
+            heading_deg: raw.heading,
+            altitude_m: raw.altitude,
+            accuracy_m: raw.accuracy,
+            satellites: raw.satellites,
+            ignition: raw.ignition,
+            odometer_m: raw.odometer,
+            battery_pct: raw.battery,
+            attributes: raw.attributes.unwrap_or_default(),
+            event_id: raw.event_id,
+        }
+    }
+}
+
+/// The rules every position meets, whichever protocol brought it. Field names in errors are the
+/// device-facing JSON names; protocol decoders rename where theirs differ.
+pub(crate) fn validate(raw: Fields, received_at_ms: EpochMillis, limits: &Limits) -> Result<Position, FieldError> {
     check_id("device_id", &raw.device_id, limits.max_device_id_bytes)?;
     if let Some(id) = &raw.event_id {
         check_id("event_id", id, limits.max_event_id_bytes)?;
     }
     check_range("lat", raw.lat, -90.0, 90.0, "degrees")?;
     check_range("lon", raw.lon, -180.0, 180.0, "degrees")?;
-    check_optional("speed", raw.speed, 0.0, 500.0, "m/s")?;
-    check_optional("heading", raw.heading, 0.0, 360.0, "degrees")?;
-    check_optional("altitude", raw.altitude, -1_000.0, 100_000.0, "m")?;
-    check_optional("accuracy", raw.accuracy, 0.0, 1_000_000.0, "m")?;
-    check_optional("odometer", raw.odometer, 0.0, 1e10, "m")?;
-    check_optional("battery", raw.battery, 0.0, 100.0, "percent")?;
+    check_optional("speed", raw.speed_mps, 0.0, 500.0, "m/s")?;
+    check_optional("heading", raw.heading_deg, 0.0, 360.0, "degrees")?;
+    check_optional("altitude", raw.altitude_m, -1_000.0, 100_000.0, "m")?;
+    check_optional("accuracy", raw.accuracy_m, 0.0, 1_000_000.0, "m")?;
+    check_optional("odometer", raw.odometer_m, 0.0, 1e10, "m")?;
+    check_optional("battery", raw.battery_pct, 0.0, 100.0, "percent")?;
 
-    let fix_time_ms = raw.fix_time.0;
+    let fix_time_ms = raw.fix_time_ms;
     let max_future = received_at_ms + limits.max_future_skew.as_millis() as i64;
     if fix_time_ms > max_future {
         return Err(FieldError::new(
             "fix_time",
-            format!("is {} s ahead of the server clock; at most {} s is accepted",
-                (fix_time_ms - received_at_ms) / 1000, limits.max_future_skew.as_secs()),
+            format!(
+                "is {} s ahead of the server clock; at most {} s is accepted",
+                (fix_time_ms - received_at_ms) / 1000,
+                limits.max_future_skew.as_secs()
+            ),
         ));
     }
     if fix_time_ms < EARLIEST_FIX_MS {
         return Err(FieldError::new("fix_time", "is before 2000-01-01T00:00:00Z (unset device clock?)"));
     }
-    if let Some(max_age) = limits.max_age {
-        if received_at_ms - fix_time_ms > max_age.as_millis() as i64 {
-            return Err(FieldError::new(
-                "fix_time",
-                format!("is older than the accepted {} s", max_age.as_secs()),
-            ));
-        }
+    if let Some(max_age) = limits.max_age
+        && received_at_ms - fix_time_ms > max_age.as_millis() as i64
+    {
+        return Err(FieldError::new("fix_time", format!("is older than the accepted {} s", max_age.as_secs())));
     }
 
-    let attributes = raw.attributes.unwrap_or_default();
+    let attributes = raw.attributes;
     if attributes.len() > limits.max_attribute_keys {
         return Err(FieldError::new(
             "attributes",
@@ -238,9 +312,7 @@ fn validate(raw: DevicePosition, received_at_ms: EpochMillis, limits: &Limits) -
         }
     }
 
-    let event_id = raw
-        .event_id
-        .unwrap_or_else(|| Position::derived_event_id(&raw.device_id, fix_time_ms));
+    let event_id = raw.event_id.unwrap_or_else(|| Position::derived_event_id(&raw.device_id, fix_time_ms));
     Ok(Position {
         v: POSITION_SCHEMA_VERSION,
         event_id,
@@ -249,15 +321,15 @@ fn validate(raw: DevicePosition, received_at_ms: EpochMillis, limits: &Limits) -
         received_at_ms,
         lat: raw.lat,
         lon: raw.lon,
-        speed_mps: raw.speed,
+        speed_mps: raw.speed_mps,
         // 360 and 0 are the same bearing; store one of them.
-        heading_deg: raw.heading.map(|h| if h == 360.0 { 0.0 } else { h }),
-        altitude_m: raw.altitude,
-        accuracy_m: raw.accuracy,
+        heading_deg: raw.heading_deg.map(|h| if h == 360.0 { 0.0 } else { h }),
+        altitude_m: raw.altitude_m,
+        accuracy_m: raw.accuracy_m,
         satellites: raw.satellites,
         ignition: raw.ignition,
-        odometer_m: raw.odometer,
-        battery_pct: raw.battery,
+        odometer_m: raw.odometer_m,
+        battery_pct: raw.battery_pct,
         attributes,
     })
 }
@@ -283,7 +355,8 @@ mod tests {
         }
     }
 
-    const OK: &str = r#"{"device_id":"367466930","fix_time":"2020-12-08T01:11:40.250Z","lat":40.48215,"lon":-74.00649}"#;
+    const OK: &str =
+        r#"{"device_id":"367466930","fix_time":"2020-12-08T01:11:40.250Z","lat":40.48215,"lon":-74.00649}"#;
 
     #[test]
     fn minimal_position_is_accepted_with_derived_event_id() {
@@ -298,9 +371,12 @@ mod tests {
 
     #[test]
     fn every_optional_field_is_carried() {
-        let p = parse(r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"speed":3.5,
+        let p = parse(
+            r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"speed":3.5,
             "heading":360,"altitude":12,"accuracy":4,"satellites":9,"ignition":true,"odometer":1000,
-            "battery":77.5,"attributes":{"driver":"x"},"event_id":"e-1"}"#).unwrap();
+            "battery":77.5,"attributes":{"driver":"x"},"event_id":"e-1"}"#,
+        )
+        .unwrap();
         assert_eq!(p.speed_mps, Some(3.5));
         assert_eq!(p.heading_deg, Some(0.0), "360 degrees is stored as 0");
         assert_eq!(p.altitude_m, Some(12.0));
@@ -316,7 +392,8 @@ mod tests {
 
     #[test]
     fn nulls_mean_absent() {
-        let p = parse(r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"speed":null,"attributes":null}"#).unwrap();
+        let p = parse(r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"speed":null,"attributes":null}"#)
+            .unwrap();
         assert_eq!(p.speed_mps, None);
         assert!(p.attributes.is_empty());
     }
@@ -371,11 +448,18 @@ mod tests {
         assert!(e.message.contains("128"), "{e}");
 
         let many: Vec<String> = (0..65).map(|i| format!(r#""k{i}":1"#)).collect();
-        let e = parse(&format!(r#"{{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"attributes":{{{}}}}}"#, many.join(","))).unwrap_err();
+        let e = parse(&format!(
+            r#"{{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"attributes":{{{}}}}}"#,
+            many.join(",")
+        ))
+        .unwrap_err();
         assert_eq!(e.field, "attributes");
 
         let big = "v".repeat(5000);
-        let e = parse(&format!(r#"{{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"attributes":{{"k":"{big}"}}}}"#)).unwrap_err();
+        let e = parse(&format!(
+            r#"{{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"attributes":{{"k":"{big}"}}}}"#
+        ))
+        .unwrap_err();
         assert_eq!(e.field, "attributes");
         assert!(e.message.contains("4096"), "{e}");
     }
@@ -394,20 +478,22 @@ mod tests {
         assert_eq!(field_of(".", "missing field `lat`"), "lat");
         assert_eq!(field_of("?", "EOF while parsing an object"), "body");
         assert_eq!(field_of("attributes.?", "EOF while parsing an object"), "attributes");
+        assert_eq!(field_of("attributes.k[0][0][0]", "recursion limit exceeded"), "attributes.k");
+        assert_eq!(field_of("[0]", "invalid type"), "body");
+        let long = "a".repeat(500);
+        assert_eq!(field_of(&format!("attributes.{long}"), "x").len(), MAX_FIELD_PATH);
         assert_eq!(field_of("location", "missing field `coords`"), "location.coords");
     }
 
     #[test]
     fn schema_file_lists_exactly_the_accepted_fields() {
         let schema: Value = serde_json::from_str(crate::POSITION_JSON_SCHEMA).unwrap();
-        let mut in_schema: Vec<&str> =
-            schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut in_schema: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
         let mut in_code = DEVICE_FIELDS.to_vec();
         in_schema.sort_unstable();
         in_code.sort_unstable();
         assert_eq!(in_schema, in_code);
-        let required: Vec<&str> =
-            schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(required, ["device_id", "fix_time", "lat", "lon"]);
         // Every documented field is accepted by the decoder.
         let all = r#"{"device_id":"d","fix_time":1607389900250,"lat":1,"lon":2,"speed":1,"heading":1,

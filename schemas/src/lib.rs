@@ -4,17 +4,22 @@
 //! - [`input`]: the device-facing JSON (`position.v1.schema.json` describes the same shape),
 //!   decoded and validated into a [`Position`], with errors that name the field;
 //! - [`position`]: the normalised position that travels on `positions.raw`;
+//! - [`dead_letter`]: what a rejected item becomes on `positions.dlq`;
+//! - [`osmand`]: the OsmAnd protocol of the Traccar Client apps, decoded into the same [`Position`];
 //! - [`topics`]: topic names and how messages are keyed;
 //! - [`migrations`]: the ordered ClickHouse DDL (files under `schemas/migrations/`).
 
 pub mod body;
+pub mod dead_letter;
 pub mod input;
 pub mod migrations;
+pub mod osmand;
 pub mod position;
 pub mod time;
 pub mod topics;
 
 pub use body::{BodyError, split_body};
+pub use dead_letter::DeadLetter;
 pub use input::{FieldError, Limits, parse_position};
 pub use position::{POSITION_SCHEMA_VERSION, Position};
 

@@ -54,8 +54,7 @@ impl Position {
 
     /// Decodes a `positions.raw` message payload.
     pub fn from_message(payload: &[u8]) -> Result<Self, String> {
-        let position: Position =
-            serde_json::from_slice(payload).map_err(|e| format!("undecodable position: {e}"))?;
+        let position: Position = serde_json::from_slice(payload).map_err(|e| format!("undecodable position: {e}"))?;
         if position.v > POSITION_SCHEMA_VERSION {
             return Err(format!(
                 "position schema v{} is newer than this build understands (v{POSITION_SCHEMA_VERSION})",

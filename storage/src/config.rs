@@ -14,7 +14,12 @@ pub struct ClickHouseConfig {
     #[arg(long = "clickhouse-user", env = "FLEETSTREAM_CLICKHOUSE_USER", default_value = "default")]
     pub user: String,
     /// ClickHouse password.
-    #[arg(long = "clickhouse-password", env = "FLEETSTREAM_CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true)]
+    #[arg(
+        long = "clickhouse-password",
+        env = "FLEETSTREAM_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub password: String,
 }
 

@@ -17,8 +17,7 @@ pub fn create_database(name: &str) -> String {
     format!("CREATE DATABASE IF NOT EXISTS {name}")
 }
 
-pub const LEDGER_APPLIED: &str =
-    "SELECT version, name, checksum FROM schema_migrations FINAL ORDER BY version";
+pub const LEDGER_APPLIED: &str = "SELECT version, name, checksum FROM schema_migrations FINAL ORDER BY version";
 
 pub const LEDGER_RECORD: &str =
     "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())";
@@ -26,11 +25,9 @@ pub const LEDGER_RECORD: &str =
 pub const TABLE_COLUMNS: &str =
     "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ? ORDER BY name";
 
-pub const LATEST_POSITIONS: &str =
-    "SELECT ?fields FROM device_latest FINAL ORDER BY device_id LIMIT ?";
+pub const LATEST_POSITIONS: &str = "SELECT ?fields FROM device_latest FINAL ORDER BY device_id LIMIT ?";
 
-pub const LATEST_OF_DEVICES: &str =
-    "SELECT ?fields FROM device_latest FINAL WHERE has(?, device_id)";
+pub const LATEST_OF_DEVICES: &str = "SELECT ?fields FROM device_latest FINAL WHERE has(?, device_id)";
 
 pub const TRACK: &str = "SELECT ?fields FROM positions FINAL \
      WHERE device_id = ? AND fix_time_ms >= ? AND fix_time_ms < ? \

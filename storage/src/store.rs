@@ -54,12 +54,7 @@ impl Store {
         if device_ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.client
-            .query(sql::LATEST_OF_DEVICES)
-            .bind(device_ids)
-            .fetch_all()
-            .await
-            .context("latest fix of devices")
+        self.client.query(sql::LATEST_OF_DEVICES).bind(device_ids).fetch_all().await.context("latest fix of devices")
     }
 
     /// A device's positions with `from_ms <= fix_time < to_ms`, in time order, at most `limit`.

@@ -11,7 +11,10 @@ fn clickhouse_url() -> String {
 
 fn fresh_config(tag: &str) -> ClickHouseConfig {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    ClickHouseConfig::local(&clickhouse_url(), &format!("fs_store_{tag}_{}_{}", std::process::id(), nanos % 1_000_000_000))
+    ClickHouseConfig::local(
+        &clickhouse_url(),
+        &format!("fs_store_{tag}_{}_{}", std::process::id(), nanos % 1_000_000_000),
+    )
 }
 
 fn row(device: &str, fix_ms: i64, lat: f64) -> PositionRow {
@@ -46,8 +49,10 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
     assert_eq!(first.database(), config.database);
     // A second process opening the same database applies nothing and succeeds.
     Store::open(&config).await.unwrap();
-    let client = clickhouse::Client::default().with_url(clickhouse_url()).with_database(&config.database).with_validation(false);
-    let versions: Vec<u32> = client.query("SELECT version FROM schema_migrations FINAL ORDER BY version").fetch_all().await.unwrap();
+    let client =
+        clickhouse::Client::default().with_url(clickhouse_url()).with_database(&config.database).with_validation(false);
+    let versions: Vec<u32> =
+        client.query("SELECT version FROM schema_migrations FINAL ORDER BY version").fetch_all().await.unwrap();
     let expected: Vec<u32> = fleetstream_schemas::migrations::MIGRATIONS.iter().map(|m| m.version).collect();
     assert_eq!(versions, expected);
 }
@@ -56,7 +61,8 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
 async fn an_edited_migration_stops_startup() {
     let config = fresh_config("edited");
     Store::open(&config).await.unwrap();
-    let client = clickhouse::Client::default().with_url(clickhouse_url()).with_database(&config.database).with_validation(false);
+    let client =
+        clickhouse::Client::default().with_url(clickhouse_url()).with_database(&config.database).with_validation(false);
     client.query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (1, '0001_positions', 42, now())").execute().await.unwrap();
     match Store::open(&config).await {
         Err(StoreError::Migration { name, reason }) => {
@@ -77,7 +83,8 @@ async fn bad_database_names_are_refused_before_any_sql() {
 #[tokio::test]
 async fn positions_round_trip_exactly_and_duplicates_collapse() {
     let store = Store::open(&fresh_config("track")).await.unwrap();
-    let rows: Vec<PositionRow> = (0..50).map(|i| row("dev-a", 1_607_389_900_000 + i * 1_001, 40.0 + i as f64 * 1e-6)).collect();
+    let rows: Vec<PositionRow> =
+        (0..50).map(|i| row("dev-a", 1_607_389_900_000 + i * 1_001, 40.0 + i as f64 * 1e-6)).collect();
     store.insert_positions(&rows).await.unwrap();
     // A redelivered batch: the same rows again.
     store.insert_positions(&rows[10..20]).await.unwrap();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fleetstream_api::ApiConfig;
-use fleetstream_ingest::IngestConfig;
+use fleetstream_ingest::{IngestConfig, Listeners};
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_processors::ProcessorConfig;
 use fleetstream_storage::{ClickHouseConfig, Store};
@@ -40,6 +40,7 @@ pub fn unique(tag: &str) -> String {
 /// The whole pipeline, in this process, on the real services.
 pub struct Pipeline {
     pub ingest_url: String,
+    pub osmand_url: String,
     pub api_url: String,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
@@ -50,18 +51,29 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn start(tag: &str) -> Pipeline {
+        Pipeline::start_with(tag, IngestConfig::local()).await
+    }
+
+    pub async fn start_with(tag: &str, ingest_config: IngestConfig) -> Pipeline {
         let name = unique(tag);
-        let kafka = KafkaConfig::local(&brokers(), &format!("positions.raw.{name}"));
+        let kafka = KafkaConfig::with_topic_suffix(&brokers(), &name);
         let clickhouse = ClickHouseConfig::local(&clickhouse_url(), &format!("fs_{name}"));
         let store = Store::open(&clickhouse).await.expect("open ClickHouse store");
         let shutdown = CancellationToken::new();
 
         let ingest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let osmand_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ingest_url = format!("http://{}", ingest_listener.local_addr().unwrap());
+        let osmand_url = format!("http://{}", osmand_listener.local_addr().unwrap());
         let api_url = format!("http://{}", api_listener.local_addr().unwrap());
         let tasks = vec![
-            tokio::spawn(fleetstream_ingest::serve(IngestConfig::local(), kafka.clone(), ingest_listener, shutdown.clone())),
+            tokio::spawn(fleetstream_ingest::serve(
+                ingest_config,
+                kafka.clone(),
+                Listeners { http: ingest_listener, osmand: Some(osmand_listener) },
+                shutdown.clone(),
+            )),
             tokio::spawn(fleetstream_processors::run(
                 ProcessorConfig::local(&format!("group-{name}")),
                 kafka.clone(),
@@ -70,7 +82,7 @@ impl Pipeline {
             )),
             tokio::spawn(fleetstream_api::serve(ApiConfig::local(), store.clone(), api_listener, shutdown.clone())),
         ];
-        let pipeline = Pipeline { ingest_url, api_url, kafka, clickhouse, store, shutdown, tasks };
+        let pipeline = Pipeline { ingest_url, osmand_url, api_url, kafka, clickhouse, store, shutdown, tasks };
         pipeline.wait_ready().await;
         pipeline
     }
@@ -80,10 +92,10 @@ impl Pipeline {
         for url in [format!("{}/readyz", self.ingest_url), format!("{}/readyz", self.api_url)] {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             loop {
-                if let Ok(r) = client.get(&url).send().await {
-                    if r.status().is_success() {
-                        break;
-                    }
+                if let Ok(r) = client.get(&url).send().await
+                    && r.status().is_success()
+                {
+                    break;
                 }
                 assert!(tokio::time::Instant::now() < deadline, "{url} not ready after 30 s");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -131,7 +143,12 @@ pub fn read_fixes(file: &str, n: usize) -> Vec<Fix> {
         .map(|line| {
             let line = line.unwrap();
             let cols: Vec<&str> = line.split(',').collect();
-            Fix { ts: cols[0].into(), device_id: cols[1].into(), lat: cols[2].parse().unwrap(), lon: cols[3].parse().unwrap() }
+            Fix {
+                ts: cols[0].into(),
+                device_id: cols[1].into(),
+                lat: cols[2].parse().unwrap(),
+                lon: cols[3].parse().unwrap(),
+            }
         })
         .collect()
 }
@@ -141,4 +158,72 @@ impl Fix {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({ "device_id": self.device_id, "fix_time": self.ts, "lat": self.lat, "lon": self.lon })
     }
+}
+
+/// Every message currently in `topic`, read from the beginning of each partition.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    let mut ends = std::collections::HashMap::new();
+    for &p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout).unwrap();
+        if high > low {
+            assignment.add_partition_offset(topic, p, Offset::Offset(low)).unwrap();
+            remaining += high - low;
+            ends.insert(p, high);
+        }
+    }
+    let mut out = Vec::new();
+    if remaining == 0 {
+        return out;
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < remaining {
+        assert!(std::time::Instant::now() < deadline, "read only {} of {remaining} messages of {topic}", out.len());
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.unwrap();
+            if message.offset() < ends[&message.partition()] {
+                out.push(message.payload().unwrap_or_default().to_vec());
+            }
+        }
+    }
+    out
+}
+
+/// Messages in `topic` (sum of high minus low watermarks).
+pub fn topic_len(brokers: &str, topic: &str) -> i64 {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
+            high - low
+        })
+        .sum()
+}
+
+/// The field an ingest error names, from a whole-request error or the first item error.
+pub fn named_field(body: &serde_json::Value) -> String {
+    body["error"]["field"]
+        .as_str()
+        .or_else(|| body["errors"][0]["field"].as_str())
+        .unwrap_or_else(|| panic!("no field named in {body}"))
+        .to_string()
 }

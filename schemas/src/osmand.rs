@@ -1,0 +1,479 @@
+//! The OsmAnd protocol, as the Traccar Client apps (Android, iOS) and OsmAnd send it.
+//!
+//! Two shapes reach the OsmAnd port:
+//! - parameters, in the query string of a GET or POST, or a form body:
+//!   `id|deviceid, timestamp, lat, lon | location=lat,lon, speed (knots), bearing|heading,
+//!   altitude, accuracy, hdop, batt, charge, valid, driverUniqueId`; other parameters are kept as
+//!   attributes;
+//! - the JSON body of the newer apps: `{"device_id", "location": {"timestamp", "coords":
+//!   {latitude, longitude, speed (m/s), heading, accuracy, altitude}, "battery": {level (0..1),
+//!   is_charging}, "is_moving", "odometer", "event", "extras", "uuid"}}`, where `location` may
+//!   also be an array (batch sync).
+//!
+//! Both end in the same [`crate::input::validate`] as fleetstream's own JSON; errors name the
+//! parameter as the device sent it.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::input::{FieldError, Fields, Limits, deserialize_named, validate};
+use crate::position::Position;
+use crate::time::{EpochMillis, parse_rfc3339_millis};
+
+/// One knot in metres per second (exact: 1852 m per hour).
+pub const KNOT_MPS: f64 = 1852.0 / 3600.0;
+
+/// The parameters this decoder reads itself; any other becomes an attribute.
+pub const OSMAND_PARAMS: &[&str] = &[
+    "id",
+    "deviceid",
+    "timestamp",
+    "lat",
+    "lon",
+    "location",
+    "speed",
+    "bearing",
+    "heading",
+    "altitude",
+    "accuracy",
+    "batt",
+    "hdop",
+    "charge",
+    "valid",
+    "token",
+];
+
+/// Most parameters one OsmAnd request may carry.
+pub const MAX_PARAMS: usize = 64;
+
+/// OsmAnd timestamps: Unix seconds (with or without a fraction), Unix milliseconds, or ISO 8601
+/// with or without an offset (no offset means UTC, as Traccar reads it).
+pub fn parse_osmand_time(text: &str) -> Result<EpochMillis, String> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<i64>() {
+        // Seconds until the year 2286; anything larger is already milliseconds.
+        return Ok(if n.abs() < 10_000_000_000 { n * 1000 } else { n });
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        if secs.is_finite() && secs.abs() < 1e10 {
+            return Ok((secs * 1000.0).round() as i64);
+        }
+        return Err(format!("{text:?} is not a Unix time"));
+    }
+    parse_rfc3339_millis(text)
+        .or_else(|_| parse_rfc3339_millis(&format!("{}Z", text.replacen(' ', "T", 1))))
+        .map_err(|_| format!("{text:?} is neither Unix seconds nor an ISO 8601 time"))
+}
+
+fn parse_number(name: &str, value: &str) -> Result<f64, FieldError> {
+    value.trim().parse::<f64>().map_err(|_| FieldError::new(name, format!("{value:?} is not a number")))
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool, FieldError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(FieldError::new(name, format!("{value:?} is not true or false"))),
+    }
+}
+
+/// An unknown parameter's value as the most specific JSON value it reads as.
+fn attribute_value(value: &str) -> Value {
+    if let Ok(b) = value.parse::<bool>() {
+        return Value::Bool(b);
+    }
+    match value.parse::<f64>() {
+        Ok(n) if n.is_finite() && !value.starts_with('+') => {
+            serde_json::Number::from_f64(n).map_or(Value::String(value.into()), Value::Number)
+        }
+        _ => Value::String(value.into()),
+    }
+}
+
+/// Parses the parameters of one OsmAnd request (query string and form body together).
+pub fn parse_osmand_params(
+    params: &[(String, String)],
+    received_at_ms: EpochMillis,
+    limits: &Limits,
+) -> Result<Position, FieldError> {
+    if params.len() > MAX_PARAMS {
+        return Err(FieldError::new("body", format!("{} parameters, the limit is {MAX_PARAMS}", params.len())));
+    }
+    let mut fields = Fields { fix_time_ms: received_at_ms, ..Fields::default() };
+    let (mut id_param, mut heading_param) = ("id", "bearing");
+    let (mut have_id, mut have_lat, mut have_lon) = (false, false, false);
+    let mut seen: Vec<&str> = Vec::new();
+    for (key, value) in params {
+        let key = key.as_str();
+        if seen.contains(&key) {
+            return Err(FieldError::new(key, "appears more than once"));
+        }
+        seen.push(key);
+        match key {
+            "id" | "deviceid" => {
+                fields.device_id = value.clone();
+                id_param = key;
+                have_id = true;
+            }
+            "timestamp" => fields.fix_time_ms = parse_osmand_time(value).map_err(|e| FieldError::new(key, e))?,
+            "lat" => {
+                fields.lat = parse_number(key, value)?;
+                have_lat = true;
+            }
+            "lon" => {
+                fields.lon = parse_number(key, value)?;
+                have_lon = true;
+            }
+            "location" => {
+                let (lat, lon) = value
+                    .split_once(',')
+                    .ok_or_else(|| FieldError::new(key, format!("{value:?} is not \"lat,lon\"")))?;
+                fields.lat = parse_number(key, lat)?;
+                fields.lon = parse_number(key, lon)?;
+                (have_lat, have_lon) = (true, true);
+            }
+            "speed" => fields.speed_mps = Some(parse_number(key, value)? * KNOT_MPS),
+            "bearing" | "heading" => {
+                fields.heading_deg = Some(parse_number(key, value)?);
+                heading_param = key;
+            }
+            "altitude" => fields.altitude_m = Some(parse_number(key, value)?),
+            "accuracy" => fields.accuracy_m = Some(parse_number(key, value)?),
+            "batt" => fields.battery_pct = Some(parse_number(key, value)?),
+            "hdop" => {
+                let hdop = parse_number(key, value)?;
+                fields.attributes.insert("hdop".into(), attribute_value(&hdop.to_string()));
+            }
+            "charge" | "valid" => {
+                fields.attributes.insert(key.into(), Value::Bool(parse_bool(key, value)?));
+            }
+            // Credentials are checked by ingest and never stored.
+            "token" => {}
+            other => {
+                fields.attributes.insert(other.into(), attribute_value(value));
+            }
+        }
+    }
+    if !have_id {
+        return Err(FieldError::new("id", "is missing (send id or deviceid)"));
+    }
+    if !have_lat {
+        return Err(FieldError::new("lat", "is missing (send lat and lon, or location=lat,lon)"));
+    }
+    if !have_lon {
+        return Err(FieldError::new("lon", "is missing (send lat and lon, or location=lat,lon)"));
+    }
+    validate(fields, received_at_ms, limits).map_err(|mut e| {
+        e.field = match e.field.as_str() {
+            "device_id" => id_param,
+            "fix_time" => "timestamp",
+            "heading" => heading_param,
+            "battery" => "batt",
+            "speed" => "speed",
+            other => return FieldError::new(other, e.message),
+        }
+        .to_string();
+        e
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct JsonBody {
+    device_id: String,
+    location: OneOrMany,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Box<JsonLocation>),
+    Many(Vec<JsonLocation>),
+}
+
+#[derive(Debug, Deserialize)]
+struct JsonLocation {
+    timestamp: String,
+    coords: JsonCoords,
+    battery: Option<JsonBattery>,
+    is_moving: Option<bool>,
+    odometer: Option<f64>,
+    event: Option<String>,
+    uuid: Option<String>,
+    extras: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct JsonCoords {
+    latitude: f64,
+    longitude: f64,
+    speed: Option<f64>,
+    heading: Option<f64>,
+    accuracy: Option<f64>,
+    altitude: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct JsonBattery {
+    level: Option<f64>,
+    is_charging: Option<bool>,
+}
+
+/// Parses the JSON body variant; one result per location (batch sync sends several).
+/// `Err` when the body as a whole is unreadable.
+pub fn parse_osmand_json(
+    json: &str,
+    received_at_ms: EpochMillis,
+    limits: &Limits,
+) -> Result<Vec<Result<Position, FieldError>>, FieldError> {
+    let body: JsonBody = deserialize_named(json)?;
+    let locations = match body.location {
+        OneOrMany::One(l) => vec![*l],
+        OneOrMany::Many(ls) => ls,
+    };
+    if locations.is_empty() {
+        return Err(FieldError::new("location", "holds no location"));
+    }
+    Ok(locations.into_iter().map(|l| json_location(&body.device_id, l, received_at_ms, limits)).collect())
+}
+
+fn json_location(
+    device_id: &str,
+    l: JsonLocation,
+    received_at_ms: EpochMillis,
+    limits: &Limits,
+) -> Result<Position, FieldError> {
+    // The apps send -1 for "unknown" speed, heading and battery level.
+    let known = |v: Option<f64>| v.filter(|x| *x >= 0.0);
+    let mut attributes = l.extras.unwrap_or_default();
+    if let Some(moving) = l.is_moving {
+        attributes.insert("motion".into(), Value::Bool(moving));
+    }
+    if let Some(event) = l.event {
+        attributes.insert("event".into(), Value::String(event));
+    }
+    if let Some(charging) = l.battery.as_ref().and_then(|b| b.is_charging) {
+        attributes.insert("charge".into(), Value::Bool(charging));
+    }
+    let fields = Fields {
+        device_id: device_id.to_string(),
+        fix_time_ms: parse_osmand_time(&l.timestamp).map_err(|e| FieldError::new("location.timestamp", e))?,
+        lat: l.coords.latitude,
+        lon: l.coords.longitude,
+        speed_mps: known(l.coords.speed),
+        heading_deg: known(l.coords.heading),
+        altitude_m: l.coords.altitude,
+        accuracy_m: known(l.coords.accuracy),
+        satellites: None,
+        ignition: None,
+        odometer_m: l.odometer,
+        battery_pct: known(l.battery.and_then(|b| b.level)).map(|level| level * 100.0),
+        attributes,
+        event_id: l.uuid,
+    };
+    validate(fields, received_at_ms, limits).map_err(|mut e| {
+        e.field = match e.field.as_str() {
+            "device_id" => "device_id",
+            "fix_time" => "location.timestamp",
+            "lat" => "location.coords.latitude",
+            "lon" => "location.coords.longitude",
+            "speed" => "location.coords.speed",
+            "heading" => "location.coords.heading",
+            "altitude" => "location.coords.altitude",
+            "accuracy" => "location.coords.accuracy",
+            "battery" => "location.battery.level",
+            "odometer" => "location.odometer",
+            "event_id" => "location.uuid",
+            "attributes" => "location.extras",
+            other => return FieldError::new(other, e.message),
+        }
+        .to_string();
+        e
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: EpochMillis = 1_700_000_100_000;
+
+    fn params(query: &str) -> Vec<(String, String)> {
+        query
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    fn parse(query: &str) -> Result<Position, FieldError> {
+        parse_osmand_params(&params(query), NOW, &Limits::default())
+    }
+
+    #[test]
+    fn traccar_client_request_is_normalised() {
+        let p = parse("id=123456&timestamp=1700000000&lat=40.6892&lon=-74.0445&speed=10.0&bearing=271.5&altitude=12.3&accuracy=5.0&batt=87.0&charge=true&hdop=0.9&valid=true").unwrap();
+        assert_eq!(p.device_id, "123456");
+        assert_eq!(p.fix_time_ms, 1_700_000_000_000);
+        assert_eq!((p.lat, p.lon), (40.6892, -74.0445));
+        assert!((p.speed_mps.unwrap() - 5.144_444).abs() < 1e-6, "10 knots in m/s");
+        assert_eq!(p.heading_deg, Some(271.5));
+        assert_eq!(p.altitude_m, Some(12.3));
+        assert_eq!(p.accuracy_m, Some(5.0));
+        assert_eq!(p.battery_pct, Some(87.0));
+        assert_eq!(p.attributes["charge"], true);
+        assert_eq!(p.attributes["valid"], true);
+        assert_eq!(p.attributes["hdop"], 0.9);
+        assert_eq!(p.event_id, "123456@1700000000000");
+    }
+
+    #[test]
+    fn alternative_names_and_location_pair() {
+        let p =
+            parse("deviceid=abc&location=1.5,2.5&heading=90&timestamp=2023-11-14T22:13:20Z&driverUniqueId=d7&custom=x")
+                .unwrap();
+        assert_eq!(p.device_id, "abc");
+        assert_eq!((p.lat, p.lon), (1.5, 2.5));
+        assert_eq!(p.heading_deg, Some(90.0));
+        assert_eq!(p.fix_time_ms, 1_700_000_000_000);
+        assert_eq!(p.attributes["driverUniqueId"], "d7");
+        assert_eq!(p.attributes["custom"], "x");
+    }
+
+    #[test]
+    fn timestamps_in_every_form_traccar_accepts() {
+        assert_eq!(parse_osmand_time("1700000000"), Ok(1_700_000_000_000));
+        assert_eq!(parse_osmand_time("1700000000.25"), Ok(1_700_000_000_250));
+        assert_eq!(parse_osmand_time("1700000000123"), Ok(1_700_000_000_123));
+        assert_eq!(parse_osmand_time("2023-11-14T22:13:20.5Z"), Ok(1_700_000_000_500));
+        assert_eq!(parse_osmand_time("2023-11-14 22:13:20"), Ok(1_700_000_000_000));
+        assert_eq!(parse_osmand_time("2023-11-14T22:13:20"), Ok(1_700_000_000_000));
+        assert!(parse_osmand_time("yesterday").is_err());
+        assert!(parse_osmand_time("1e300").is_err());
+    }
+
+    #[test]
+    fn missing_timestamp_means_now() {
+        assert_eq!(parse("id=a&lat=1&lon=2").unwrap().fix_time_ms, NOW);
+    }
+
+    #[test]
+    fn errors_name_the_parameter_as_sent() {
+        let cases = [
+            ("timestamp=1700000000&lat=1&lon=2", "id"),
+            ("id=a&timestamp=1700000000&lon=2", "lat"),
+            ("id=a&timestamp=1700000000&lat=1", "lon"),
+            ("id=a&lat=91&lon=2", "lat"),
+            ("id=a&lat=1&lon=200", "lon"),
+            ("id=a&lat=NaN&lon=2", "lat"),
+            ("id=a&lat=inf&lon=2", "lat"),
+            ("id=a&lat=north&lon=2", "lat"),
+            ("id=a&location=1;2", "location"),
+            ("id=a&lat=1&lon=2&speed=-3", "speed"),
+            ("id=a&lat=1&lon=2&speed=fast", "speed"),
+            ("id=a&lat=1&lon=2&bearing=400", "bearing"),
+            ("id=a&lat=1&lon=2&heading=400", "heading"),
+            ("id=a&lat=1&lon=2&batt=150", "batt"),
+            ("id=a&lat=1&lon=2&charge=maybe", "charge"),
+            ("id=a&lat=1&lon=2&timestamp=4102444800", "timestamp"),
+            ("id=a&lat=1&lon=2&timestamp=soon", "timestamp"),
+            ("id=&lat=1&lon=2", "id"),
+            ("deviceid=&lat=1&lon=2", "deviceid"),
+            ("id=a&id=b&lat=1&lon=2", "id"),
+        ];
+        for (query, field) in cases {
+            match parse(query) {
+                Ok(p) => panic!("accepted {query}: {p:?}"),
+                Err(e) => assert_eq!(e.field, field, "{query}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_parameters_are_refused() {
+        let query: String = (0..=MAX_PARAMS).map(|i| format!("k{i}=1&")).collect();
+        assert_eq!(parse(&format!("{query}id=a&lat=1&lon=2")).unwrap_err().field, "body");
+    }
+
+    #[test]
+    fn token_parameter_is_never_stored() {
+        let p = parse("id=a&lat=1&lon=2&token=secret").unwrap();
+        assert!(!p.attributes.contains_key("token"));
+    }
+
+    const JSON: &str = r#"{"device_id":"phone-7","location":{"timestamp":"2023-11-14T22:13:20.125Z",
+        "coords":{"latitude":40.7,"longitude":-74.0,"speed":3.5,"heading":-1,"accuracy":8,"altitude":20},
+        "battery":{"level":0.42,"is_charging":false},"is_moving":true,"odometer":1234.5,
+        "event":"motionchange","uuid":"u-1","activity":{"type":"walking"},"extras":{"trip":"t9"}}}"#;
+
+    #[test]
+    fn json_variant_is_normalised() {
+        let ps = parse_osmand_json(JSON, NOW, &Limits::default()).unwrap();
+        assert_eq!(ps.len(), 1);
+        let p = ps[0].as_ref().unwrap();
+        assert_eq!(p.device_id, "phone-7");
+        assert_eq!(p.fix_time_ms, 1_700_000_000_125);
+        assert_eq!((p.lat, p.lon), (40.7, -74.0));
+        assert_eq!(p.speed_mps, Some(3.5), "JSON speed is already m/s");
+        assert_eq!(p.heading_deg, None, "-1 means unknown");
+        assert_eq!(p.accuracy_m, Some(8.0));
+        assert_eq!(p.altitude_m, Some(20.0));
+        assert!((p.battery_pct.unwrap() - 42.0).abs() < 1e-9);
+        assert_eq!(p.odometer_m, Some(1234.5));
+        assert_eq!(p.event_id, "u-1");
+        assert_eq!(p.attributes["motion"], true);
+        assert_eq!(p.attributes["charge"], false);
+        assert_eq!(p.attributes["event"], "motionchange");
+        assert_eq!(p.attributes["trip"], "t9");
+    }
+
+    #[test]
+    fn json_batch_sync_gives_one_result_per_location() {
+        let body = r#"{"device_id":"p","location":[
+            {"timestamp":"2023-11-14T22:13:20Z","coords":{"latitude":1,"longitude":2}},
+            {"timestamp":"2023-11-14T22:13:21Z","coords":{"latitude":95,"longitude":2}}]}"#;
+        let ps = parse_osmand_json(body, NOW, &Limits::default()).unwrap();
+        assert!(ps[0].is_ok());
+        assert_eq!(ps[1].as_ref().unwrap_err().field, "location.coords.latitude");
+    }
+
+    #[test]
+    fn json_errors_name_the_path() {
+        let missing = r#"{"device_id":"p","location":{"timestamp":"2023-11-14T22:13:20Z","coords":{"longitude":2}}}"#;
+        // `location` is untagged (one or many), so serde reports the location as a whole.
+        assert!(parse_osmand_json(missing, NOW, &Limits::default()).unwrap_err().field.starts_with("location"));
+        assert_eq!(parse_osmand_json(r#"{"location":[]}"#, NOW, &Limits::default()).unwrap_err().field, "device_id");
+        assert_eq!(
+            parse_osmand_json(r#"{"device_id":"p","location":[]}"#, NOW, &Limits::default()).unwrap_err().field,
+            "location"
+        );
+        assert_eq!(parse_osmand_json(r#"{"device_id":"p""#, NOW, &Limits::default()).unwrap_err().field, "body");
+        let bad_time = r#"{"device_id":"p","location":{"timestamp":"later","coords":{"latitude":1,"longitude":2}}}"#;
+        assert_eq!(
+            parse_osmand_json(bad_time, NOW, &Limits::default()).unwrap()[0].as_ref().unwrap_err().field,
+            "location.timestamp"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn knots_convert_exactly(knots in 0.0f64..900.0) {
+            let p = parse(&format!("id=a&lat=1&lon=2&speed={knots}")).unwrap();
+            prop_assert!((p.speed_mps.unwrap() - knots * 0.514_444_444_444).abs() < 1e-9);
+        }
+
+        #[test]
+        fn arbitrary_params_never_panic(pairs in proptest::collection::vec((".{0,12}", ".{0,24}"), 0..12)) {
+            let params: Vec<(String, String)> = pairs;
+            let _ = parse_osmand_params(&params, NOW, &Limits::default());
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(text in ".{0,200}") {
+            let _ = parse_osmand_json(&text, NOW, &Limits::default());
+        }
+    }
+}
