@@ -19,6 +19,8 @@ pub enum ProduceError {
     Delivery(KafkaError),
     #[error("the producer shut down before the brokers acknowledged")]
     Canceled,
+    #[error("the brokers did not acknowledge within {0:?}")]
+    Deadline(Duration),
 }
 
 #[derive(Clone)]
@@ -27,6 +29,9 @@ pub struct PositionProducer {
     topic: String,
     dlq_topic: String,
     queue_limit: usize,
+    /// librdkafka does not time out requests already in flight at `message.timeout.ms` (an
+    /// idempotent producer waits for the request timeout), so the wait is bounded here too.
+    deadline: Duration,
 }
 
 impl PositionProducer {
@@ -47,6 +52,7 @@ impl PositionProducer {
             topic: kafka.positions_topic.clone(),
             dlq_topic: kafka.dlq_topic.clone(),
             queue_limit: config.producer_queue_messages,
+            deadline: Duration::from_millis(config.produce_timeout_ms + 500),
         })
     }
 
@@ -72,7 +78,9 @@ impl PositionProducer {
         }
         // Wait for what was enqueued even when a later message failed: it may still be
         // delivered, and the retry the client makes will be de-duplicated downstream.
-        let results = join_all(deliveries).await;
+        let results = tokio::time::timeout(self.deadline, join_all(deliveries))
+            .await
+            .map_err(|_| ProduceError::Deadline(self.deadline))?;
         if let Some(e) = enqueue_error {
             return Err(e);
         }
