@@ -43,7 +43,7 @@ impl PositionProducer {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", "lz4")
-            .set("linger.ms", "5")
+            .set("linger.ms", config.produce_linger_ms.to_string())
             .set("message.timeout.ms", config.produce_timeout_ms.to_string())
             .set("queue.buffering.max.messages", config.producer_queue_messages.to_string())
             .create()?;

@@ -11,6 +11,8 @@
 
 pub mod body;
 pub mod dead_letter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input;
 pub mod migrations;
 pub mod osmand;

@@ -12,7 +12,9 @@ FS_NISSHI_HOME=$FS_CACHE_DIR/nisshi-$FS_NISSHI_VERSION-${FS_NISSHI_FEATURES//,/-
 FS_NISSHI=$FS_NISSHI_HOME/bin/nisshi
 FS_PIDS=()
 
-fs_say() { printf '\033[1m[fleetstream]\033[0m %s\n' "$*" >&2; }
+fs_say() {
+  if [ -t 2 ]; then printf '\033[1m[fleetstream]\033[0m %s\n' "$*" >&2; else printf '[fleetstream] %s\n' "$*" >&2; fi
+}
 
 fs_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

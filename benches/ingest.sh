@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the ingest load benchmark against a local nisshi broker (memory storage) that this script
+# starts and stops. Arguments: [positions for the batch-of-100 run] [requests in flight].
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+source scripts/lib/services.sh
+RUN_DIR=$(mktemp -d)
+trap 'fs_stop_all; rm -rf "$RUN_DIR"' EXIT
+fs_ensure_tools
+fs_ensure_nisshi
+cargo build --release -q -p fleetstream-benches --bin ingest_load
+fs_start_broker "$RUN_DIR/broker" memory
+FLEETSTREAM_BROKERS=$FS_BROKERS RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/release/ingest_load" "$@"
