@@ -12,3 +12,4 @@ pub mod enrich;
 
 pub use config::ProcessorConfig;
 pub use consumer::run;
+pub mod fences;
