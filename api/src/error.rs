@@ -9,6 +9,8 @@ use fleetstream_storage::StoreError;
 pub enum ApiError {
     /// A bad query or path parameter (400).
     BadParameter { parameter: &'static str, message: String },
+    /// Nothing by that name (404).
+    NotFound(String),
     /// Storage failed (503: the reader may retry).
     Storage(StoreError),
 }
@@ -32,6 +34,9 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 serde_json::json!({ "error": { "parameter": parameter, "message": message } }),
             ),
+            ApiError::NotFound(message) => {
+                (StatusCode::NOT_FOUND, serde_json::json!({ "error": { "message": message } }))
+            }
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, "storage error");
                 (

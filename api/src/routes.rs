@@ -2,17 +2,20 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use fleetstream_schemas::time::{format_millis, now_millis, parse_time_param};
 use fleetstream_storage::Store;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::views::{LatestResponse, TrackPointView, TrackResponse};
+use crate::fences;
+use crate::views::{EventView, LatestResponse, TrackPointView, TrackResponse};
 
 /// Everything a handler needs, shared.
 #[derive(Clone)]
@@ -36,6 +39,11 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/devices/latest", get(latest))
         .route("/v1/devices/{id}/track", get(track))
+        .route("/v1/fences", get(list_fences).post(import_fences))
+        .route("/v1/fences/{id}", get(get_fence).put(put_fence).delete(delete_fence))
+        .route("/v1/geofence-events", get(geofence_events))
+        // Fence uploads carry real shapes (the NYC boroughs are 0.9 MB).
+        .layer(DefaultBodyLimit::max(MAX_FENCE_BODY_BYTES))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -55,6 +63,8 @@ struct TrackParams {
 }
 
 const DEFAULT_TRACK_WINDOW_MS: i64 = 24 * 3600 * 1000;
+const MAX_FENCE_BODY_BYTES: usize = 16 * 1024 * 1024;
+const MAX_EVENTS: u64 = 100_000;
 const MAX_DEVICE_ID_BYTES: usize = 128;
 
 fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
@@ -113,6 +123,87 @@ async fn track(
         next_from,
         positions,
     }))
+}
+
+fn check_fence_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+        return Err(ApiError::bad("id", "must be 1 to 128 bytes without control characters"));
+    }
+    Ok(())
+}
+
+/// All fences as a GeoJSON FeatureCollection.
+async fn list_fences(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let rows = state.store().live_fences().await?;
+    let features: Vec<Value> = rows.iter().map(fences::feature_of).collect();
+    Ok(Json(json!({ "type": "FeatureCollection", "features": features })))
+}
+
+async fn get_fence(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    check_fence_id(&id)?;
+    match state.store().fence(&id).await? {
+        Some(row) => Ok(Json(fences::feature_of(&row))),
+        None => Err(ApiError::NotFound(format!("no fence {id:?}"))),
+    }
+}
+
+/// Creates or replaces one fence from a GeoJSON Feature.
+async fn put_fence(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    check_fence_id(&id)?;
+    let Json(feature) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+    let row = fences::fence_row(feature, Some(&id))?;
+    state.store().put_fence(&row).await?;
+    Ok(Json(json!({ "id": row.fence_id, "version": row.version })))
+}
+
+/// Imports every fence of a FeatureCollection; nothing is stored unless all are valid.
+async fn import_fences(
+    State(state): State<ApiState>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+    let rows = fences::fence_rows(body)?;
+    for row in &rows {
+        state.store().put_fence(row).await?;
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.fence_id.as_str()).collect();
+    Ok(Json(json!({ "imported": ids.len(), "ids": ids })))
+}
+
+async fn delete_fence(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    check_fence_id(&id)?;
+    if state.store().fence(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no fence {id:?}")));
+    }
+    state.store().put_fence(&fences::deletion(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct EventParams {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+}
+
+/// Geofence enter/exit events with `from <= time < to`, oldest first. Defaults: the last 24 h.
+async fn geofence_events(
+    State(state): State<ApiState>,
+    Query(params): Query<EventParams>,
+) -> Result<Json<Value>, ApiError> {
+    let to = parse_time("to", params.to.as_deref(), now_millis())?;
+    let from = parse_time("from", params.from.as_deref(), to - DEFAULT_TRACK_WINDOW_MS)?;
+    if from >= to {
+        return Err(ApiError::bad("from", "must be before `to`"));
+    }
+    let limit = parse_limit(params.limit.as_deref(), 10_000, MAX_EVENTS)?;
+    let rows = state.store().geofence_events(from, to, limit).await?;
+    let events: Vec<EventView> = rows.into_iter().map(Into::into).collect();
+    Ok(Json(json!({ "count": events.len(), "events": events })))
 }
 
 /// Ready while ClickHouse answers.

@@ -2,7 +2,7 @@
 //! field names as devices send them.
 
 use fleetstream_schemas::time::format_millis;
-use fleetstream_storage::{LatestRow, PositionRow};
+use fleetstream_storage::{EVENT_ENTER, GeofenceEventRow, LatestRow, PositionRow};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -54,6 +54,12 @@ pub struct TrackPointView {
     pub attributes: Map<String, Value>,
     /// Metres from the device's previous fix, when known.
     pub distance_from_prev_m: Option<f64>,
+    /// Distance travelled since the device was first seen, metres.
+    pub distance_total_m: f64,
+    pub moving: bool,
+    /// H3 cell (resolution 9) as the usual hex string.
+    pub h3_cell: String,
+    pub fence_ids: Vec<String>,
 }
 
 impl From<PositionRow> for TrackPointView {
@@ -76,6 +82,10 @@ impl From<PositionRow> for TrackPointView {
             odometer: r.odometer_m,
             battery: r.battery_pct,
             distance_from_prev_m: r.distance_m,
+            distance_total_m: r.distance_total_m,
+            moving: r.moving != 0,
+            h3_cell: format!("{:x}", r.h3_cell),
+            fence_ids: r.fence_ids,
         }
     }
 }
@@ -95,4 +105,35 @@ pub struct TrackResponse {
     /// Set when the range holds more points than were returned: ask again with `from` = this.
     pub next_from: Option<String>,
     pub positions: Vec<TrackPointView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub event_id: String,
+    pub device_id: String,
+    pub fence_id: String,
+    /// `enter` or `exit`.
+    pub event: &'static str,
+    pub time: String,
+    pub time_ms: i64,
+    /// On exits: milliseconds inside since the matching enter.
+    pub dwell_ms: Option<i64>,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl From<GeofenceEventRow> for EventView {
+    fn from(r: GeofenceEventRow) -> Self {
+        EventView {
+            event: if r.event_type == EVENT_ENTER { "enter" } else { "exit" },
+            time: format_millis(r.event_time_ms),
+            time_ms: r.event_time_ms,
+            event_id: r.event_id,
+            device_id: r.device_id,
+            fence_id: r.fence_id,
+            dwell_ms: r.dwell_ms,
+            lat: r.lat,
+            lon: r.lon,
+        }
+    }
 }

@@ -21,6 +21,12 @@ pub struct KafkaConfig {
     /// Topic of rejected items and the reasons (dead letters).
     #[arg(long = "dlq-topic", env = "FLEETSTREAM_DLQ_TOPIC", default_value = fleetstream_schemas::topics::POSITIONS_DLQ)]
     pub dlq_topic: String,
+    /// Topic of enriched positions, for other consumers.
+    #[arg(long = "enriched-topic", env = "FLEETSTREAM_ENRICHED_TOPIC", default_value = fleetstream_schemas::topics::POSITIONS_ENRICHED)]
+    pub enriched_topic: String,
+    /// Topic of geofence enter/exit events, for other consumers.
+    #[arg(long = "events-topic", env = "FLEETSTREAM_EVENTS_TOPIC", default_value = fleetstream_schemas::topics::GEOFENCE_EVENTS)]
+    pub events_topic: String,
     /// Partitions for topics that fleetstream creates itself (existing topics are left alone).
     #[arg(long = "topic-partitions", env = "FLEETSTREAM_TOPIC_PARTITIONS", default_value_t = 8)]
     pub topic_partitions: i32,
@@ -32,11 +38,13 @@ pub struct KafkaConfig {
 impl KafkaConfig {
     /// The default topic names with `.{suffix}` appended: one private set of topics per test.
     pub fn with_topic_suffix(brokers: &str, suffix: &str) -> Self {
-        use fleetstream_schemas::topics::{POSITIONS_DLQ, POSITIONS_RAW};
+        use fleetstream_schemas::topics::{GEOFENCE_EVENTS, POSITIONS_DLQ, POSITIONS_ENRICHED, POSITIONS_RAW};
         KafkaConfig {
             brokers: brokers.into(),
             positions_topic: format!("{POSITIONS_RAW}.{suffix}"),
             dlq_topic: format!("{POSITIONS_DLQ}.{suffix}"),
+            enriched_topic: format!("{POSITIONS_ENRICHED}.{suffix}"),
+            events_topic: format!("{GEOFENCE_EVENTS}.{suffix}"),
             topic_partitions: 8,
             topic_replication: 1,
         }

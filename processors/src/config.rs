@@ -15,6 +15,19 @@ pub struct ProcessorConfig {
     /// Longest a position waits in a batch before it is written, in milliseconds.
     #[arg(long, env = "FLEETSTREAM_BATCH_MAX_WAIT_MS", default_value_t = 500)]
     pub batch_max_wait_ms: u64,
+    /// Hysteresis: seconds a device must stay on the other side of a fence boundary before an
+    /// enter or exit counts (0: at once).
+    #[arg(long, env = "FLEETSTREAM_FENCE_MIN_SECS", default_value_t = 0)]
+    pub fence_min_secs: u64,
+    /// Hysteresis: metres past a fence boundary before an enter or exit counts (0: any).
+    #[arg(long, env = "FLEETSTREAM_FENCE_MIN_DISTANCE_M", default_value_t = 0.0)]
+    pub fence_min_distance_m: f64,
+    /// How often processors look for changed fences, in milliseconds.
+    #[arg(long, env = "FLEETSTREAM_FENCES_POLL_MS", default_value_t = 5_000)]
+    pub fences_poll_ms: u64,
+    /// Speed (m/s) at or above which a device counts as moving.
+    #[arg(long, env = "FLEETSTREAM_MOVING_SPEED_MPS", default_value_t = 0.5)]
+    pub moving_speed_mps: f64,
 }
 
 impl ProcessorConfig {
@@ -22,7 +35,25 @@ impl ProcessorConfig {
         Duration::from_millis(self.batch_max_wait_ms)
     }
 
+    pub fn settings(&self) -> crate::enrich::Settings {
+        crate::enrich::Settings {
+            hysteresis: fleetstream_geofence::Hysteresis {
+                min_time_ms: (self.fence_min_secs * 1000) as i64,
+                min_distance_m: self.fence_min_distance_m,
+            },
+            moving_speed_mps: self.moving_speed_mps,
+        }
+    }
+
     pub fn local(group_id: &str) -> Self {
-        ProcessorConfig { group_id: group_id.into(), batch_max_rows: 10_000, batch_max_wait_ms: 200 }
+        ProcessorConfig {
+            group_id: group_id.into(),
+            batch_max_rows: 10_000,
+            batch_max_wait_ms: 200,
+            fence_min_secs: 0,
+            fence_min_distance_m: 0.0,
+            fences_poll_ms: 500,
+            moving_speed_mps: 0.5,
+        }
     }
 }

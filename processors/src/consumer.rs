@@ -1,31 +1,62 @@
-//! The processor loop: consume `positions.raw`, batch, enrich, insert into ClickHouse, and only
-//! then store the offsets for the next commit.
+//! The processor loop: consume `positions.raw`, batch, apply each position to its device's
+//! state, write the batch ([`crate::sink`]), and only then store the offsets for the next commit.
 //!
 //! Offsets follow the rule in `../shared/docs/infra.md`: `enable.auto.offset.store=false`, and an
-//! offset is stored after ClickHouse accepted its row. A crash therefore re-delivers at most the
-//! rows since the last commit, and the ReplacingMergeTree tables collapse those copies.
+//! offset is stored after its effects are durable. Device states are stored with the offset of
+//! the last message applied to them, so an instance taking over a partition (after a crash or a
+//! rebalance) loads them, skips messages it finds already applied, and carries on exactly where
+//! the state left off: the output equals that of an uninterrupted run.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_schemas::Position;
-use fleetstream_storage::Store;
-use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use fleetstream_schemas::time::now_millis;
+use fleetstream_storage::{DeviceStateRow, Store};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use tokio::time::{Instant, sleep, sleep_until};
+use rdkafka::{ClientContext, Message};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProcessorConfig;
-use crate::enrich::{LastFix, Source, Tracker};
+use crate::enrich::{Applied, DeviceState, Settings, Source, Tracker};
+use crate::fence_cache::FenceCache;
+use crate::sink::{Batch, Sink};
+
+/// Counts rebalances, so that the loop knows when its in-memory device states may be stale.
+#[derive(Clone, Default)]
+struct RebalanceCounter(Arc<AtomicU64>);
+
+impl ClientContext for RebalanceCounter {}
+
+impl ConsumerContext for RebalanceCounter {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        tracing::info!(?rebalance, "partitions rebalanced");
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 /// A consumed message, detached from the consumer so that it can wait in a batch.
 struct Pending {
-    partition: i32,
-    offset: i64,
+    source: Source,
     position: Position,
+}
+
+/// Everything a batch needs besides the messages.
+struct Processor {
+    consumer: StreamConsumer<RebalanceCounter>,
+    rebalances: RebalanceCounter,
+    seen_rebalances: u64,
+    topic: String,
+    sink: Sink,
+    tracker: Tracker,
+    fences: FenceCache,
+    settings: Settings,
 }
 
 /// Runs until `shutdown` is cancelled; writes what it holds and commits before returning.
@@ -35,8 +66,10 @@ pub async fn run(
     store: Store,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    fleetstream_kafka::ensure_topics(&kafka, &[kafka.positions_topic.as_str()]).await?;
-    let consumer: StreamConsumer = kafka
+    let topics = [kafka.positions_topic.as_str(), kafka.enriched_topic.as_str(), kafka.events_topic.as_str()];
+    fleetstream_kafka::ensure_topics(&kafka, &topics).await?;
+    let rebalances = RebalanceCounter::default();
+    let consumer: StreamConsumer<RebalanceCounter> = kafka
         .client_config("fleetstream-processor")
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "true")
@@ -44,22 +77,29 @@ pub async fn run(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("heartbeat.interval.ms", "1000")
-        .create()
+        .create_with_context(rebalances.clone())
         .context("create the Kafka consumer")?;
     consumer.subscribe(&[&kafka.positions_topic]).context("subscribe")?;
     tracing::info!(topic = %kafka.positions_topic, group = %config.group_id, "processor consuming");
 
-    let mut tracker = Tracker::default();
+    let mut processor = Processor {
+        consumer,
+        rebalances,
+        seen_rebalances: 0,
+        topic: kafka.positions_topic.clone(),
+        sink: Sink::new(store, &kafka)?,
+        tracker: Tracker::default(),
+        fences: FenceCache::new(Duration::from_millis(config.fences_poll_ms)),
+        settings: config.settings(),
+    };
     let mut batch: Vec<Pending> = Vec::with_capacity(config.batch_max_rows);
     let mut deadline = Instant::now() + config.batch_max_wait();
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = sleep_until(deadline), if !batch.is_empty() => {
-                flush(&consumer, &kafka.positions_topic, &store, &mut tracker, &mut batch, &shutdown).await?;
-            }
-            received = consumer.recv() => {
+            _ = sleep_until(deadline), if !batch.is_empty() => processor.flush(&mut batch, &shutdown).await?,
+            received = processor.consumer.recv() => {
                 let message = match received {
                     Ok(m) => m,
                     Err(e) => {
@@ -67,26 +107,26 @@ pub async fn run(
                         continue;
                     }
                 };
-                let (partition, offset) = (message.partition(), message.offset());
+                let source = Source { partition: message.partition(), offset: message.offset() };
                 match Position::from_message(message.payload().unwrap_or_default()) {
                     Ok(position) => {
                         if batch.is_empty() {
                             deadline = Instant::now() + config.batch_max_wait();
                         }
-                        batch.push(Pending { partition, offset, position });
+                        batch.push(Pending { source, position });
                     }
                     // Ingest only produces valid positions; anything else is skipped loudly
                     // rather than blocking the partition forever.
-                    Err(e) => tracing::error!(partition, offset, error = %e, "skipping undecodable message"),
+                    Err(e) => tracing::error!(?source, error = %e, "skipping undecodable message"),
                 }
                 if batch.len() >= config.batch_max_rows {
-                    flush(&consumer, &kafka.positions_topic, &store, &mut tracker, &mut batch, &shutdown).await?;
+                    processor.flush(&mut batch, &shutdown).await?;
                 }
             }
         }
     }
-    flush(&consumer, &kafka.positions_topic, &store, &mut tracker, &mut batch, &shutdown).await?;
-    match consumer.commit_consumer_state(CommitMode::Sync) {
+    processor.flush(&mut batch, &shutdown).await?;
+    match processor.consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing stored since the last automatic commit: nothing to do.
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "final offset commit failed; the last batch will be re-delivered"),
@@ -95,78 +135,94 @@ pub async fn run(
     Ok(())
 }
 
-/// Enriches and writes the batch, retrying ClickHouse until it accepts or shutdown is asked
-/// for; stores offsets only after success.
-async fn flush(
-    consumer: &StreamConsumer,
-    topic: &str,
-    store: &Store,
-    tracker: &mut Tracker,
-    batch: &mut Vec<Pending>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    seed_unknown_devices(store, tracker, batch).await;
-    let rows: Vec<_> = batch
-        .iter()
-        .map(|p| tracker.enrich(&p.position, Source { partition: p.partition, offset: p.offset }))
-        .collect();
+impl Processor {
+    async fn flush(&mut self, batch: &mut Vec<Pending>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rebalances = self.rebalances.0.load(Ordering::SeqCst);
+        if rebalances != self.seen_rebalances {
+            // Another instance may have advanced devices we remember: reload them from storage.
+            self.tracker.clear();
+            self.seen_rebalances = rebalances;
+        }
+        if let Err(e) = self.fences.refresh(self.sink.store()).await {
+            tracing::warn!(error = %e, "could not refresh fences; keeping the ones loaded");
+        }
+        self.restore_unknown_devices(batch).await?;
 
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match store.insert_positions(&rows).await {
-            Ok(()) => break,
-            Err(e) if shutdown.is_cancelled() => {
-                // Not stored, not committed: the next owner of these partitions re-reads them.
-                tracing::warn!(error = %e, rows = rows.len(), "stopping with an unwritten batch");
-                batch.clear();
-                return Ok(());
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, rows = rows.len(), retry_in = ?backoff, "ClickHouse insert failed; retrying");
-                tokio::select! {
-                    _ = sleep(backoff) => {}
-                    _ = shutdown.cancelled() => {}
+        let mut out = Batch::default();
+        let mut touched: Vec<&str> = Vec::new();
+        for p in batch.iter() {
+            match self.tracker.apply(&p.position, p.source, &self.fences.index, &self.settings) {
+                Applied::Redelivered => continue,
+                Applied::Duplicate => {}
+                Applied::Stored { row, events } => {
+                    out.positions.push(*row);
+                    out.events.extend(events);
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            touched.push(&p.position.device_id);
+        }
+        let unique: HashSet<&str> = touched.into_iter().collect();
+        let now = now_millis();
+        for device_id in unique {
+            let state = self.tracker.state(device_id).expect("an applied device has state");
+            let applied = state.applied.expect("an applied device has an offset");
+            out.states.push(DeviceStateRow {
+                device_id: device_id.to_string(),
+                kafka_partition: applied.partition,
+                kafka_offset: applied.offset,
+                state: serde_json::to_string(state)?,
+                updated_at_ms: now,
+            });
+        }
+        if !self.sink.write(&out, shutdown).await {
+            batch.clear();
+            return Ok(());
+        }
+
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for p in batch.iter() {
+            let entry = next.entry(p.source.partition).or_insert(p.source.offset);
+            *entry = (*entry).max(p.source.offset);
+        }
+        for (partition, offset) in next {
+            // Fails only when the partition was revoked meanwhile; its new owner finds the
+            // device states and skips what this batch applied.
+            if let Err(e) = self.consumer.store_offset(&self.topic, partition, offset) {
+                tracing::debug!(partition, offset, error = %e, "offset not stored");
             }
         }
+        tracing::debug!(positions = out.positions.len(), events = out.events.len(), "batch written");
+        batch.clear();
+        Ok(())
     }
 
-    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
-    for p in batch.iter() {
-        let entry = next_offsets.entry(p.partition).or_insert(p.offset);
-        *entry = (*entry).max(p.offset);
-    }
-    for (partition, offset) in next_offsets {
-        // Fails only when the partition was revoked meanwhile; its new owner re-reads the rows
-        // and the duplicates collapse.
-        if let Err(e) = consumer.store_offset(topic, partition, offset) {
-            tracing::debug!(partition, offset, error = %e, "offset not stored");
+    /// Devices this instance holds no state for get theirs from storage (or start fresh).
+    async fn restore_unknown_devices(&mut self, batch: &[Pending]) -> anyhow::Result<()> {
+        let unknown: HashSet<&str> =
+            batch.iter().map(|p| p.position.device_id.as_str()).filter(|d| !self.tracker.knows(d)).collect();
+        if unknown.is_empty() {
+            return Ok(());
         }
-    }
-    tracing::debug!(rows = rows.len(), "batch written");
-    batch.clear();
-    Ok(())
-}
-
-/// After a restart or a rebalance this processor has not seen a device's earlier fixes; its
-/// newest stored fix is the predecessor of the next one.
-async fn seed_unknown_devices(store: &Store, tracker: &mut Tracker, batch: &[Pending]) {
-    let unknown: HashSet<&str> =
-        batch.iter().map(|p| p.position.device_id.as_str()).filter(|d| !tracker.knows(d)).collect();
-    if unknown.is_empty() {
-        return;
-    }
-    let ids: Vec<String> = unknown.into_iter().map(str::to_string).collect();
-    match store.latest_of_devices(&ids).await {
-        Ok(rows) => {
-            for r in rows {
-                tracker.seed(&r.device_id, LastFix { fix_time_ms: r.fix_time_ms, lat: r.lat, lon: r.lon });
+        let ids: Vec<String> = unknown.iter().map(|d| d.to_string()).collect();
+        // Without its stored state a device would be processed from scratch and its output would
+        // differ from an uninterrupted run: wait for storage rather than guess.
+        let rows = self.sink.store().device_states(&ids).await.context("load device states")?;
+        for row in rows {
+            match serde_json::from_str::<DeviceState>(&row.state) {
+                Ok(state) => self.tracker.restore(&row.device_id, state),
+                Err(e) => {
+                    tracing::error!(device = %row.device_id, error = %e, "stored state unreadable; starting afresh")
+                }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "could not load previous fixes; deltas start afresh"),
+        for id in ids {
+            if !self.tracker.knows(&id) {
+                self.tracker.restore(&id, DeviceState::default());
+            }
+        }
+        Ok(())
     }
 }

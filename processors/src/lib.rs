@@ -1,15 +1,17 @@
 //! fleetstream processors: stateless consumers of `positions.raw`.
 //!
-//! - [`config`]: consumer group and batching settings;
-//! - [`enrich`]: pure per-device logic (distance, time and speed since the previous fix);
-//! - [`consumer`]: the loop that batches messages, writes them to ClickHouse and only then
-//!   stores their offsets, so a crash re-delivers instead of losing (and the
-//!   ReplacingMergeTree tables collapse the re-delivered copies).
+//! - [`config`]: consumer group, batching, hysteresis settings;
+//! - [`enrich`]: pure per-device logic: deltas, odometer, H3, fences and geofence transitions;
+//! - [`fence_cache`]: the fences, reloaded when they change;
+//! - [`consumer`]: the loop that batches messages and stores offsets only after the output is
+//!   durable;
+//! - [`sink`]: writes a batch to ClickHouse and to the output topics.
 
 pub mod config;
 pub mod consumer;
 pub mod enrich;
+pub mod fence_cache;
+pub mod sink;
 
 pub use config::ProcessorConfig;
 pub use consumer::run;
-pub mod fences;

@@ -19,7 +19,24 @@ pub const LEDGER_DDL: &str = include_str!("../migrations/ledger.sql");
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_positions", sql: include_str!("../migrations/0001_positions.sql") },
     Migration { version: 2, name: "0002_device_latest", sql: include_str!("../migrations/0002_device_latest.sql") },
+    Migration { version: 3, name: "0003_geofencing", sql: include_str!("../migrations/0003_geofencing.sql") },
 ];
+
+/// For `ALTER TABLE <table> ADD COLUMN <column> ...`, the table and column: the migrator runs
+/// such a statement only when the column is missing (18.16 has no `ADD COLUMN IF NOT EXISTS`).
+pub fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let mut words = statement.split_whitespace();
+    let keywords = [words.next()?, words.next()?];
+    if !keywords[0].eq_ignore_ascii_case("ALTER") || !keywords[1].eq_ignore_ascii_case("TABLE") {
+        return None;
+    }
+    let table = words.next()?;
+    let (add, column) = (words.next()?, words.next()?);
+    if !add.eq_ignore_ascii_case("ADD") || !column.eq_ignore_ascii_case("COLUMN") {
+        return None;
+    }
+    Some((table, words.next()?))
+}
 
 impl Migration {
     /// FNV-1a over the file's text: detects an edited migration without a crypto dependency.
@@ -82,7 +99,8 @@ mod tests {
             let stmts = m.statements();
             assert!(!stmts.is_empty(), "{} has no statements", m.name);
             for s in stmts {
-                assert!(s.contains("IF NOT EXISTS"), "{}: not idempotent: {s}", m.name);
+                let guarded = added_column(&s).is_some();
+                assert!(s.contains("IF NOT EXISTS") || guarded, "{}: not idempotent: {s}", m.name);
                 assert!(!s.contains(';'), "{}: semicolon inside a statement: {s}", m.name);
             }
         }
@@ -93,6 +111,18 @@ mod tests {
         let sql = "-- c\nCREATE TABLE IF NOT EXISTS a (x UInt8)\nENGINE = Memory;\n\n-- d\nSELECT 1;\n";
         assert_eq!(statements(sql), vec!["CREATE TABLE IF NOT EXISTS a (x UInt8)\nENGINE = Memory", "SELECT 1"]);
         assert_eq!(MIGRATIONS[1].statements().len(), 2);
+    }
+
+    #[test]
+    fn added_columns_are_recognised() {
+        assert_eq!(
+            added_column("ALTER TABLE positions ADD COLUMN moving UInt8 DEFAULT 0"),
+            Some(("positions", "moving"))
+        );
+        assert_eq!(added_column("alter table t add column c String"), Some(("t", "c")));
+        assert_eq!(added_column("ALTER TABLE t DROP COLUMN c"), None);
+        assert_eq!(added_column("CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory"), None);
+        assert_eq!(added_column("ALTER TABLE t"), None);
     }
 
     #[test]

@@ -7,3 +7,11 @@ pub const POSITIONS_RAW: &str = "positions.raw";
 /// Items ingest rejected, with the reason and the raw item ([`crate::DeadLetter`]), so that a
 /// misbehaving firmware can be diagnosed from what it really sent.
 pub const POSITIONS_DLQ: &str = "positions.dlq";
+
+/// Positions as the processors enriched them (the `positions` table's rows as JSON), keyed by
+/// `device_id`. At least once: consumers de-duplicate by `event_id`.
+pub const POSITIONS_ENRICHED: &str = "positions.enriched";
+
+/// Geofence enter/exit events (the `geofence_events` rows as JSON), keyed by `device_id`.
+/// At least once: consumers de-duplicate by `event_id`.
+pub const GEOFENCE_EVENTS: &str = "geofence.events";

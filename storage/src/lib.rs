@@ -7,7 +7,8 @@
 //! - [`sql`]: every query the project runs, in one module, within what both ClickHouse 18.16 and
 //!   current ClickHouse accept;
 //! - [`rows`]: the row types those queries read and write;
-//! - [`store`]: the operations (insert a batch, latest positions, a device's track, health).
+//! - [`store`]: the operations (batches of positions, events and state; fences; latest
+//!   positions; a device's track; health).
 
 pub mod config;
 pub mod error;
@@ -18,5 +19,5 @@ pub mod store;
 
 pub use config::ClickHouseConfig;
 pub use error::StoreError;
-pub use rows::{LatestRow, PositionRow};
+pub use rows::{DeviceStateRow, EVENT_ENTER, EVENT_EXIT, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
 pub use store::Store;

@@ -5,11 +5,11 @@
 //! silently running old and new schemas side by side corrupts data.
 
 use clickhouse::{Client, Row};
-use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, statements};
+use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, added_column, statements};
 use serde::Deserialize;
 
 use crate::error::{Context, Result, StoreError};
-use crate::rows::{LatestRow, PositionRow};
+use crate::rows::{DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
 use crate::sql;
 
 #[derive(Debug, Row, Deserialize)]
@@ -72,6 +72,11 @@ fn check_unchanged(migration: &Migration, done: &Applied) -> Result<()> {
 async fn apply_one(client: &Client, migration: &Migration) -> Result<()> {
     tracing::info!(migration = migration.name, "applying migration");
     for stmt in migration.statements() {
+        if let Some((table, column)) = added_column(&stmt)
+            && table_columns(client, table).await?.iter().any(|c| c == column)
+        {
+            continue;
+        }
         client.query(&stmt).execute().await.context(format!("migration {}", migration.name))?;
     }
     client
@@ -88,12 +93,18 @@ async fn apply_one(client: &Client, migration: &Migration) -> Result<()> {
 /// column would silently write garbage, so every row type is checked against its table.
 pub async fn check_shapes(client: &Client) -> Result<()> {
     check_shape(client, sql::POSITIONS, PositionRow::COLUMN_NAMES).await?;
-    check_shape(client, sql::DEVICE_LATEST, LatestRow::COLUMN_NAMES).await
+    check_shape(client, sql::DEVICE_LATEST, LatestRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::GEOFENCE_EVENTS, GeofenceEventRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::PROCESSOR_STATE, DeviceStateRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::GEOFENCES, FenceRow::COLUMN_NAMES).await
+}
+
+async fn table_columns(client: &Client, table: &str) -> Result<Vec<String>> {
+    client.query(sql::TABLE_COLUMNS).bind(table).fetch_all().await.context(format!("describe {table}"))
 }
 
 async fn check_shape(client: &Client, table: &str, fields: &[&str]) -> Result<()> {
-    let columns: Vec<String> =
-        client.query(sql::TABLE_COLUMNS).bind(table).fetch_all().await.context(format!("describe {table}"))?;
+    let columns = table_columns(client, table).await?;
     let missing: Vec<&str> = fields.iter().copied().filter(|f| !columns.iter().any(|c| c == f)).collect();
     if !missing.is_empty() {
         return Err(StoreError::Shape { table: table.into(), reason: format!("missing columns {missing:?}") });

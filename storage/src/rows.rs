@@ -31,6 +31,62 @@ pub struct PositionRow {
     pub distance_m: Option<f64>,
     pub kafka_partition: i32,
     pub kafka_offset: i64,
+    /// 1 when the processor derived the heading from the previous fix (the device sent none).
+    pub heading_derived: u8,
+    /// Distance travelled since the device was first seen, metres (computed, unlike `odometer_m`).
+    pub distance_total_m: f64,
+    pub moving: u8,
+    /// H3 cell at resolution 9 (about 0.1 km²), for aggregation.
+    pub h3_cell: u64,
+    /// The fences containing this position, by id.
+    pub fence_ids: Vec<String>,
+}
+
+/// `geofence_events.event_type`.
+pub const EVENT_ENTER: i8 = 1;
+pub const EVENT_EXIT: i8 = 2;
+
+/// One row of `geofence_events`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct GeofenceEventRow {
+    pub event_id: String,
+    pub device_id: String,
+    pub fence_id: String,
+    /// [`EVENT_ENTER`] or [`EVENT_EXIT`].
+    pub event_type: i8,
+    /// When the device crossed: its first fix on the new side of the boundary.
+    pub event_time_ms: i64,
+    /// On exit: time inside since the matching enter.
+    pub dwell_ms: Option<i64>,
+    /// The fix that confirmed the transition (later than the crossing under hysteresis).
+    pub fix_time_ms: i64,
+    pub lat: f64,
+    pub lon: f64,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+}
+
+/// One row of `processor_state`: a device's state after the message at `kafka_offset`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct DeviceStateRow {
+    pub device_id: String,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    /// The processors' own JSON encoding of the state.
+    pub state: String,
+    pub updated_at_ms: i64,
+}
+
+/// One version of a fence in `geofences`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct FenceRow {
+    pub fence_id: String,
+    pub version: u64,
+    pub deleted: u8,
+    pub name: String,
+    /// The fence as a GeoJSON Feature.
+    pub feature: String,
+    pub updated_at_ms: i64,
 }
 
 /// One row of `device_latest`: the newest fix of a device.

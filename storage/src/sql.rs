@@ -9,6 +9,9 @@
 pub const POSITIONS: &str = "positions";
 pub const DEVICE_LATEST: &str = "device_latest";
 pub const LEDGER: &str = "schema_migrations";
+pub const GEOFENCE_EVENTS: &str = "geofence_events";
+pub const PROCESSOR_STATE: &str = "processor_state";
+pub const GEOFENCES: &str = "geofences";
 
 pub const SERVER_VERSION: &str = "SELECT version()";
 
@@ -32,3 +35,15 @@ pub const LATEST_OF_DEVICES: &str = "SELECT ?fields FROM device_latest FINAL WHE
 pub const TRACK: &str = "SELECT ?fields FROM positions FINAL \
      WHERE device_id = ? AND fix_time_ms >= ? AND fix_time_ms < ? \
      ORDER BY fix_time_ms LIMIT ?";
+
+pub const DEVICE_STATES: &str = "SELECT ?fields FROM processor_state FINAL WHERE has(?, device_id)";
+
+pub const FENCES_VERSION: &str = "SELECT max(version) FROM geofences";
+
+pub const LIVE_FENCES: &str = "SELECT ?fields FROM geofences FINAL WHERE deleted = 0 ORDER BY fence_id";
+
+pub const FENCE: &str = "SELECT ?fields FROM geofences FINAL WHERE fence_id = ? AND deleted = 0";
+
+pub const GEOFENCE_EVENTS_OF_RANGE: &str = "SELECT ?fields FROM geofence_events FINAL \
+     WHERE event_time_ms >= ? AND event_time_ms < ? \
+     ORDER BY event_time_ms, device_id, fence_id, event_type LIMIT ?";

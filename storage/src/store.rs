@@ -1,10 +1,10 @@
 //! [`Store`]: the operations the pipeline needs from ClickHouse, and nothing else.
 
-use clickhouse::Client;
+use clickhouse::{Client, RowOwned, RowWrite};
 
 use crate::config::ClickHouseConfig;
 use crate::error::{Context, Result};
-use crate::rows::{LatestRow, PositionRow};
+use crate::rows::{DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
 use crate::{migrate, sql};
 
 /// A handle on fleetstream's ClickHouse database. Cheap to clone (one connection pool).
@@ -30,18 +30,68 @@ impl Store {
         &self.database
     }
 
-    /// Writes one batch of positions in a single INSERT. Returns only once ClickHouse accepted
-    /// every row, so a caller may then commit the source offsets.
-    pub async fn insert_positions(&self, rows: &[PositionRow]) -> Result<()> {
+    /// Writes one batch in a single INSERT. Returns only once ClickHouse accepted every row, so
+    /// a caller may then commit the source offsets.
+    async fn insert_rows<T: RowOwned + RowWrite>(&self, table: &str, rows: &[T]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut insert =
-            self.client.insert::<PositionRow>(sql::POSITIONS).await.context("start insert into positions")?;
+        let mut insert = self.client.insert::<T>(table).await.context(format!("start insert into {table}"))?;
         for row in rows {
-            insert.write(row).await.context("write a position row")?;
+            insert.write(row).await.context(format!("write a {table} row"))?;
         }
-        insert.end().await.context(format!("insert {} positions", rows.len()))
+        insert.end().await.context(format!("insert {} rows into {table}", rows.len()))
+    }
+
+    pub async fn insert_positions(&self, rows: &[PositionRow]) -> Result<()> {
+        self.insert_rows(sql::POSITIONS, rows).await
+    }
+
+    pub async fn insert_geofence_events(&self, rows: &[GeofenceEventRow]) -> Result<()> {
+        self.insert_rows(sql::GEOFENCE_EVENTS, rows).await
+    }
+
+    pub async fn insert_device_states(&self, rows: &[DeviceStateRow]) -> Result<()> {
+        self.insert_rows(sql::PROCESSOR_STATE, rows).await
+    }
+
+    /// The stored processing state of each of these devices (those that have one).
+    pub async fn device_states(&self, device_ids: &[String]) -> Result<Vec<DeviceStateRow>> {
+        if device_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.client.query(sql::DEVICE_STATES).bind(device_ids).fetch_all().await.context("load device states")
+    }
+
+    /// Writes a new version of a fence (a deletion is a version with `deleted = 1`).
+    pub async fn put_fence(&self, row: &FenceRow) -> Result<()> {
+        self.insert_rows(sql::GEOFENCES, std::slice::from_ref(row)).await
+    }
+
+    /// The newest fence version, 0 with no fences: processors poll it to notice changes.
+    pub async fn fences_version(&self) -> Result<u64> {
+        self.client.query(sql::FENCES_VERSION).fetch_one::<u64>().await.context("fences version")
+    }
+
+    /// Every fence that is not deleted, by id.
+    pub async fn live_fences(&self) -> Result<Vec<FenceRow>> {
+        self.client.query(sql::LIVE_FENCES).fetch_all().await.context("list fences")
+    }
+
+    pub async fn fence(&self, fence_id: &str) -> Result<Option<FenceRow>> {
+        self.client.query(sql::FENCE).bind(fence_id).fetch_optional().await.context(format!("fence {fence_id}"))
+    }
+
+    /// Geofence events with `from_ms <= event_time < to_ms`, in time order, at most `limit`.
+    pub async fn geofence_events(&self, from_ms: i64, to_ms: i64, limit: u64) -> Result<Vec<GeofenceEventRow>> {
+        self.client
+            .query(sql::GEOFENCE_EVENTS_OF_RANGE)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(limit)
+            .fetch_all()
+            .await
+            .context("geofence events")
     }
 
     /// The latest fix of every device, by device id, at most `limit` devices.

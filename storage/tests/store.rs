@@ -39,6 +39,11 @@ fn row(device: &str, fix_ms: i64, lat: f64) -> PositionRow {
         distance_m: None,
         kafka_partition: 3,
         kafka_offset: 7,
+        heading_derived: 0,
+        distance_total_m: 12.5,
+        moving: 1,
+        h3_cell: 617_733_123_123_123_123,
+        fence_ids: vec!["county-36061".into(), "pier-7".into()],
     }
 }
 
