@@ -1,0 +1,327 @@
+//! Geofencing on a week of real AIS positions (172,679, NY Harbor) against the 15 county
+//! polygons around it, on the real broker and real ClickHouse:
+//! - positions inside each county equal ClickHouse's own `pointInPolygon` count (an independent
+//!   implementation) and the shares documented in `../shared/data/README.md`;
+//! - per (device, fence), enter and exit strictly alternate, each exit after its enter, with
+//!   dwell = exit - enter;
+//! - a processor SIGKILLed in the middle and restarted, and two processors in one group, give
+//!   exactly the output of one uninterrupted processor.
+//!
+//! The week is produced once to one topic; each run consumes it with its own group into its own
+//! database.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use fleetstream_kafka::KafkaConfig;
+use fleetstream_processors::ProcessorConfig;
+use fleetstream_schemas::{Limits, parse_position};
+use fleetstream_storage::{ClickHouseConfig, EVENT_ENTER, EVENT_EXIT, GeofenceEventRow, Store};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use support::{brokers, clickhouse_url, data_dir, read_fixes, unique};
+use tokio_util::sync::CancellationToken;
+
+const WEEK: &str = "nyharbor-2020-12-week1.csv.gz";
+
+/// What the topic holds: the number of distinct (device, fix time) and each device's last offset.
+struct Produced {
+    distinct: u64,
+    last_offsets: HashMap<String, i64>,
+}
+
+async fn produce_week(kafka: &KafkaConfig) -> Produced {
+    fleetstream_kafka::ensure_topics(kafka, &[kafka.positions_topic.as_str()]).await.unwrap();
+    let fixes = read_fixes(WEEK, usize::MAX);
+    assert_eq!(fixes.len(), 172_679);
+    let now = fleetstream_schemas::time::now_millis();
+    let producer: FutureProducer =
+        kafka.client_config("test-producer").set("acks", "all").set("enable.idempotence", "true").create().unwrap();
+    let mut deliveries = Vec::with_capacity(fixes.len());
+    let mut keys = std::collections::HashSet::new();
+    for fix in &fixes {
+        let p = parse_position(&fix.to_json().to_string(), now, &Limits::default()).unwrap();
+        keys.insert((p.device_id.clone(), p.fix_time_ms));
+        let payload = p.to_message();
+        let record = FutureRecord::to(&kafka.positions_topic).key(&p.device_id).payload(&payload);
+        deliveries.push((p.device_id.clone(), producer.send_result(record).map_err(|(e, _)| e).unwrap()));
+    }
+    let mut last_offsets = HashMap::new();
+    for (device, delivery) in deliveries {
+        let d = delivery.await.unwrap().unwrap();
+        let last = last_offsets.entry(device).or_insert(d.offset);
+        *last = (*last).max(d.offset);
+    }
+    Produced { distinct: keys.len() as u64, last_offsets }
+}
+
+async fn store_with_counties(name: &str) -> (ClickHouseConfig, Store) {
+    let config = ClickHouseConfig::local(&clickhouse_url(), &format!("fs_{name}"));
+    let store = Store::open(&config).await.unwrap();
+    let counties: Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir().join("nyc-area-counties.geojson")).unwrap()).unwrap();
+    for row in fleetstream_api::fences::fence_rows(counties).unwrap() {
+        store.put_fence(&row).await.unwrap();
+    }
+    (config, store)
+}
+
+fn raw(config: &ClickHouseConfig) -> clickhouse::Client {
+    clickhouse::Client::default().with_url(&config.url).with_database(&config.database).with_validation(false)
+}
+
+/// Waits until every device's stored state has reached its last message (states are written
+/// last in a batch, so then every position and event is written too).
+async fn wait_until_done(config: &ClickHouseConfig, produced: &Produced, within: Duration) {
+    let expected: i64 = produced.last_offsets.values().sum();
+    let client = raw(config);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (devices, offsets): (u64, i64) =
+            client.query("SELECT count(), sum(kafka_offset) FROM processor_state FINAL").fetch_one().await.unwrap();
+        if devices as usize == produced.last_offsets.len() && offsets == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{devices} devices, offsets {offsets} of {expected}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Processors running in this process, stopped gracefully by [`Running::stop`].
+struct Running {
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    fn start(kafka: &KafkaConfig, store: &Store, group: &str, instances: usize) -> Running {
+        let shutdown = CancellationToken::new();
+        let tasks = (0..instances)
+            .map(|_| {
+                let config = ProcessorConfig::local(group);
+                tokio::spawn(fleetstream_processors::run(config, kafka.clone(), store.clone(), shutdown.clone()))
+            })
+            .collect();
+        Running { shutdown, tasks }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            tokio::time::timeout(Duration::from_secs(30), task).await.expect("processor stops").unwrap().unwrap();
+        }
+    }
+}
+
+/// Everything the processors wrote, in a form that compares exactly: positions (with their
+/// enrichment) hashed, and the events in order.
+async fn output(config: &ClickHouseConfig, store: &Store) -> (u64, u64, Vec<GeofenceEventRow>) {
+    let (count, hash): (u64, u64) = raw(config)
+        .query(
+            "SELECT count(), groupBitXor(cityHash64(device_id, fix_time_ms, toString(lat), toString(lon), \
+             toString(distance_total_m), toString(ifNull(distance_m, -1)), toString(ifNull(speed_mps, -1)), \
+             arrayStringConcat(fence_ids, ','), moving, h3_cell)) FROM positions FINAL",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    let events = store.geofence_events(i64::MIN, i64::MAX, 10_000_000).await.unwrap();
+    (count, hash, events)
+}
+
+/// `pointInPolygon` over all parts of a (multi)polygon feature, holes included.
+fn point_in_feature_sql(geometry: &Value) -> String {
+    let ring = |ring: &Value| {
+        let points: Vec<String> = ring
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("({:?}, {:?})", p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+            .collect();
+        format!("[{}]", points.join(", "))
+    };
+    let polygon = |rings: &Value| {
+        let rings: Vec<String> = rings.as_array().unwrap().iter().map(ring).collect();
+        format!("pointInPolygon((lon, lat), {})", rings.join(", "))
+    };
+    match geometry["type"].as_str().unwrap() {
+        "Polygon" => polygon(&geometry["coordinates"]),
+        "MultiPolygon" => {
+            let parts: Vec<String> = geometry["coordinates"].as_array().unwrap().iter().map(polygon).collect();
+            format!("({})", parts.join(" OR "))
+        }
+        other => panic!("unexpected geometry {other}"),
+    }
+}
+
+fn check_alternation(events: &[GeofenceEventRow]) -> usize {
+    let mut by_pair: BTreeMap<(&str, &str), Vec<&GeofenceEventRow>> = BTreeMap::new();
+    for e in events {
+        by_pair.entry((e.device_id.as_str(), e.fence_id.as_str())).or_default().push(e);
+    }
+    for ((device, fence), list) in &by_pair {
+        let mut enter_at: Option<i64> = None;
+        let mut last = i64::MIN;
+        for e in list {
+            assert!(e.event_time_ms >= last, "{device}/{fence}: events out of order");
+            last = e.event_time_ms;
+            match (e.event_type, enter_at) {
+                (EVENT_ENTER, None) => enter_at = Some(e.event_time_ms),
+                (EVENT_EXIT, Some(at)) => {
+                    assert!(e.event_time_ms >= at, "{device}/{fence}: exit before its enter");
+                    assert_eq!(e.dwell_ms, Some(e.event_time_ms - at), "{device}/{fence}: dwell");
+                    enter_at = None;
+                }
+                (t, state) => panic!("{device}/{fence}: event {t} while {state:?}: enter and exit must alternate"),
+            }
+        }
+    }
+    by_pair.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_week_of_vessels_against_county_fences() {
+    let name = unique("week");
+    let kafka = KafkaConfig::with_topic_suffix(&brokers(), &name);
+    let produced = produce_week(&kafka).await;
+    let (config, store) = store_with_counties(&name).await;
+    let running = Running::start(&kafka, &store, &format!("g-{name}"), 1);
+    wait_until_done(&config, &produced, Duration::from_secs(300)).await;
+    running.stop().await;
+
+    let (stored, _, events) = output(&config, &store).await;
+    assert_eq!(stored, produced.distinct, "every distinct position stored once");
+
+    // Our Rust containment against ClickHouse's pointInPolygon, county by county.
+    let counties: Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir().join("nyc-area-counties.geojson")).unwrap()).unwrap();
+    let client = raw(&config);
+    let ours: Vec<(String, u64)> = client
+        .query("SELECT f, count() FROM positions FINAL ARRAY JOIN fence_ids AS f GROUP BY f ORDER BY f")
+        .fetch_all()
+        .await
+        .unwrap();
+    let ours: BTreeMap<String, u64> = ours.into_iter().collect();
+    let (mut total_inside, mut boundary_ties) = (0, 0);
+    for feature in counties["features"].as_array().unwrap() {
+        let id = feature["id"].as_str().unwrap();
+        let inside_sql = point_in_feature_sql(&feature["geometry"]);
+        let independent: u64 =
+            client.query(&format!("SELECT countIf({inside_sql}) FROM positions FINAL")).fetch_one().await.unwrap();
+        // Where the two disagree, the point must lie on the boundary (to 1 cm): there, "inside"
+        // is a floating-point tie that each implementation may break its own way.
+        let disagreements: Vec<(f64, f64, u8)> = client
+            .query(&format!(
+                "SELECT lat, lon, has(fence_ids, ?) AS ours FROM positions FINAL WHERE ours != {inside_sql}"
+            ))
+            .bind(id)
+            .fetch_all()
+            .await
+            .unwrap();
+        let fence = fleetstream_geofence::fences_from_geojson(&feature.to_string()).unwrap().remove(0);
+        for (lat, lon, _) in &disagreements {
+            let d = fence.distance_to_boundary_m(*lat, *lon);
+            assert!(d < 0.01, "{id}: ({lat}, {lon}) is {d} m from the boundary, yet the counts disagree");
+        }
+        let ours_count = ours.get(id).copied().unwrap_or(0);
+        let ties = disagreements.len() as u64;
+        assert!(ours_count.abs_diff(independent) <= ties, "{id}: ours {ours_count}, pointInPolygon {independent}");
+        assert!(ties <= 3, "{id}: {ties} boundary ties");
+        boundary_ties += ties;
+        total_inside += independent;
+    }
+    // The figures in ../shared/data/README.md (computed with shapely), within 1%.
+    for (id, approx) in [
+        ("county-36061", 54_700.0),
+        ("county-36047", 36_800.0),
+        ("county-34017", 32_500.0),
+        ("county-36085", 17_000.0),
+        ("county-36081", 7_700.0),
+    ] {
+        let got = ours[id] as f64;
+        assert!((got - approx).abs() / approx < 0.01, "{id}: {got} positions, README says about {approx}");
+    }
+    let share = total_inside as f64 / stored as f64;
+    assert!(share > 0.98, "about 99% of positions fall inside a county, got {share:.3}");
+
+    let pairs = check_alternation(&events);
+    assert!(events.len() > 100 && pairs > 20, "{} events over {pairs} (device, fence) pairs", events.len());
+    let topic_events = support::topic_len(&kafka.brokers, &kafka.events_topic);
+    assert!(topic_events >= events.len() as i64, "geofence.events has {topic_events} of {} events", events.len());
+    eprintln!(
+        "{stored} positions, {total_inside} inside a county, {boundary_ties} on a boundary, {} events over {pairs} pairs",
+        events.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
+    let name = unique("crash");
+    let kafka = KafkaConfig::with_topic_suffix(&brokers(), &name);
+    let produced = produce_week(&kafka).await;
+
+    // Reference: one uninterrupted processor.
+    let (ref_config, ref_store) = store_with_counties(&format!("{name}_ref")).await;
+    let running = Running::start(&kafka, &ref_store, &format!("ref-{name}"), 1);
+    wait_until_done(&ref_config, &produced, Duration::from_secs(300)).await;
+    running.stop().await;
+    let reference = output(&ref_config, &ref_store).await;
+    assert_eq!(reference.0, produced.distinct);
+
+    // The `fleetstream process` binary, SIGKILLed in the middle and started again.
+    let (kill_config, kill_store) = store_with_counties(&format!("{name}_kill")).await;
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fleetstream"))
+            .arg("process")
+            .env("FLEETSTREAM_BROKERS", &kafka.brokers)
+            .env("FLEETSTREAM_POSITIONS_TOPIC", &kafka.positions_topic)
+            .env("FLEETSTREAM_ENRICHED_TOPIC", &kafka.enriched_topic)
+            .env("FLEETSTREAM_EVENTS_TOPIC", &kafka.events_topic)
+            .env("FLEETSTREAM_CLICKHOUSE_URL", &kill_config.url)
+            .env("FLEETSTREAM_CLICKHOUSE_DATABASE", &kill_config.database)
+            .env("FLEETSTREAM_GROUP_ID", format!("kill-{name}"))
+            .env("FLEETSTREAM_BATCH_MAX_ROWS", "2000")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("start fleetstream process")
+    };
+    let mut child = spawn();
+    let client = raw(&kill_config);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let written: u64 = client.query("SELECT count() FROM positions").fetch_one().await.unwrap();
+        if written > produced.distinct / 3 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the processor wrote only {written} rows");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill: u64 = client.query("SELECT count() FROM positions").fetch_one().await.unwrap();
+    assert!(at_kill < produced.distinct, "killed too late to prove anything");
+    let mut child = spawn();
+    wait_until_done(&kill_config, &produced, Duration::from_secs(300)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = output(&kill_config, &kill_store).await;
+    eprintln!("killed after {at_kill} of {} rows; reference {} events", produced.distinct, reference.2.len());
+    assert_eq!((killed.0, killed.1), (reference.0, reference.1), "positions and their enrichment");
+    assert_eq!(killed.2, reference.2, "geofence events");
+
+    // Two processors in one group.
+    let (two_config, two_store) = store_with_counties(&format!("{name}_two")).await;
+    let running = Running::start(&kafka, &two_store, &format!("two-{name}"), 2);
+    wait_until_done(&two_config, &produced, Duration::from_secs(300)).await;
+    running.stop().await;
+    let two = output(&two_config, &two_store).await;
+    assert_eq!((two.0, two.1), (reference.0, reference.1), "positions and their enrichment");
+    assert_eq!(two.2.len(), reference.2.len());
+    // Partition and offset provenance is the same too: same topic, same messages.
+    assert_eq!(two.2, reference.2, "geofence events");
+}
