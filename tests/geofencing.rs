@@ -251,6 +251,46 @@ async fn a_week_of_vessels_against_county_fences() {
 
     let pairs = check_alternation(&events);
     assert!(events.len() > 100 && pairs > 20, "{} events over {pairs} (device, fence) pairs", events.len());
+    // Who is inside each county now, through the API, matches the events.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let stop_api = CancellationToken::new();
+    let api_task = tokio::spawn(fleetstream_api::serve(
+        fleetstream_api::ApiConfig::local(),
+        store.clone(),
+        listener,
+        stop_api.clone(),
+    ));
+    let mut last_event: BTreeMap<(&str, &str), &GeofenceEventRow> = BTreeMap::new();
+    for e in &events {
+        last_event.insert((e.fence_id.as_str(), e.device_id.as_str()), e);
+    }
+    let http = reqwest::Client::new();
+    let mut occupied = 0;
+    for feature in counties["features"].as_array().unwrap() {
+        let id = feature["id"].as_str().unwrap();
+        let inside: Value =
+            http.get(format!("{api}/v1/fences/{id}/inside")).send().await.unwrap().json().await.unwrap();
+        let got: Vec<(String, i64)> = inside["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["device_id"].as_str().unwrap().to_string(), d["since_ms"].as_i64().unwrap()))
+            .collect();
+        let expected: Vec<(String, i64)> = last_event
+            .iter()
+            .filter(|((fence, _), e)| *fence == id && e.event_type == EVENT_ENTER)
+            .map(|((_, device), e)| (device.to_string(), e.event_time_ms))
+            .collect();
+        assert_eq!(got, expected, "{id}: devices inside now");
+        occupied += got.len();
+    }
+    assert!(occupied > 0, "some vessels are inside a county at the end of the week");
+    let missing = http.get(format!("{api}/v1/fences/county-00000/inside")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    stop_api.cancel();
+    api_task.await.unwrap().unwrap();
+
     let topic_events = support::topic_len(&kafka.brokers, &kafka.events_topic);
     assert!(topic_events >= events.len() as i64, "geofence.events has {topic_events} of {} events", events.len());
     eprintln!(

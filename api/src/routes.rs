@@ -41,6 +41,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/devices/{id}/track", get(track))
         .route("/v1/fences", get(list_fences).post(import_fences))
         .route("/v1/fences/{id}", get(get_fence).put(put_fence).delete(delete_fence))
+        .route("/v1/fences/{id}/inside", get(fence_inside))
         .route("/v1/geofence-events", get(geofence_events))
         // Fence uploads carry real shapes (the NYC boroughs are 0.9 MB).
         .layer(DefaultBodyLimit::max(MAX_FENCE_BODY_BYTES))
@@ -181,6 +182,31 @@ async fn delete_fence(State(state): State<ApiState>, Path(id): Path<String>) -> 
     }
     state.store().put_fence(&fences::deletion(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who is inside a fence right now, since when, and for how long so far.
+async fn fence_inside(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(params): Query<LatestParams>,
+) -> Result<Json<Value>, ApiError> {
+    check_fence_id(&id)?;
+    let max = state.config().max_devices;
+    let limit = parse_limit(params.limit.as_deref(), max, max)?;
+    if state.store().fence(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no fence {id:?}")));
+    }
+    let now = now_millis();
+    let devices: Vec<Value> = state
+        .store()
+        .fence_occupants(&id, limit)
+        .await?
+        .into_iter()
+        .map(|(device_id, since_ms)| {
+            json!({ "device_id": device_id, "since": format_millis(since_ms), "since_ms": since_ms, "dwell_ms": now - since_ms })
+        })
+        .collect();
+    Ok(Json(json!({ "fence_id": id, "count": devices.len(), "devices": devices })))
 }
 
 #[derive(Debug, Deserialize)]

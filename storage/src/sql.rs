@@ -47,3 +47,9 @@ pub const FENCE: &str = "SELECT ?fields FROM geofences FINAL WHERE fence_id = ? 
 pub const GEOFENCE_EVENTS_OF_RANGE: &str = "SELECT ?fields FROM geofence_events FINAL \
      WHERE event_time_ms >= ? AND event_time_ms < ? \
      ORDER BY event_time_ms, device_id, fence_id, event_type LIMIT ?";
+
+/// Devices whose latest event for the fence is an enter: inside now, since then.
+pub const FENCE_OCCUPANTS: &str = "SELECT device_id, since_ms FROM ( \
+     SELECT device_id, argMax(event_type, event_time_ms) AS last_type, max(event_time_ms) AS since_ms \
+     FROM geofence_events FINAL WHERE fence_id = ? GROUP BY device_id) \
+     WHERE last_type = 'enter' ORDER BY device_id LIMIT ?";

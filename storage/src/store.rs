@@ -82,6 +82,17 @@ impl Store {
         self.client.query(sql::FENCE).bind(fence_id).fetch_optional().await.context(format!("fence {fence_id}"))
     }
 
+    /// The devices inside a fence now, with the time each entered, at most `limit`.
+    pub async fn fence_occupants(&self, fence_id: &str, limit: u64) -> Result<Vec<(String, i64)>> {
+        self.client
+            .query(sql::FENCE_OCCUPANTS)
+            .bind(fence_id)
+            .bind(limit)
+            .fetch_all()
+            .await
+            .context(format!("occupants of {fence_id}"))
+    }
+
     /// Geofence events with `from_ms <= event_time < to_ms`, in time order, at most `limit`.
     pub async fn geofence_events(&self, from_ms: i64, to_ms: i64, limit: u64) -> Result<Vec<GeofenceEventRow>> {
         self.client
