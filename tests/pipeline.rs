@@ -215,3 +215,60 @@ async fn api_rejects_bad_parameters_by_name_and_answers_empty_ranges() {
     assert_eq!(client.get(format!("{api}/v1/devices/{long_id}/track")).send().await.unwrap().status(), 400);
     pipeline.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registry_entries_are_managed_and_stamped_on_positions() {
+    let pipeline = Pipeline::start("registry").await;
+    let client = reqwest::Client::new();
+    let api = &pipeline.api_url;
+    let put = |id: &str, body: Value| client.put(format!("{api}/v1/registry/{id}")).json(&body).send();
+
+    let response =
+        put("truck-1", serde_json::json!({"name": "Ann's van", "fleet": "north", "type": "van"})).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let response = put("truck-2", serde_json::json!({"name": "spare", "colour": "red"})).await.unwrap();
+    assert_eq!(response.status(), 400, "unknown fields are refused");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["parameter"], "body");
+    let response = put("truck-2", serde_json::json!({"name": "x".repeat(300)})).await.unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["parameter"], "name");
+    assert_eq!(client.get(format!("{api}/v1/registry/nobody")).send().await.unwrap().status(), 404);
+    let one: Value = client.get(format!("{api}/v1/registry/truck-1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one, serde_json::json!({"device_id": "truck-1", "name": "Ann's van", "fleet": "north", "type": "van"}));
+    put("truck-3", serde_json::json!({"fleet": "south"})).await.unwrap();
+    let page: Value = client.get(format!("{api}/v1/registry?limit=1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((page["count"].as_u64(), page["next_after"].as_str()), (Some(1), Some("truck-1")));
+    let page: Value =
+        client.get(format!("{api}/v1/registry?after=truck-1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["devices"][0]["device_id"], "truck-3");
+    assert_eq!(client.delete(format!("{api}/v1/registry/truck-3")).send().await.unwrap().status(), 204);
+    assert_eq!(client.get(format!("{api}/v1/registry/truck-3")).send().await.unwrap().status(), 404);
+
+    let body = r#"[{"device_id":"truck-1","fix_time":1607389900000,"lat":40.7,"lon":-74.0},
+                   {"device_id":"unregistered","fix_time":1607389900000,"lat":40.7,"lon":-74.0}]"#;
+    assert_eq!(
+        client.post(format!("{}/v1/positions", pipeline.ingest_url)).body(body).send().await.unwrap().status(),
+        200
+    );
+    let raw = clickhouse::Client::default()
+        .with_url(&pipeline.clickhouse.url)
+        .with_database(&pipeline.clickhouse.database)
+        .with_validation(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let rows: Vec<(String, String, String, String)> = loop {
+        let rows = raw
+            .query("SELECT device_id, device_name, fleet, device_type FROM positions FINAL ORDER BY device_id")
+            .fetch_all()
+            .await
+            .unwrap();
+        if rows.len() == 2 {
+            break rows;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "positions not stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(rows[0], ("truck-1".into(), "Ann's van".into(), "north".into(), "van".into()));
+    assert_eq!(rows[1], ("unregistered".into(), String::new(), String::new(), String::new()));
+    pipeline.stop().await;
+}

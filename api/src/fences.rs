@@ -1,18 +1,115 @@
 //! Fence management: GeoJSON in and out, validated with the same code the processors use, and
-//! stored as versioned rows that processors poll.
+//! stored as versioned rows that processors poll; and who is inside a fence now.
 
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
 use fleetstream_geofence::fences_from_geojson;
-use fleetstream_storage::FenceRow;
+use fleetstream_schemas::time::{format_millis, now_millis};
+use fleetstream_storage::{FenceRow, next_version};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::routes::{ApiState, LatestParams, parse_limit};
+
+/// Fence uploads carry real shapes (the NYC boroughs are 0.9 MB).
+const MAX_FENCE_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/v1/fences", get(list_fences).post(import_fences))
+        .route("/v1/fences/{id}", get(get_fence).put(put_fence).delete(delete_fence))
+        .route("/v1/fences/{id}/inside", get(fence_inside))
+        .layer(DefaultBodyLimit::max(MAX_FENCE_BODY_BYTES))
+}
+
+fn check_fence_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+        return Err(ApiError::bad("id", "must be 1 to 128 bytes without control characters"));
+    }
+    Ok(())
+}
+
+/// All fences as a GeoJSON FeatureCollection.
+async fn list_fences(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let rows = state.store().live_fences().await?;
+    let features: Vec<Value> = rows.iter().map(feature_of).collect();
+    Ok(Json(json!({ "type": "FeatureCollection", "features": features })))
+}
+
+async fn get_fence(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    check_fence_id(&id)?;
+    match state.store().fence(&id).await? {
+        Some(row) => Ok(Json(feature_of(&row))),
+        None => Err(ApiError::NotFound(format!("no fence {id:?}"))),
+    }
+}
+
+/// Creates or replaces one fence from a GeoJSON Feature.
+async fn put_fence(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    check_fence_id(&id)?;
+    let Json(feature) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+    let row = fence_row(feature, Some(&id))?;
+    state.store().put_fence(&row).await?;
+    Ok(Json(json!({ "id": row.fence_id, "version": row.version })))
+}
+
+/// Imports every fence of a FeatureCollection; nothing is stored unless all are valid.
+async fn import_fences(
+    State(state): State<ApiState>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+    let rows = fence_rows(body)?;
+    for row in &rows {
+        state.store().put_fence(row).await?;
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.fence_id.as_str()).collect();
+    Ok(Json(json!({ "imported": ids.len(), "ids": ids })))
+}
+
+async fn delete_fence(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    check_fence_id(&id)?;
+    if state.store().fence(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no fence {id:?}")));
+    }
+    state.store().put_fence(&deletion(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who is inside a fence right now, since when, and for how long so far.
+async fn fence_inside(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(params): Query<LatestParams>,
+) -> Result<Json<Value>, ApiError> {
+    check_fence_id(&id)?;
+    let max = state.config().max_devices;
+    let limit = parse_limit(params.limit.as_deref(), max, max)?;
+    if state.store().fence(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no fence {id:?}")));
+    }
+    let now = now_millis();
+    let devices: Vec<Value> = state
+        .store()
+        .fence_occupants(&id, limit)
+        .await?
+        .into_iter()
+        .map(|(device_id, since_ms)| {
+            json!({ "device_id": device_id, "since": format_millis(since_ms), "since_ms": since_ms, "dwell_ms": now - since_ms })
+        })
+        .collect();
+    Ok(Json(json!({ "fence_id": id, "count": devices.len(), "devices": devices })))
+}
 
 /// Most fences one import may carry.
 pub const MAX_FENCES_PER_IMPORT: usize = 10_000;
-
-fn version_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
 
 /// Validates one GeoJSON Feature as a fence and makes its stored row. `path_id`, when given,
 /// is the fence id (from the URL) and wins over the feature's own.
@@ -30,7 +127,7 @@ pub fn fence_row(mut feature: Value, path_id: Option<&str>) -> Result<FenceRow, 
         .ok_or_else(|| ApiError::bad("body", "no fence"))?;
     Ok(FenceRow {
         fence_id: fence.id,
-        version: version_now(),
+        version: next_version(),
         deleted: 0,
         name: fence.name,
         feature: text,
@@ -67,7 +164,7 @@ pub fn fence_rows(body: Value) -> Result<Vec<FenceRow>, ApiError> {
 pub fn deletion(fence_id: &str) -> FenceRow {
     FenceRow {
         fence_id: fence_id.into(),
-        version: version_now(),
+        version: next_version(),
         deleted: 1,
         name: String::new(),
         feature: String::new(),

@@ -3,12 +3,14 @@
 //! - [`config`]: listen address and result bounds;
 //! - [`error`]: JSON errors that name the bad parameter;
 //! - [`fences`]: fence management (GeoJSON in and out, validated);
+//! - [`registry`]: the device registry (name, fleet, type);
 //! - [`views`]: the reader-facing JSON shapes;
 //! - [`routes`]: the handlers.
 
 pub mod config;
 pub mod error;
 pub mod fences;
+pub mod registry;
 pub mod routes;
 pub mod views;
 

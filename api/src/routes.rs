@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::fences;
 use crate::views::{EventView, LatestResponse, TrackPointView, TrackResponse};
+use crate::{fences, registry};
 
 /// Everything a handler needs, shared.
 #[derive(Clone)]
@@ -27,10 +26,10 @@ impl ApiState {
     pub fn new(config: ApiConfig, store: Store) -> Self {
         ApiState { inner: Arc::new((config, store)) }
     }
-    fn config(&self) -> &ApiConfig {
+    pub(crate) fn config(&self) -> &ApiConfig {
         &self.inner.0
     }
-    fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.inner.1
     }
 }
@@ -39,12 +38,9 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/devices/latest", get(latest))
         .route("/v1/devices/{id}/track", get(track))
-        .route("/v1/fences", get(list_fences).post(import_fences))
-        .route("/v1/fences/{id}", get(get_fence).put(put_fence).delete(delete_fence))
-        .route("/v1/fences/{id}/inside", get(fence_inside))
         .route("/v1/geofence-events", get(geofence_events))
-        // Fence uploads carry real shapes (the NYC boroughs are 0.9 MB).
-        .layer(DefaultBodyLimit::max(MAX_FENCE_BODY_BYTES))
+        .merge(fences::routes())
+        .merge(registry::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -52,8 +48,8 @@ pub fn router(state: ApiState) -> Router {
 
 /// Query parameters arrive as strings so that a bad one gets our error naming it, not axum's.
 #[derive(Debug, Deserialize)]
-struct LatestParams {
-    limit: Option<String>,
+pub(crate) struct LatestParams {
+    pub(crate) limit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,11 +60,10 @@ struct TrackParams {
 }
 
 const DEFAULT_TRACK_WINDOW_MS: i64 = 24 * 3600 * 1000;
-const MAX_FENCE_BODY_BYTES: usize = 16 * 1024 * 1024;
 const MAX_EVENTS: u64 = 100_000;
 const MAX_DEVICE_ID_BYTES: usize = 128;
 
-fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
+pub(crate) fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
     let Some(raw) = raw else { return Ok(default.min(max)) };
     match raw.parse::<u64>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
@@ -124,89 +119,6 @@ async fn track(
         next_from,
         positions,
     }))
-}
-
-fn check_fence_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-        return Err(ApiError::bad("id", "must be 1 to 128 bytes without control characters"));
-    }
-    Ok(())
-}
-
-/// All fences as a GeoJSON FeatureCollection.
-async fn list_fences(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let rows = state.store().live_fences().await?;
-    let features: Vec<Value> = rows.iter().map(fences::feature_of).collect();
-    Ok(Json(json!({ "type": "FeatureCollection", "features": features })))
-}
-
-async fn get_fence(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    check_fence_id(&id)?;
-    match state.store().fence(&id).await? {
-        Some(row) => Ok(Json(fences::feature_of(&row))),
-        None => Err(ApiError::NotFound(format!("no fence {id:?}"))),
-    }
-}
-
-/// Creates or replaces one fence from a GeoJSON Feature.
-async fn put_fence(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    check_fence_id(&id)?;
-    let Json(feature) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
-    let row = fences::fence_row(feature, Some(&id))?;
-    state.store().put_fence(&row).await?;
-    Ok(Json(json!({ "id": row.fence_id, "version": row.version })))
-}
-
-/// Imports every fence of a FeatureCollection; nothing is stored unless all are valid.
-async fn import_fences(
-    State(state): State<ApiState>,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
-    let rows = fences::fence_rows(body)?;
-    for row in &rows {
-        state.store().put_fence(row).await?;
-    }
-    let ids: Vec<&str> = rows.iter().map(|r| r.fence_id.as_str()).collect();
-    Ok(Json(json!({ "imported": ids.len(), "ids": ids })))
-}
-
-async fn delete_fence(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    check_fence_id(&id)?;
-    if state.store().fence(&id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no fence {id:?}")));
-    }
-    state.store().put_fence(&fences::deletion(&id)).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Who is inside a fence right now, since when, and for how long so far.
-async fn fence_inside(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Query(params): Query<LatestParams>,
-) -> Result<Json<Value>, ApiError> {
-    check_fence_id(&id)?;
-    let max = state.config().max_devices;
-    let limit = parse_limit(params.limit.as_deref(), max, max)?;
-    if state.store().fence(&id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no fence {id:?}")));
-    }
-    let now = now_millis();
-    let devices: Vec<Value> = state
-        .store()
-        .fence_occupants(&id, limit)
-        .await?
-        .into_iter()
-        .map(|(device_id, since_ms)| {
-            json!({ "device_id": device_id, "since": format_millis(since_ms), "since_ms": since_ms, "dwell_ms": now - since_ms })
-        })
-        .collect();
-    Ok(Json(json!({ "fence_id": id, "count": devices.len(), "devices": devices })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ProcessorConfig;
 use crate::enrich::{Applied, DeviceState, Settings, Source, Tracker};
-use crate::fence_cache::FenceCache;
+use crate::reference::Reference;
 use crate::sink::{Batch, Sink};
 
 /// Counts rebalances, so that the loop knows when its in-memory device states may be stale.
@@ -55,7 +55,7 @@ struct Processor {
     topic: String,
     sink: Sink,
     tracker: Tracker,
-    fences: FenceCache,
+    reference: Reference,
     settings: Settings,
 }
 
@@ -89,7 +89,7 @@ pub async fn run(
         topic: kafka.positions_topic.clone(),
         sink: Sink::new(store, &kafka)?,
         tracker: Tracker::default(),
-        fences: FenceCache::new(Duration::from_millis(config.fences_poll_ms)),
+        reference: Reference::new(Duration::from_millis(config.fences_poll_ms)),
         settings: config.settings(),
     };
     let mut batch: Vec<Pending> = Vec::with_capacity(config.batch_max_rows);
@@ -146,18 +146,19 @@ impl Processor {
             self.tracker.clear();
             self.seen_rebalances = rebalances;
         }
-        if let Err(e) = self.fences.refresh(self.sink.store()).await {
-            tracing::warn!(error = %e, "could not refresh fences; keeping the ones loaded");
+        if let Err(e) = self.reference.refresh(self.sink.store()).await {
+            tracing::warn!(error = %e, "could not refresh fences or registry; keeping what is loaded");
         }
         self.restore_unknown_devices(batch).await?;
 
         let mut out = Batch::default();
         let mut touched: Vec<&str> = Vec::new();
         for p in batch.iter() {
-            match self.tracker.apply(&p.position, p.source, &self.fences.index, &self.settings) {
+            match self.tracker.apply(&p.position, p.source, &self.reference.fences, &self.settings) {
                 Applied::Redelivered => continue,
                 Applied::Duplicate => {}
-                Applied::Stored { row, events } => {
+                Applied::Stored { mut row, events } => {
+                    self.reference.annotate(&mut row);
                     out.positions.push(*row);
                     out.events.extend(events);
                 }

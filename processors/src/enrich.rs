@@ -200,6 +200,9 @@ impl Tracker {
             moving: u8::from(speed.is_some_and(|s| s >= settings.moving_speed_mps)),
             h3_cell: h3_cell(p.lat, p.lon),
             fence_ids,
+            device_name: String::new(),
+            fleet: String::new(),
+            device_type: String::new(),
         };
         Applied::Stored { row: Box::new(row), events }
     }

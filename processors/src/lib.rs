@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: consumer group, batching, hysteresis settings;
 //! - [`enrich`]: pure per-device logic: deltas, odometer, H3, fences and geofence transitions;
-//! - [`fence_cache`]: the fences, reloaded when they change;
+//! - [`reference`]: fences and the device registry, reloaded when they change;
 //! - [`consumer`]: the loop that batches messages and stores offsets only after the output is
 //!   durable;
 //! - [`sink`]: writes a batch to ClickHouse and to the output topics.
@@ -10,7 +10,7 @@
 pub mod config;
 pub mod consumer;
 pub mod enrich;
-pub mod fence_cache;
+pub mod reference;
 pub mod sink;
 
 pub use config::ProcessorConfig;

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_positions", sql: include_str!("../migrations/0001_positions.sql") },
     Migration { version: 2, name: "0002_device_latest", sql: include_str!("../migrations/0002_device_latest.sql") },
     Migration { version: 3, name: "0003_geofencing", sql: include_str!("../migrations/0003_geofencing.sql") },
+    Migration { version: 4, name: "0004_device_registry", sql: include_str!("../migrations/0004_device_registry.sql") },
 ];
 
 /// For `ALTER TABLE <table> ADD COLUMN <column> ...`, the table and column: the migrator runs

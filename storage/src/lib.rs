@@ -19,5 +19,8 @@ pub mod store;
 
 pub use config::ClickHouseConfig;
 pub use error::StoreError;
-pub use rows::{DeviceStateRow, EVENT_ENTER, EVENT_EXIT, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
+pub use rows::{
+    DeviceRow, DeviceStateRow, EVENT_ENTER, EVENT_EXIT, FenceRow, GeofenceEventRow, LatestRow, PositionRow,
+    next_version,
+};
 pub use store::Store;

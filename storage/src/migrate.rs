@@ -9,7 +9,7 @@ use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, added_c
 use serde::Deserialize;
 
 use crate::error::{Context, Result, StoreError};
-use crate::rows::{DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
+use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
 use crate::sql;
 
 #[derive(Debug, Row, Deserialize)]
@@ -96,7 +96,8 @@ pub async fn check_shapes(client: &Client) -> Result<()> {
     check_shape(client, sql::DEVICE_LATEST, LatestRow::COLUMN_NAMES).await?;
     check_shape(client, sql::GEOFENCE_EVENTS, GeofenceEventRow::COLUMN_NAMES).await?;
     check_shape(client, sql::PROCESSOR_STATE, DeviceStateRow::COLUMN_NAMES).await?;
-    check_shape(client, sql::GEOFENCES, FenceRow::COLUMN_NAMES).await
+    check_shape(client, sql::GEOFENCES, FenceRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::DEVICES, DeviceRow::COLUMN_NAMES).await
 }
 
 async fn table_columns(client: &Client, table: &str) -> Result<Vec<String>> {

@@ -40,6 +40,22 @@ pub struct PositionRow {
     pub h3_cell: u64,
     /// The fences containing this position, by id.
     pub fence_ids: Vec<String>,
+    /// From the device registry at processing time (empty when unregistered).
+    pub device_name: String,
+    pub fleet: String,
+    pub device_type: String,
+}
+
+/// One version of a device's registry entry in `devices`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct DeviceRow {
+    pub device_id: String,
+    pub version: u64,
+    pub deleted: u8,
+    pub name: String,
+    pub fleet: String,
+    pub device_type: String,
+    pub updated_at_ms: i64,
 }
 
 /// `geofence_events.event_type`.
@@ -75,6 +91,12 @@ pub struct DeviceStateRow {
     /// The processors' own JSON encoding of the state.
     pub state: String,
     pub updated_at_ms: i64,
+}
+
+/// The version for a new row of a versioned table (`geofences`, `devices`): microseconds since
+/// the epoch, so the latest write wins under `ReplacingMergeTree(version)`.
+pub fn next_version() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 /// One version of a fence in `geofences`.

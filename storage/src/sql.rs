@@ -12,6 +12,7 @@ pub const LEDGER: &str = "schema_migrations";
 pub const GEOFENCE_EVENTS: &str = "geofence_events";
 pub const PROCESSOR_STATE: &str = "processor_state";
 pub const GEOFENCES: &str = "geofences";
+pub const DEVICES: &str = "devices";
 
 pub const SERVER_VERSION: &str = "SELECT version()";
 
@@ -53,3 +54,10 @@ pub const FENCE_OCCUPANTS: &str = "SELECT device_id, since_ms FROM ( \
      SELECT device_id, argMax(event_type, event_time_ms) AS last_type, max(event_time_ms) AS since_ms \
      FROM geofence_events FINAL WHERE fence_id = ? GROUP BY device_id) \
      WHERE last_type = 'enter' ORDER BY device_id LIMIT ?";
+
+pub const REGISTRY_VERSION: &str = "SELECT max(version) FROM devices";
+
+pub const REGISTERED_DEVICES: &str =
+    "SELECT ?fields FROM devices FINAL WHERE deleted = 0 AND device_id > ? ORDER BY device_id LIMIT ?";
+
+pub const REGISTERED_DEVICE: &str = "SELECT ?fields FROM devices FINAL WHERE device_id = ? AND deleted = 0";

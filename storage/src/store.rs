@@ -4,7 +4,7 @@ use clickhouse::{Client, RowOwned, RowWrite};
 
 use crate::config::ClickHouseConfig;
 use crate::error::{Context, Result};
-use crate::rows::{DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
+use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
 use crate::{migrate, sql};
 
 /// A handle on fleetstream's ClickHouse database. Cheap to clone (one connection pool).
@@ -80,6 +80,36 @@ impl Store {
 
     pub async fn fence(&self, fence_id: &str) -> Result<Option<FenceRow>> {
         self.client.query(sql::FENCE).bind(fence_id).fetch_optional().await.context(format!("fence {fence_id}"))
+    }
+
+    /// Writes a new version of a registry entry (a deletion is a version with `deleted = 1`).
+    pub async fn put_device(&self, row: &DeviceRow) -> Result<()> {
+        self.insert_rows(sql::DEVICES, std::slice::from_ref(row)).await
+    }
+
+    /// The newest registry version, 0 when empty: processors poll it to notice changes.
+    pub async fn registry_version(&self) -> Result<u64> {
+        self.client.query(sql::REGISTRY_VERSION).fetch_one::<u64>().await.context("registry version")
+    }
+
+    /// Registered devices with ids after `after` (keyset pagination), at most `limit`.
+    pub async fn registered_devices(&self, after: &str, limit: u64) -> Result<Vec<DeviceRow>> {
+        self.client
+            .query(sql::REGISTERED_DEVICES)
+            .bind(after)
+            .bind(limit)
+            .fetch_all()
+            .await
+            .context("list registered devices")
+    }
+
+    pub async fn registered_device(&self, device_id: &str) -> Result<Option<DeviceRow>> {
+        self.client
+            .query(sql::REGISTERED_DEVICE)
+            .bind(device_id)
+            .fetch_optional()
+            .await
+            .context(format!("registry entry of {device_id}"))
     }
 
     /// The devices inside a fence now, with the time each entered, at most `limit`.

@@ -44,6 +44,9 @@ fn row(device: &str, fix_ms: i64, lat: f64) -> PositionRow {
         moving: 1,
         h3_cell: 617_733_123_123_123_123,
         fence_ids: vec!["county-36061".into(), "pier-7".into()],
+        device_name: "Ann's van".into(),
+        fleet: "north".into(),
+        device_type: "van".into(),
     }
 }
 

@@ -1,0 +1,120 @@
+//! The device registry: name, fleet and type per device, which processors stamp onto positions.
+//! Entries are versioned rows, like fences; processors poll for changes.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use fleetstream_schemas::time::now_millis;
+use fleetstream_storage::{DeviceRow, next_version};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::routes::{ApiState, parse_limit};
+
+const MAX_ID_BYTES: usize = 128;
+const MAX_FIELD_BYTES: usize = 256;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new().route("/v1/registry", get(list)).route("/v1/registry/{id}", get(get_one).put(put).delete(delete))
+}
+
+/// What a client sends and gets back for one device.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceMeta {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub fleet: String,
+    #[serde(default, rename = "type")]
+    pub device_type: String,
+}
+
+fn check_text(parameter: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.len() > max || value.chars().any(char::is_control) {
+        return Err(ApiError::bad(parameter, format!("must be at most {max} bytes without control characters")));
+    }
+    Ok(())
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    check_text("id", id, MAX_ID_BYTES)?;
+    if id.is_empty() {
+        return Err(ApiError::bad("id", "must not be empty"));
+    }
+    Ok(())
+}
+
+fn view(row: &DeviceRow) -> Value {
+    json!({ "device_id": row.device_id, "name": row.name, "fleet": row.fleet, "type": row.device_type })
+}
+
+async fn put(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<DeviceMeta>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    check_id(&id)?;
+    let Json(meta) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+    check_text("name", &meta.name, MAX_FIELD_BYTES)?;
+    check_text("fleet", &meta.fleet, MAX_FIELD_BYTES)?;
+    check_text("type", &meta.device_type, MAX_FIELD_BYTES)?;
+    let row = DeviceRow {
+        device_id: id,
+        version: next_version(),
+        deleted: 0,
+        name: meta.name,
+        fleet: meta.fleet,
+        device_type: meta.device_type,
+        updated_at_ms: now_millis(),
+    };
+    state.store().put_device(&row).await?;
+    Ok(Json(view(&row)))
+}
+
+async fn get_one(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    check_id(&id)?;
+    match state.store().registered_device(&id).await? {
+        Some(row) => Ok(Json(view(&row))),
+        None => Err(ApiError::NotFound(format!("no registered device {id:?}"))),
+    }
+}
+
+async fn delete(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    check_id(&id)?;
+    if state.store().registered_device(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no registered device {id:?}")));
+    }
+    let row = DeviceRow {
+        device_id: id,
+        version: next_version(),
+        deleted: 1,
+        name: String::new(),
+        fleet: String::new(),
+        device_type: String::new(),
+        updated_at_ms: now_millis(),
+    };
+    state.store().put_device(&row).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// Registered devices by id; page with `after` = the last id of the previous page.
+async fn list(State(state): State<ApiState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
+    let max = state.config().max_devices;
+    let limit = parse_limit(params.limit.as_deref(), max, max)?;
+    let after = params.after.unwrap_or_default();
+    check_text("after", &after, MAX_ID_BYTES)?;
+    let rows = state.store().registered_devices(&after, limit).await?;
+    let next_after = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.device_id.clone())).flatten();
+    let devices: Vec<Value> = rows.iter().map(view).collect();
+    Ok(Json(json!({ "count": devices.len(), "devices": devices, "next_after": next_after })))
+}
