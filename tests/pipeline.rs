@@ -272,3 +272,59 @@ async fn registry_entries_are_managed_and_stamped_on_positions() {
     assert_eq!(rows[1], ("unregistered".into(), String::new(), String::new(), String::new()));
     pipeline.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fence_changes_reach_running_processors_without_a_restart() {
+    let pipeline = Pipeline::start("fencechange").await;
+    let client = reqwest::Client::new();
+    let (api, ingest) = (&pipeline.api_url, &pipeline.ingest_url);
+    let post = |t: i64, lat: f64| {
+        let body = format!(r#"{{"device_id":"boat","fix_time":{t},"lat":{lat},"lon":-74.0}}"#);
+        client.post(format!("{ingest}/v1/positions")).body(body).send()
+    };
+    let events = || async {
+        let url = format!("{api}/v1/geofence-events?from=2020-01-01T00:00:00Z&to=2021-01-01T00:00:00Z");
+        let body: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["event"].as_str().unwrap().to_string(), e["time_ms"].as_i64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let wait_for = |n: usize| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = events().await;
+            if got.len() >= n {
+                return got;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{got:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let t0 = 1_607_389_900_000i64;
+    // Inside where no fence exists yet: nothing happens.
+    assert_eq!(post(t0, 40.7).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(events().await.is_empty());
+
+    // A 500 m circle appears around the boat; the next fix enters it.
+    let fence = serde_json::json!({"type":"Feature","properties":{"name":"Anchorage","radius_m":500},"geometry":{"type":"Point","coordinates":[-74.0,40.7]}});
+    assert_eq!(client.put(format!("{api}/v1/fences/anchorage")).json(&fence).send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    post(t0 + 60_000, 40.7).await.unwrap();
+    assert_eq!(wait_for(1).await, vec![("enter".to_string(), t0 + 60_000)]);
+    let inside: Value =
+        client.get(format!("{api}/v1/fences/anchorage/inside")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(inside["devices"][0]["device_id"], "boat");
+
+    // The fence is deleted; the next fix ends the visit.
+    assert_eq!(client.delete(format!("{api}/v1/fences/anchorage")).send().await.unwrap().status(), 204);
+    assert_eq!(client.get(format!("{api}/v1/fences/anchorage")).send().await.unwrap().status(), 404);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    post(t0 + 120_000, 40.7).await.unwrap();
+    let got = wait_for(2).await;
+    assert_eq!(got[1], ("exit".to_string(), t0 + 120_000));
+    pipeline.stop().await;
+}
