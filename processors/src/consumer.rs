@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ProcessorConfig;
 use crate::enrich::{Applied, DeviceState, Settings, Source, Tracker};
 use crate::reference::Reference;
+use crate::retry::with_backoff;
 use crate::sink::{Batch, Sink};
 
 /// Counts rebalances, so that the loop knows when its in-memory device states may be stale.
@@ -149,7 +150,13 @@ impl Processor {
         if let Err(e) = self.reference.refresh(self.sink.store()).await {
             tracing::warn!(error = %e, "could not refresh fences or registry; keeping what is loaded");
         }
-        self.restore_unknown_devices(batch).await?;
+        if let Err(e) = self.restore_unknown_devices(batch, shutdown).await {
+            // Shutting down before storage answered: nothing applied, nothing stored; the
+            // batch is re-delivered to whoever owns these partitions next.
+            tracing::warn!(error = %e, "stopping with an unprocessed batch");
+            batch.clear();
+            return Ok(());
+        }
 
         let mut out = Batch::default();
         let mut touched: Vec<&str> = Vec::new();
@@ -201,7 +208,7 @@ impl Processor {
     }
 
     /// Devices this instance holds no state for get theirs from storage (or start fresh).
-    async fn restore_unknown_devices(&mut self, batch: &[Pending]) -> anyhow::Result<()> {
+    async fn restore_unknown_devices(&mut self, batch: &[Pending], shutdown: &CancellationToken) -> anyhow::Result<()> {
         let unknown: HashSet<&str> =
             batch.iter().map(|p| p.position.device_id.as_str()).filter(|d| !self.tracker.knows(d)).collect();
         if unknown.is_empty() {
@@ -210,7 +217,10 @@ impl Processor {
         let ids: Vec<String> = unknown.iter().map(|d| d.to_string()).collect();
         // Without its stored state a device would be processed from scratch and its output would
         // differ from an uninterrupted run: wait for storage rather than guess.
-        let rows = self.sink.store().device_states(&ids).await.context("load device states")?;
+        let store = self.sink.store();
+        let Some(rows) = with_backoff("loading device states", shutdown, || store.device_states(&ids)).await else {
+            anyhow::bail!("stopped before device states could be loaded");
+        };
         for row in rows {
             match serde_json::from_str::<DeviceState>(&row.state) {
                 Ok(state) => self.tracker.restore(&row.device_id, state),

@@ -5,12 +5,14 @@
 //! - [`reference`]: fences and the device registry, reloaded when they change;
 //! - [`consumer`]: the loop that batches messages and stores offsets only after the output is
 //!   durable;
-//! - [`sink`]: writes a batch to ClickHouse and to the output topics.
+//! - [`sink`]: writes a batch to ClickHouse and to the output topics;
+//! - [`retry`]: back-off until storage or the brokers answer, or shutdown.
 
 pub mod config;
 pub mod consumer;
 pub mod enrich;
 pub mod reference;
+pub mod retry;
 pub mod sink;
 
 pub use config::ProcessorConfig;

@@ -4,8 +4,6 @@
 //! stored state never claims messages whose output is missing; everything is idempotent
 //! (ReplacingMergeTree keys, event ids), so a batch written twice counts once.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_storage::{DeviceStateRow, GeofenceEventRow, PositionRow, Store};
@@ -13,6 +11,8 @@ use futures::future::try_join_all;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+
+use crate::retry::with_backoff;
 
 /// The output of one batch.
 #[derive(Default)]
@@ -54,24 +54,7 @@ impl Sink {
     /// Writes the batch, retrying with back-off until it is all durable. Returns false when
     /// shutdown was asked for before that: the caller must then not store the offsets.
     pub async fn write(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.write_once(batch).await {
-                Ok(()) => return true,
-                Err(e) if shutdown.is_cancelled() => {
-                    tracing::warn!(error = %e, "stopping with an unwritten batch; it will be re-delivered");
-                    return false;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, rows = batch.positions.len(), retry_in = ?backoff, "batch write failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+        with_backoff("batch write", shutdown, || self.write_once(batch)).await.is_some()
     }
 
     async fn write_once(&self, batch: &Batch) -> anyhow::Result<()> {
