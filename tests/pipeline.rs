@@ -110,6 +110,43 @@ async fn recorded_positions_read_back_through_the_api() {
         assert_eq!((d["lat"].as_f64().unwrap(), d["lon"].as_f64().unwrap()), (newest.lat, newest.lon));
     }
 
+    // The same track as GeoJSON (line and points) and CSV, in full and downsampled.
+    let (device, expected) = by_device.iter().max_by_key(|(_, v)| v.len()).unwrap();
+    let base =
+        format!("{}/v1/devices/{device}/track?from=2020-12-01T00:00:00Z&to=2020-12-31T00:00:00Z", pipeline.api_url);
+    let line = get(&client, format!("{base}&format=geojson")).await;
+    let coords = line["geometry"]["coordinates"].as_array().unwrap();
+    assert_eq!((line["geometry"]["type"].as_str(), coords.len()), (Some("LineString"), expected.len()));
+    for (c, e) in coords.iter().zip(expected) {
+        assert_eq!((c[0].as_f64().unwrap(), c[1].as_f64().unwrap()), (e.lon, e.lat));
+    }
+    let points = get(&client, format!("{base}&format=geojson&geometry=points")).await;
+    assert_eq!(points["features"].as_array().unwrap().len(), expected.len());
+    assert_eq!(
+        points["features"][0]["properties"]["fix_time_ms"].as_i64(),
+        Some(parse_rfc3339_millis(&expected[0].ts).unwrap())
+    );
+    let csv = client.get(format!("{base}&format=csv")).send().await.unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("device_id,fix_time,lat,lon,"));
+    assert_eq!(lines.len(), expected.len() + 1);
+    let first: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(
+        (first[2].parse::<f64>().unwrap(), first[3].parse::<f64>().unwrap()),
+        (expected[0].lat, expected[0].lon)
+    );
+    let few = get(&client, format!("{base}&points=10")).await;
+    let few = few["positions"].as_array().unwrap();
+    assert_eq!(few.len(), 10.min(expected.len()));
+    assert_eq!(
+        few.last().unwrap()["fix_time_ms"].as_i64(),
+        Some(parse_rfc3339_millis(&expected.last().unwrap().ts).unwrap())
+    );
+    let bad = client.get(format!("{base}&format=xml")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+
     // A device retrying 300 positions it already sent: stored twice, counted once.
     let body = Value::Array(fixes[..300].iter().map(Fix::to_json).collect()).to_string();
     assert_eq!(post(&client, &pipeline.ingest_url, body).await["accepted"], 300);

@@ -5,13 +5,15 @@
 //! - [`fences`]: fence management (GeoJSON in and out, validated);
 //! - [`registry`]: the device registry (name, fleet, type);
 //! - [`views`]: the reader-facing JSON shapes;
-//! - [`routes`]: the handlers.
+//! - [`track`]: a device's track as JSON, GeoJSON or CSV, downsampled on request;
+//! - [`routes`]: the router and the other handlers.
 
 pub mod config;
 pub mod error;
 pub mod fences;
 pub mod registry;
 pub mod routes;
+pub mod track;
 pub mod views;
 
 use fleetstream_storage::Store;

@@ -2,19 +2,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use fleetstream_schemas::time::{format_millis, now_millis, parse_time_param};
+use fleetstream_schemas::time::{now_millis, parse_time_param};
 use fleetstream_storage::Store;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::views::{EventView, LatestResponse, TrackPointView, TrackResponse};
-use crate::{fences, registry};
+use crate::views::{EventView, LatestResponse};
+use crate::{fences, registry, track};
 
 /// Everything a handler needs, shared.
 #[derive(Clone)]
@@ -37,7 +37,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/devices/latest", get(latest))
-        .route("/v1/devices/{id}/track", get(track))
+        .route("/v1/devices/{id}/track", get(track::track))
         .route("/v1/geofence-events", get(geofence_events))
         .merge(fences::routes())
         .merge(registry::routes())
@@ -52,16 +52,8 @@ pub(crate) struct LatestParams {
     pub(crate) limit: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct TrackParams {
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<String>,
-}
-
-const DEFAULT_TRACK_WINDOW_MS: i64 = 24 * 3600 * 1000;
+const DEFAULT_WINDOW_MS: i64 = 24 * 3600 * 1000;
 const MAX_EVENTS: u64 = 100_000;
-const MAX_DEVICE_ID_BYTES: usize = 128;
 
 pub(crate) fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
     let Some(raw) = raw else { return Ok(default.min(max)) };
@@ -69,6 +61,16 @@ pub(crate) fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u
         Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(ApiError::bad("limit", format!("must be an integer from 1 to {max}, got {raw:?}"))),
     }
+}
+
+/// A `from`/`to` pair: `to` defaults to now, `from` to a day before `to`, and `from < to`.
+pub(crate) fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let to = parse_time("to", to, now_millis())?;
+    let from = parse_time("from", from, to - DEFAULT_WINDOW_MS)?;
+    if from >= to {
+        return Err(ApiError::bad("from", "must be before `to`"));
+    }
+    Ok((from, to))
 }
 
 fn parse_time(name: &'static str, raw: Option<&str>, default: i64) -> Result<i64, ApiError> {
@@ -86,41 +88,6 @@ async fn latest(
     Ok(Json(LatestResponse { count: devices.len(), devices }))
 }
 
-/// Positions of one device with `from <= fix_time < to`, oldest first. Defaults: the last 24 h.
-async fn track(
-    State(state): State<ApiState>,
-    Path(device_id): Path<String>,
-    Query(params): Query<TrackParams>,
-) -> Result<Json<TrackResponse>, ApiError> {
-    if device_id.is_empty() || device_id.len() > MAX_DEVICE_ID_BYTES {
-        return Err(ApiError::bad("id", format!("must be 1 to {MAX_DEVICE_ID_BYTES} bytes")));
-    }
-    let to = parse_time("to", params.to.as_deref(), now_millis())?;
-    let from = parse_time("from", params.from.as_deref(), to - DEFAULT_TRACK_WINDOW_MS)?;
-    if from >= to {
-        return Err(ApiError::bad("from", "must be before `to`"));
-    }
-    let max = state.config().max_track_points;
-    let limit = parse_limit(params.limit.as_deref(), max, max)?;
-    // One extra row tells whether the range goes on past this page.
-    let mut rows = state.store().track(&device_id, from, to, limit + 1).await?;
-    let next_from = if rows.len() as u64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| format_millis(r.fix_time_ms + 1))
-    } else {
-        None
-    };
-    let positions: Vec<TrackPointView> = rows.into_iter().map(Into::into).collect();
-    Ok(Json(TrackResponse {
-        device_id,
-        from: format_millis(from),
-        to: format_millis(to),
-        count: positions.len(),
-        next_from,
-        positions,
-    }))
-}
-
 #[derive(Debug, Deserialize)]
 struct EventParams {
     from: Option<String>,
@@ -133,11 +100,7 @@ async fn geofence_events(
     State(state): State<ApiState>,
     Query(params): Query<EventParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let to = parse_time("to", params.to.as_deref(), now_millis())?;
-    let from = parse_time("from", params.from.as_deref(), to - DEFAULT_TRACK_WINDOW_MS)?;
-    if from >= to {
-        return Err(ApiError::bad("from", "must be before `to`"));
-    }
+    let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
     let limit = parse_limit(params.limit.as_deref(), 10_000, MAX_EVENTS)?;
     let rows = state.store().geofence_events(from, to, limit).await?;
     let events: Vec<EventView> = rows.into_iter().map(Into::into).collect();

@@ -1,0 +1,235 @@
+//! A device's track: positions between two times as JSON, GeoJSON (a LineString or points) or
+//! CSV, optionally downsampled to at most N points.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use fleetstream_schemas::time::format_millis;
+use fleetstream_storage::PositionRow;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::routes::{ApiState, parse_limit, parse_range};
+use crate::views::{TrackPointView, TrackResponse};
+
+const MAX_DEVICE_ID_BYTES: usize = 128;
+
+#[derive(Debug, Deserialize)]
+pub struct TrackParams {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    /// `json` (default), `geojson` or `csv`.
+    format: Option<String>,
+    /// With `format=geojson`: `linestring` (default) or `points`.
+    geometry: Option<String>,
+    /// Downsample to at most this many points, first and last kept.
+    points: Option<String>,
+}
+
+enum Format {
+    Json,
+    GeoJsonLine,
+    GeoJsonPoints,
+    Csv,
+}
+
+fn parse_format(format: Option<&str>, geometry: Option<&str>) -> Result<Format, ApiError> {
+    let geojson = match geometry {
+        None | Some("linestring") => Format::GeoJsonLine,
+        Some("points") => Format::GeoJsonPoints,
+        Some(other) => return Err(ApiError::bad("geometry", format!("must be linestring or points, got {other:?}"))),
+    };
+    match format {
+        None | Some("json") => Ok(Format::Json),
+        Some("geojson") => Ok(geojson),
+        Some("csv") => Ok(Format::Csv),
+        Some(other) => Err(ApiError::bad("format", format!("must be json, geojson or csv, got {other:?}"))),
+    }
+}
+
+/// At most `n` rows, evenly spread over the track, always keeping the first and the last.
+pub fn downsample<T>(rows: Vec<T>, n: usize) -> Vec<T> {
+    let len = rows.len();
+    if n >= len || n == 0 {
+        return rows;
+    }
+    if n == 1 {
+        return rows.into_iter().take(1).collect();
+    }
+    let keep: Vec<usize> = (0..n).map(|i| i * (len - 1) / (n - 1)).collect();
+    let mut next = keep.iter().peekable();
+    rows.into_iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            if next.peek() == Some(&i) {
+                next.next();
+                true
+            } else {
+                false
+            }
+        })
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+pub const CSV_HEADER: &str = "device_id,fix_time,lat,lon,speed_mps,heading_deg,altitude_m,accuracy_m,distance_from_prev_m,distance_total_m,moving,fence_ids\n";
+
+pub fn to_csv(rows: &[PositionRow]) -> String {
+    let mut out = String::from(CSV_HEADER);
+    for r in rows {
+        let line = [
+            csv_field(&r.device_id),
+            format_millis(r.fix_time_ms),
+            r.lat.to_string(),
+            r.lon.to_string(),
+            opt(r.speed_mps),
+            opt(r.heading_deg),
+            opt(r.altitude_m),
+            opt(r.accuracy_m),
+            opt(r.distance_m),
+            r.distance_total_m.to_string(),
+            r.moving.to_string(),
+            csv_field(&r.fence_ids.join(";")),
+        ];
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn to_geojson_line(device_id: &str, rows: &[PositionRow]) -> Value {
+    let coordinates: Vec<[f64; 2]> = rows.iter().map(|r| [r.lon, r.lat]).collect();
+    let times: Vec<String> = rows.iter().map(|r| format_millis(r.fix_time_ms)).collect();
+    json!({
+        "type": "Feature",
+        "geometry": { "type": "LineString", "coordinates": coordinates },
+        "properties": { "device_id": device_id, "count": rows.len(), "times": times },
+    })
+}
+
+pub fn to_geojson_points(rows: Vec<PositionRow>) -> Value {
+    let features: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let geometry = json!({ "type": "Point", "coordinates": [r.lon, r.lat] });
+            json!({ "type": "Feature", "geometry": geometry, "properties": TrackPointView::from(r) })
+        })
+        .collect();
+    json!({ "type": "FeatureCollection", "features": features })
+}
+
+/// Positions of one device with `from <= fix_time < to`, oldest first. Defaults: the last 24 h.
+pub async fn track(
+    State(state): State<ApiState>,
+    Path(device_id): Path<String>,
+    Query(params): Query<TrackParams>,
+) -> Result<Response, ApiError> {
+    if device_id.is_empty() || device_id.len() > MAX_DEVICE_ID_BYTES {
+        return Err(ApiError::bad("id", format!("must be 1 to {MAX_DEVICE_ID_BYTES} bytes")));
+    }
+    let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
+    let format = parse_format(params.format.as_deref(), params.geometry.as_deref())?;
+    let max = state.config().max_track_points;
+    let limit = parse_limit(params.limit.as_deref(), max, max)?;
+    let points = match params.points.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            parse_limit(Some(raw), max, max)
+                .map_err(|_| ApiError::bad("points", format!("must be an integer from 1 to {max}, got {raw:?}")))?
+                as usize,
+        ),
+    };
+    // One extra row tells whether the range goes on past this page.
+    let mut rows = state.store().track(&device_id, from, to, limit + 1).await?;
+    let next_from = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| format_millis(r.fix_time_ms + 1))
+    } else {
+        None
+    };
+    if let Some(n) = points {
+        rows = downsample(rows, n);
+    }
+    Ok(match format {
+        Format::Json => {
+            let positions: Vec<TrackPointView> = rows.into_iter().map(Into::into).collect();
+            Json(TrackResponse {
+                device_id,
+                from: format_millis(from),
+                to: format_millis(to),
+                count: positions.len(),
+                next_from,
+                positions,
+            })
+            .into_response()
+        }
+        Format::GeoJsonLine => {
+            ([(header::CONTENT_TYPE, "application/geo+json")], Json(to_geojson_line(&device_id, &rows))).into_response()
+        }
+        Format::GeoJsonPoints => {
+            ([(header::CONTENT_TYPE, "application/geo+json")], Json(to_geojson_points(rows))).into_response()
+        }
+        Format::Csv => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&rows)).into_response(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn downsampling_keeps_ends_and_spreads_evenly() {
+        let rows: Vec<i32> = (0..10).collect();
+        assert_eq!(downsample(rows.clone(), 3), vec![0, 4, 9]);
+        assert_eq!(downsample(rows.clone(), 2), vec![0, 9]);
+        assert_eq!(downsample(rows.clone(), 1), vec![0]);
+        assert_eq!(downsample(rows.clone(), 10), rows);
+        assert_eq!(downsample(rows.clone(), 50), rows);
+        assert!(downsample(Vec::<i32>::new(), 3).is_empty());
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn formats_name_their_parameter() {
+        assert!(matches!(parse_format(Some("xml"), None), Err(ApiError::BadParameter { parameter: "format", .. })));
+        assert!(matches!(
+            parse_format(Some("geojson"), Some("polygon")),
+            Err(ApiError::BadParameter { parameter: "geometry", .. })
+        ));
+        assert!(matches!(parse_format(None, None), Ok(Format::Json)));
+        assert!(matches!(parse_format(Some("geojson"), Some("points")), Ok(Format::GeoJsonPoints)));
+    }
+
+    proptest! {
+        #[test]
+        fn downsample_is_an_ordered_subset_of_the_right_size(len in 0usize..500, n in 1usize..600) {
+            let rows: Vec<usize> = (0..len).collect();
+            let out = downsample(rows, n);
+            prop_assert_eq!(out.len(), len.min(n));
+            prop_assert!(out.windows(2).all(|w| w[0] < w[1]));
+            if len > 0 {
+                prop_assert_eq!(out[0], 0);
+                if n > 1 { prop_assert_eq!(*out.last().unwrap(), len - 1); }
+            }
+        }
+    }
+}
