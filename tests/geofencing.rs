@@ -286,6 +286,13 @@ async fn a_week_of_vessels_against_county_fences() {
         occupied += got.len();
     }
     assert!(occupied > 0, "some vessels are inside a county at the end of the week");
+    // The dashboard summary agrees: 140 vessels, all offline now (the data is from 2020), and
+    // the same occupancy per fence.
+    let summary: Value = http.get(format!("{api}/v1/live/summary")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(summary["devices"]["total"], 140, "{summary}");
+    assert_eq!((summary["devices"]["online"].as_u64(), summary["devices"]["offline"].as_u64()), (Some(0), Some(140)));
+    let per_fence: u64 = summary["fences"].as_array().unwrap().iter().map(|f| f["inside"].as_u64().unwrap()).sum();
+    assert_eq!(per_fence as usize, occupied, "{summary}");
     let missing = http.get(format!("{api}/v1/fences/county-00000/inside")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     stop_api.cancel();

@@ -13,10 +13,27 @@ pub struct ApiConfig {
     /// Most devices one latest-positions request returns.
     #[arg(long, env = "FLEETSTREAM_MAX_DEVICES", default_value_t = 10_000)]
     pub max_devices: u64,
+    /// How long live aggregates are served from memory before ClickHouse is asked again, in
+    /// milliseconds: all dashboards polling within it share one query (0 disables the cache).
+    #[arg(long, env = "FLEETSTREAM_LIVE_CACHE_MS", default_value_t = 1_000)]
+    pub live_cache_ms: u64,
+    /// A device with no fix for this many seconds counts as offline.
+    #[arg(long, env = "FLEETSTREAM_ONLINE_WINDOW_SECS", default_value_t = 600)]
+    pub online_window_secs: u64,
+    /// Speed (m/s) at or above which an online device counts as moving.
+    #[arg(long = "live-moving-speed-mps", env = "FLEETSTREAM_LIVE_MOVING_SPEED_MPS", default_value_t = 0.5)]
+    pub live_moving_speed_mps: f64,
 }
 
 impl ApiConfig {
     pub fn local() -> Self {
-        ApiConfig { api_listen: "127.0.0.1:0".into(), max_track_points: 100_000, max_devices: 10_000 }
+        ApiConfig {
+            api_listen: "127.0.0.1:0".into(),
+            max_track_points: 100_000,
+            max_devices: 10_000,
+            live_cache_ms: 1_000,
+            online_window_secs: 600,
+            live_moving_speed_mps: 0.5,
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! - [`config`]: listen address and result bounds;
 //! - [`error`]: JSON errors that name the bad parameter;
 //! - [`fences`]: fence management (GeoJSON in and out, validated);
+//! - [`live`]: live aggregates for dashboards, behind a short shared cache;
 //! - [`registry`]: the device registry (name, fleet, type);
 //! - [`views`]: the reader-facing JSON shapes;
 //! - [`track`]: a device's track as JSON, GeoJSON or CSV, downsampled on request;
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod error;
 pub mod fences;
+pub mod live;
 pub mod registry;
 pub mod routes;
 pub mod track;

@@ -13,24 +13,28 @@ use serde_json::{Value, json};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
+use crate::live::{self, LiveCache};
 use crate::views::{EventView, LatestResponse};
 use crate::{fences, registry, track};
 
 /// Everything a handler needs, shared.
 #[derive(Clone)]
 pub struct ApiState {
-    inner: Arc<(ApiConfig, Store)>,
+    inner: Arc<(ApiConfig, Store, LiveCache)>,
 }
 
 impl ApiState {
     pub fn new(config: ApiConfig, store: Store) -> Self {
-        ApiState { inner: Arc::new((config, store)) }
+        ApiState { inner: Arc::new((config, store, LiveCache::default())) }
     }
     pub(crate) fn config(&self) -> &ApiConfig {
         &self.inner.0
     }
     pub(crate) fn store(&self) -> &Store {
         &self.inner.1
+    }
+    pub(crate) fn live(&self) -> &LiveCache {
+        &self.inner.2
     }
 }
 
@@ -39,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/devices/latest", get(latest))
         .route("/v1/devices/{id}/track", get(track::track))
         .route("/v1/geofence-events", get(geofence_events))
+        .route("/v1/live/summary", get(live::summary))
         .merge(fences::routes())
         .merge(registry::routes())
         .route("/healthz", get(|| async { "ok" }))

@@ -61,3 +61,13 @@ pub const REGISTERED_DEVICES: &str =
     "SELECT ?fields FROM devices FINAL WHERE deleted = 0 AND device_id > ? ORDER BY device_id LIMIT ?";
 
 pub const REGISTERED_DEVICE: &str = "SELECT ?fields FROM devices FINAL WHERE device_id = ? AND deleted = 0";
+
+/// Device counts for the live dashboard: total, with a fix since `?`, and of those moving.
+pub const LIVE_DEVICE_COUNTS: &str = "SELECT count(), countIf(fix_time_ms >= ?), \
+     countIf(fix_time_ms >= ? AND ifNull(speed_mps, 0) >= ?) FROM device_latest FINAL";
+
+/// Devices inside each fence now (latest event per device and fence is an enter).
+pub const FENCE_OCCUPANCY: &str = "SELECT fence_id, countIf(last_type = 'enter') AS inside FROM ( \
+     SELECT fence_id, device_id, argMax(event_type, event_time_ms) AS last_type \
+     FROM geofence_events FINAL GROUP BY fence_id, device_id) \
+     GROUP BY fence_id HAVING inside > 0 ORDER BY fence_id";

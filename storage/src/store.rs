@@ -112,6 +112,23 @@ impl Store {
             .context(format!("registry entry of {device_id}"))
     }
 
+    /// (devices, online since `online_since_ms`, online and moving at `moving_mps` or faster).
+    pub async fn live_device_counts(&self, online_since_ms: i64, moving_mps: f64) -> Result<(u64, u64, u64)> {
+        self.client
+            .query(sql::LIVE_DEVICE_COUNTS)
+            .bind(online_since_ms)
+            .bind(online_since_ms)
+            .bind(moving_mps)
+            .fetch_one()
+            .await
+            .context("live device counts")
+    }
+
+    /// Devices inside each fence now, for fences with any.
+    pub async fn fence_occupancy(&self) -> Result<Vec<(String, u64)>> {
+        self.client.query(sql::FENCE_OCCUPANCY).fetch_all().await.context("fence occupancy")
+    }
+
     /// The devices inside a fence now, with the time each entered, at most `limit`.
     pub async fn fence_occupants(&self, fence_id: &str, limit: u64) -> Result<Vec<(String, i64)>> {
         self.client

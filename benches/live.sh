@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the live-endpoint benchmark against a ClickHouse 18.16 server that this script starts and
+# stops. Argument: [seconds per polling run].
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+source scripts/lib/services.sh
+RUN_DIR=$(mktemp -d)
+trap 'fs_stop_all; rm -rf "$RUN_DIR"' EXIT
+fs_ensure_tools
+cargo build --release -q -p fleetstream-benches --bin live_load
+fs_start_clickhouse "$RUN_DIR/clickhouse"
+FLEETSTREAM_CLICKHOUSE_URL=$FS_CLICKHOUSE_URL RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/release/live_load" "$@"
