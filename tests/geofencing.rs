@@ -300,6 +300,11 @@ async fn a_week_of_vessels_against_county_fences() {
 
     let topic_events = support::topic_len(&kafka.brokers, &kafka.events_topic);
     assert!(topic_events >= events.len() as i64, "geofence.events has {topic_events} of {} events", events.len());
+    let topic_positions = support::topic_len(&kafka.brokers, &kafka.enriched_topic);
+    assert!(topic_positions >= stored as i64, "positions.enriched has {topic_positions} of {stored} positions");
+    let sample: Value =
+        serde_json::from_slice(&support::read_topic_head(&kafka.brokers, &kafka.enriched_topic)).unwrap();
+    assert!(sample["fence_ids"].is_array() && sample["h3_cell"].as_u64().unwrap() > 0, "{sample}");
     eprintln!(
         "{stored} positions, {total_inside} inside a county, {boundary_ties} on a boundary, {} events over {pairs} pairs",
         events.len()

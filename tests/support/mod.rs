@@ -202,6 +202,35 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
     out
 }
 
+/// The first message of the first partition of `topic` that holds any.
+pub fn read_topic_head(brokers: &str, topic: &str) -> Vec<u8> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("head"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
+        if high > low {
+            let mut assignment = TopicPartitionList::new();
+            assignment.add_partition_offset(topic, p.id(), Offset::Offset(low)).unwrap();
+            consumer.assign(&assignment).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                    return message.unwrap().payload().unwrap_or_default().to_vec();
+                }
+            }
+        }
+    }
+    panic!("{topic} has no message");
+}
+
 /// Messages in `topic` (sum of high minus low watermarks).
 pub fn topic_len(brokers: &str, topic: &str) -> i64 {
     use rdkafka::ClientConfig;
