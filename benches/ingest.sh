@@ -5,10 +5,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 source scripts/lib/services.sh
-RUN_DIR=$(mktemp -d)
-trap 'fs_stop_all; rm -rf "$RUN_DIR"' EXIT
+fs_scratch_dir
 fs_ensure_tools
 fs_ensure_nisshi
 cargo build --release -q -p fleetstream-benches --bin ingest_load
-fs_start_broker "$RUN_DIR/broker" memory
+fs_start_broker "$FS_RUN_DIR/broker" memory
 FLEETSTREAM_BROKERS=$FS_BROKERS RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/release/ingest_load" "$@"

@@ -5,9 +5,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 source scripts/lib/services.sh
-RUN_DIR=$(mktemp -d)
-trap 'fs_stop_all; rm -rf "$RUN_DIR"' EXIT
+fs_scratch_dir
 fs_ensure_tools
 cargo build --release -q -p fleetstream-benches --bin live_load
-fs_start_clickhouse "$RUN_DIR/clickhouse"
+fs_start_clickhouse "$FS_RUN_DIR/clickhouse"
 FLEETSTREAM_CLICKHOUSE_URL=$FS_CLICKHOUSE_URL RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/release/live_load" "$@"

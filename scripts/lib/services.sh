@@ -113,6 +113,12 @@ fs_start_clickhouse() {
   fs_say "ClickHouse $version on $FS_CLICKHOUSE_URL, pid $FS_CLICKHOUSE_PID, log $dir/server.log"
 }
 
+# Makes a scratch directory FS_RUN_DIR and, on exit, stops the services and removes it.
+fs_scratch_dir() {
+  FS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/fleetstream.XXXXXX")
+  trap 'fs_stop_all; rm -rf "$FS_RUN_DIR"' EXIT
+}
+
 # Stops every service this shell started (SIGTERM, then SIGKILL after 10 s).
 fs_stop_all() {
   local pid

@@ -160,16 +160,21 @@ impl Fix {
     }
 }
 
-/// Every message currently in `topic`, read from the beginning of each partition.
-pub fn read_topic(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer for reading topics by explicit assignment (its group never commits).
+fn reader(brokers: &str) -> rdkafka::consumer::BaseConsumer {
+    rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
-        .unwrap();
+        .unwrap()
+}
+
+/// Every message currently in `topic`, read from the beginning of each partition.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer = reader(brokers);
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
     let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
@@ -204,14 +209,9 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
 
 /// The first message of the first partition of `topic` that holds any.
 pub fn read_topic_head(brokers: &str, topic: &str) -> Vec<u8> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("head"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    use rdkafka::consumer::Consumer;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer = reader(brokers);
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
     for p in metadata.topics()[0].partitions() {
@@ -233,9 +233,8 @@ pub fn read_topic_head(brokers: &str, topic: &str) -> Vec<u8> {
 
 /// Messages in `topic` (sum of high minus low watermarks).
 pub fn topic_len(brokers: &str, topic: &str) -> i64 {
-    use rdkafka::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    use rdkafka::consumer::Consumer;
+    let consumer = reader(brokers);
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
     metadata.topics()[0]
