@@ -365,3 +365,70 @@ async fn fence_changes_reach_running_processors_without_a_restart() {
     assert_eq!(got[1], ("exit".to_string(), t0 + 120_000));
     pipeline.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn latest_positions_filter_by_fleet_box_fence_state_and_staleness() {
+    let pipeline = Pipeline::start("latestfilters").await;
+    let client = reqwest::Client::new();
+    let api = &pipeline.api_url;
+    for (id, fleet) in [("fa", "north"), ("fb", "south")] {
+        let body = serde_json::json!({"name": format!("vessel {id}"), "fleet": fleet});
+        assert_eq!(client.put(format!("{api}/v1/registry/{id}")).json(&body).send().await.unwrap().status(), 200);
+    }
+    let pier = serde_json::json!({"type":"Feature","properties":{"radius_m":1000},"geometry":{"type":"Point","coordinates":[-74.0,40.7]}});
+    assert_eq!(client.put(format!("{api}/v1/fences/pier")).json(&pier).send().await.unwrap().status(), 200);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let body = serde_json::json!([
+        {"device_id": "fa", "fix_time": now - 60_000, "lat": 40.70, "lon": -74.00, "speed": 5.0},
+        {"device_id": "fb", "fix_time": now - 30 * 60_000, "lat": 40.75, "lon": -73.95, "speed": 0.0},
+        {"device_id": "fc", "fix_time": now - 120_000, "lat": 41.5, "lon": -72.0},
+    ]);
+    assert_eq!(
+        client.post(format!("{}/v1/positions", pipeline.ingest_url)).json(&body).send().await.unwrap().status(),
+        200
+    );
+
+    let ids = |v: &Value| -> Vec<String> {
+        v["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap().to_string()).collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let all = loop {
+        let all = get(&client, format!("{api}/v1/devices/latest")).await;
+        if all["count"] == 3 {
+            break all;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{all}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(ids(&all), ["fa", "fb", "fc"]);
+    assert_eq!(
+        (all["devices"][0]["fleet"].as_str(), all["devices"][0]["name"].as_str()),
+        (Some("north"), Some("vessel fa"))
+    );
+    assert_eq!(all["devices"][2]["fleet"], Value::Null, "unregistered");
+
+    for (query, expected) in [
+        ("fleet=north", vec!["fa"]),
+        ("bbox=-74.1,40.6,-73.9,40.8", vec!["fa", "fb"]),
+        ("state=moving", vec!["fa"]),
+        ("state=stopped", vec!["fb", "fc"]),
+        ("stale_minutes=10", vec!["fb"]),
+        ("fence=pier", vec!["fa"]),
+        ("state=stopped&bbox=-74.1,40.6,-73.9,40.8", vec!["fb"]),
+        ("after=fb", vec!["fc"]),
+    ] {
+        assert_eq!(ids(&get(&client, format!("{api}/v1/devices/latest?{query}")).await), expected, "{query}");
+    }
+    let page = get(&client, format!("{api}/v1/devices/latest?limit=2")).await;
+    assert_eq!((ids(&page), page["next_after"].as_str()), (vec!["fa".to_string(), "fb".to_string()], Some("fb")));
+    for (query, parameter) in
+        [("bbox=1,2,3", "bbox"), ("state=parked", "state"), ("stale_minutes=-1", "stale_minutes"), ("limit=0", "limit")]
+    {
+        let response = client.get(format!("{api}/v1/devices/latest?{query}")).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["parameter"], parameter, "{query}");
+    }
+    assert_eq!(client.get(format!("{api}/v1/devices/latest?fence=nope")).send().await.unwrap().status(), 404);
+    pipeline.stop().await;
+}

@@ -3,6 +3,7 @@
 //! - [`config`]: listen address and result bounds;
 //! - [`error`]: JSON errors that name the bad parameter;
 //! - [`fences`]: fence management (GeoJSON in and out, validated);
+//! - [`latest`]: the latest position of every device, filtered, from a shared snapshot;
 //! - [`live`]: live aggregates for dashboards, behind a short shared cache;
 //! - [`registry`]: the device registry (name, fleet, type);
 //! - [`views`]: the reader-facing JSON shapes;
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod error;
 pub mod fences;
+pub mod latest;
 pub mod live;
 pub mod registry;
 pub mod routes;

@@ -1,4 +1,5 @@
-//! Live aggregates for operations dashboards, which poll all day.
+//! Live aggregates for operations dashboards, which poll all day, and the shared cache that
+//! keeps them (and the latest-positions snapshot) cheap.
 //!
 //! Every dashboard asks the same question, so the answer is computed at most once per
 //! `--live-cache-ms` and shared: the first poller after expiry runs the queries while the others
@@ -19,19 +20,24 @@ use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::routes::ApiState;
 
-/// The cached summary and when it was computed.
-#[derive(Default)]
-pub struct LiveCache {
-    slot: Mutex<Option<(Instant, Arc<Value>)>>,
+/// A shared value and when it was computed.
+pub struct LiveCache<T> {
+    slot: Mutex<Option<(Instant, Arc<T>)>>,
 }
 
-impl LiveCache {
+impl<T> Default for LiveCache<T> {
+    fn default() -> Self {
+        LiveCache { slot: Mutex::new(None) }
+    }
+}
+
+impl<T> LiveCache<T> {
     /// The cached value if younger than `ttl`, else a fresh one from `compute`. A zero `ttl`
     /// disables caching altogether: every caller computes, concurrently.
-    pub async fn get_or_compute<F, Fut>(&self, ttl: Duration, compute: F) -> Result<Arc<Value>, ApiError>
+    pub async fn get_or_compute<F, Fut>(&self, ttl: Duration, compute: F) -> Result<Arc<T>, ApiError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Value, ApiError>>,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
     {
         if ttl.is_zero() {
             return compute().await.map(Arc::new);
@@ -68,7 +74,7 @@ async fn summary_now(store: &Store, config: &ApiConfig) -> Result<Value, ApiErro
 /// `GET /v1/live/summary`.
 pub async fn summary(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let ttl = Duration::from_millis(state.config().live_cache_ms);
-    let value = state.live().get_or_compute(ttl, || summary_now(state.store(), state.config())).await?;
+    let value = state.summary_cache().get_or_compute(ttl, || summary_now(state.store(), state.config())).await?;
     Ok(Json((*value).clone()))
 }
 
@@ -79,7 +85,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_pollers_share_one_computation_within_the_ttl() {
-        let cache = Arc::new(LiveCache::default());
+        let cache = Arc::new(LiveCache::<Value>::default());
         let computed = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..50 {
@@ -103,14 +109,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_zero_ttl_never_caches() {
-        let cache = LiveCache::default();
+        let cache = LiveCache::<Value>::default();
         assert_eq!(*cache.get_or_compute(Duration::ZERO, || async { Ok(json!(1)) }).await.unwrap(), json!(1));
         assert_eq!(*cache.get_or_compute(Duration::ZERO, || async { Ok(json!(2)) }).await.unwrap(), json!(2));
     }
 
     #[tokio::test]
     async fn an_expired_value_is_recomputed_and_errors_are_not_cached_over_it() {
-        let cache = LiveCache::default();
+        let cache = LiveCache::<Value>::default();
         let ttl = Duration::from_millis(30);
         let v = cache.get_or_compute(ttl, || async { Ok(json!(1)) }).await.unwrap();
         assert_eq!(*v, json!(1));

@@ -14,33 +14,44 @@ use serde_json::{Value, json};
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::live::{self, LiveCache};
-use crate::views::{EventView, LatestResponse};
-use crate::{fences, registry, track};
+use crate::views::EventView;
+use crate::{fences, latest, registry, track};
 
 /// Everything a handler needs, shared.
 #[derive(Clone)]
 pub struct ApiState {
-    inner: Arc<(ApiConfig, Store, LiveCache)>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ApiConfig,
+    store: Store,
+    summary: LiveCache<Value>,
+    latest: LiveCache<latest::Snapshot>,
 }
 
 impl ApiState {
     pub fn new(config: ApiConfig, store: Store) -> Self {
-        ApiState { inner: Arc::new((config, store, LiveCache::default())) }
+        let inner = Inner { config, store, summary: LiveCache::default(), latest: LiveCache::default() };
+        ApiState { inner: Arc::new(inner) }
     }
     pub(crate) fn config(&self) -> &ApiConfig {
-        &self.inner.0
+        &self.inner.config
     }
     pub(crate) fn store(&self) -> &Store {
-        &self.inner.1
+        &self.inner.store
     }
-    pub(crate) fn live(&self) -> &LiveCache {
-        &self.inner.2
+    pub(crate) fn summary_cache(&self) -> &LiveCache<Value> {
+        &self.inner.summary
+    }
+    pub(crate) fn latest_cache(&self) -> &LiveCache<latest::Snapshot> {
+        &self.inner.latest
     }
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/v1/devices/latest", get(latest))
+        .route("/v1/devices/latest", get(latest::latest))
         .route("/v1/devices/{id}/track", get(track::track))
         .route("/v1/geofence-events", get(geofence_events))
         .route("/v1/live/summary", get(live::summary))
@@ -80,17 +91,6 @@ pub(crate) fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, 
 
 fn parse_time(name: &'static str, raw: Option<&str>, default: i64) -> Result<i64, ApiError> {
     raw.map_or(Ok(default), |r| parse_time_param(r).map_err(|e| ApiError::bad(name, e)))
-}
-
-async fn latest(
-    State(state): State<ApiState>,
-    Query(params): Query<LatestParams>,
-) -> Result<Json<LatestResponse>, ApiError> {
-    let max = state.config().max_devices;
-    let limit = parse_limit(params.limit.as_deref(), max, max)?;
-    let rows = state.store().latest_positions(limit).await?;
-    let devices: Vec<_> = rows.into_iter().map(Into::into).collect();
-    Ok(Json(LatestResponse { count: devices.len(), devices }))
 }
 
 #[derive(Debug, Deserialize)]

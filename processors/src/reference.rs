@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use fleetstream_geofence::{FenceIndex, fences_from_geojson};
-use fleetstream_storage::{DeviceRow, FenceRow, PositionRow, Store, StoreError};
+use fleetstream_storage::{FenceRow, PositionRow, Store, StoreError};
 
 /// When a polled table was last checked, and at which version.
 struct PollClock {
@@ -64,25 +64,6 @@ pub fn index_of(rows: &[FenceRow]) -> FenceIndex {
     FenceIndex::new(fences)
 }
 
-const REGISTRY_PAGE: u64 = 10_000;
-
-async fn load_registry(store: &Store) -> Result<HashMap<String, DeviceMeta>, StoreError> {
-    let mut registry = HashMap::new();
-    let mut after = String::new();
-    loop {
-        let page: Vec<DeviceRow> = store.registered_devices(&after, REGISTRY_PAGE).await?;
-        let full = page.len() as u64 == REGISTRY_PAGE;
-        for row in page {
-            after.clone_from(&row.device_id);
-            registry
-                .insert(row.device_id, DeviceMeta { name: row.name, fleet: row.fleet, device_type: row.device_type });
-        }
-        if !full {
-            return Ok(registry);
-        }
-    }
-}
-
 impl Reference {
     pub fn new(poll: Duration) -> Self {
         Reference {
@@ -100,7 +81,12 @@ impl Reference {
             tracing::info!(fences = self.fences.len(), "fences loaded");
         }
         if self.registry_clock.due() && self.registry_clock.changed(store.registry_version().await?) {
-            self.registry = load_registry(store).await?;
+            self.registry = store
+                .all_registered_devices()
+                .await?
+                .into_iter()
+                .map(|r| (r.device_id, DeviceMeta { name: r.name, fleet: r.fleet, device_type: r.device_type }))
+                .collect();
             tracing::info!(devices = self.registry.len(), "device registry loaded");
         }
         Ok(())

@@ -103,6 +103,21 @@ impl Store {
             .context("list registered devices")
     }
 
+    /// Every registered device, read in pages.
+    pub async fn all_registered_devices(&self) -> Result<Vec<DeviceRow>> {
+        const PAGE: u64 = 10_000;
+        let mut all: Vec<DeviceRow> = Vec::new();
+        loop {
+            let after = all.last().map(|r| r.device_id.clone()).unwrap_or_default();
+            let page = self.registered_devices(&after, PAGE).await?;
+            let full = page.len() as u64 == PAGE;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
     pub async fn registered_device(&self, device_id: &str) -> Result<Option<DeviceRow>> {
         self.client
             .query(sql::REGISTERED_DEVICE)

@@ -3,7 +3,7 @@
 //! A fresh database gets 10,000 devices (one latest fix each) and one device with a week-long
 //! track at 10-second resolution (60,480 fixes). Then 200 concurrent pollers hit
 //! `/v1/live/summary` for a fixed time, with the server-side cache (1 s) and without it, and
-//! `/v1/devices/latest` (10,000 devices per answer); finally the week-long track is fetched as
+//! `/v1/devices/latest` (10,000 devices per answer, and a 100-device map viewport); finally the week-long track is fetched as
 //! JSON, GeoJSON and CSV, in full and downsampled to 1,000 points.
 //!
 //! benches/live.sh [SECONDS_PER_RUN]
@@ -144,6 +144,9 @@ async fn main() {
     }
     let (api, stop) = serve(&store, ApiConfig::local()).await;
     println!("devices/latest (10k)  : {}", poll(&format!("{api}/v1/devices/latest"), run_for).await);
+    // A map viewport: the devices are spread from latitude 40.0 north, 100 of them below 40.01.
+    let viewport = format!("{api}/v1/devices/latest?bbox=-74.1,40.0,-73.9,40.01");
+    println!("devices/latest (bbox) : {}", poll(&viewport, run_for).await);
     let base = format!("{api}/v1/devices/week-long/track?from={}&to={}", week_start, now);
     for (label, query) in [
         ("track JSON, 60,480 points   ", ""),
