@@ -261,7 +261,7 @@ async fn tokens_gate_devices_and_fleets() {
         tokens: Some("fleet-token-0123456789 fleet:harbor, truck1-token-0123456789 device:truck-1".into()),
         ..IngestConfig::local()
     };
-    let pipeline = Pipeline::start_with("tokens", config).await;
+    let pipeline = Pipeline::start_with("tokens", config, fleetstream_api::ApiConfig::local()).await;
     let client = Client::new();
     let url = format!("{}/v1/positions", pipeline.ingest_url);
     let body = |device: &str| format!(r#"{{"device_id":"{device}","fix_time":{T},"lat":40.7,"lon":-74.0}}"#);

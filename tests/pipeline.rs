@@ -432,3 +432,38 @@ async fn latest_positions_filter_by_fleet_box_fence_state_and_staleness() {
     assert_eq!(client.get(format!("{api}/v1/devices/latest?fence=nope")).send().await.unwrap().status(), 404);
     pipeline.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reader_and_admin_tokens_guard_the_query_api() {
+    const READER: &str = "reader-token-0123456789";
+    const ADMIN: &str = "admin-token-0123456789";
+    let api_config = fleetstream_api::ApiConfig {
+        read_tokens: Some(READER.into()),
+        admin_tokens: Some(ADMIN.into()),
+        ..fleetstream_api::ApiConfig::local()
+    };
+    let pipeline = Pipeline::start_with("apitokens", fleetstream_ingest::IngestConfig::local(), api_config).await;
+    let client = reqwest::Client::new();
+    let api = &pipeline.api_url;
+    let latest = format!("{api}/v1/devices/latest");
+    let fence = serde_json::json!({"type":"Feature","properties":{"radius_m":50},"geometry":{"type":"Point","coordinates":[-74.0,40.7]}});
+
+    let response = client.get(&latest).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["parameter"], "authorization");
+    assert_eq!(client.get(&latest).bearer_auth("wrong-token-0123456789").send().await.unwrap().status(), 401);
+    assert_eq!(client.get(&latest).bearer_auth(READER).send().await.unwrap().status(), 200);
+    assert_eq!(client.get(&latest).bearer_auth(ADMIN).send().await.unwrap().status(), 200);
+
+    let put = |token: &'static str| client.put(format!("{api}/v1/fences/f1")).bearer_auth(token).json(&fence).send();
+    assert_eq!(put(READER).await.unwrap().status(), 401, "readers cannot change fences");
+    assert_eq!(put(ADMIN).await.unwrap().status(), 200);
+    let registry =
+        client.put(format!("{api}/v1/registry/d1")).bearer_auth(READER).json(&serde_json::json!({"fleet": "x"}));
+    assert_eq!(registry.send().await.unwrap().status(), 401);
+
+    assert_eq!(client.get(format!("{api}/healthz")).send().await.unwrap().status(), 200, "health stays open");
+    pipeline.stop().await;
+}

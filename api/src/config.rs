@@ -20,6 +20,12 @@ pub struct ApiConfig {
     /// A device with no fix for this many seconds counts as offline.
     #[arg(long, env = "FLEETSTREAM_ONLINE_WINDOW_SECS", default_value_t = 600)]
     pub online_window_secs: u64,
+    /// Reader tokens (comma-separated): once set, every read needs one (or an admin token).
+    #[arg(long, env = "FLEETSTREAM_READ_TOKENS", hide_env_values = true)]
+    pub read_tokens: Option<String>,
+    /// Admin tokens (comma-separated): once set, changing fences or the registry needs one.
+    #[arg(long, env = "FLEETSTREAM_ADMIN_TOKENS", hide_env_values = true)]
+    pub admin_tokens: Option<String>,
     /// Speed (m/s) at or above which an online device counts as moving.
     #[arg(long = "live-moving-speed-mps", env = "FLEETSTREAM_LIVE_MOVING_SPEED_MPS", default_value_t = 0.5)]
     pub live_moving_speed_mps: f64,
@@ -34,6 +40,8 @@ impl ApiConfig {
             live_cache_ms: 1_000,
             online_window_secs: 600,
             live_moving_speed_mps: 0.5,
+            read_tokens: None,
+            admin_tokens: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! fleetstream query API: a thin axum layer over [`fleetstream_storage::Store`].
 //!
-//! - [`config`]: listen address and result bounds;
+//! - [`config`]: listen address, result bounds, tokens;
+//! - [`auth`]: optional reader and admin tokens;
 //! - [`error`]: JSON errors that name the bad parameter;
 //! - [`fences`]: fence management (GeoJSON in and out, validated);
 //! - [`latest`]: the latest position of every device, filtered, from a shared snapshot;
@@ -10,6 +11,7 @@
 //! - [`track`]: a device's track as JSON, GeoJSON or CSV, downsampled on request;
 //! - [`routes`]: the router and the other handlers.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fences;
@@ -33,7 +35,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = routes::router(routes::ApiState::new(config, store));
+    let tokens = auth::ApiTokens::parse(config.read_tokens.as_deref(), config.admin_tokens.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    if tokens.is_open() {
+        tracing::warn!("no reader or admin tokens configured: the query API is open to anyone who can reach it");
+    }
+    let app = routes::router(routes::ApiState::new(config, store, tokens));
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     tracing::info!("api stopped");

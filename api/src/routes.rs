@@ -11,11 +11,12 @@ use fleetstream_storage::Store;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::ApiTokens;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::live::{self, LiveCache};
 use crate::views::EventView;
-use crate::{fences, latest, registry, track};
+use crate::{auth, fences, latest, registry, track};
 
 /// Everything a handler needs, shared.
 #[derive(Clone)]
@@ -24,6 +25,7 @@ pub struct ApiState {
 }
 
 struct Inner {
+    tokens: ApiTokens,
     config: ApiConfig,
     store: Store,
     summary: LiveCache<Value>,
@@ -31,9 +33,12 @@ struct Inner {
 }
 
 impl ApiState {
-    pub fn new(config: ApiConfig, store: Store) -> Self {
-        let inner = Inner { config, store, summary: LiveCache::default(), latest: LiveCache::default() };
+    pub fn new(config: ApiConfig, store: Store, tokens: ApiTokens) -> Self {
+        let inner = Inner { tokens, config, store, summary: LiveCache::default(), latest: LiveCache::default() };
         ApiState { inner: Arc::new(inner) }
+    }
+    pub(crate) fn tokens(&self) -> &ApiTokens {
+        &self.inner.tokens
     }
     pub(crate) fn config(&self) -> &ApiConfig {
         &self.inner.config
@@ -57,6 +62,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/live/summary", get(live::summary))
         .merge(fences::routes())
         .merge(registry::routes())
+        // Everything above needs a token when tokens are configured; health checks below never do.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)

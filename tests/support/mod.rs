@@ -51,10 +51,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn start(tag: &str) -> Pipeline {
-        Pipeline::start_with(tag, IngestConfig::local()).await
+        Pipeline::start_with(tag, IngestConfig::local(), ApiConfig::local()).await
     }
 
-    pub async fn start_with(tag: &str, ingest_config: IngestConfig) -> Pipeline {
+    pub async fn start_with(tag: &str, ingest_config: IngestConfig, api_config: ApiConfig) -> Pipeline {
         let name = unique(tag);
         let kafka = KafkaConfig::with_topic_suffix(&brokers(), &name);
         let clickhouse = ClickHouseConfig::local(&clickhouse_url(), &format!("fs_{name}"));
@@ -80,7 +80,7 @@ impl Pipeline {
                 store.clone(),
                 shutdown.clone(),
             )),
-            tokio::spawn(fleetstream_api::serve(ApiConfig::local(), store.clone(), api_listener, shutdown.clone())),
+            tokio::spawn(fleetstream_api::serve(api_config, store.clone(), api_listener, shutdown.clone())),
         ];
         let pipeline = Pipeline { ingest_url, osmand_url, api_url, kafka, clickhouse, store, shutdown, tasks };
         pipeline.wait_ready().await;
