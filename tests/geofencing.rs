@@ -21,7 +21,7 @@ use fleetstream_schemas::{Limits, parse_position};
 use fleetstream_storage::{ClickHouseConfig, EVENT_ENTER, EVENT_EXIT, GeofenceEventRow, Store};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use support::{brokers, clickhouse_url, data_dir, read_fixes, unique};
+use support::{brokers, clickhouse_url, data_dir, eventually, read_fixes, unique};
 use tokio_util::sync::CancellationToken;
 
 const WEEK: &str = "nyharbor-2020-12-week1.csv.gz";
@@ -76,20 +76,19 @@ fn raw(config: &ClickHouseConfig) -> clickhouse::Client {
 /// last in a batch, so then every position and event is written too).
 async fn wait_until_done(config: &ClickHouseConfig, produced: &Produced, within: Duration) {
     let expected: i64 = produced.last_offsets.values().sum();
+    let expected_devices = produced.last_offsets.len();
     let client = raw(config);
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    let client = &client;
+    eventually("every device's state at its last message", within, move || async move {
         let (devices, offsets): (u64, i64) =
             client.query("SELECT count(), sum(kafka_offset) FROM processor_state FINAL").fetch_one().await.unwrap();
-        if devices as usize == produced.last_offsets.len() && offsets == expected {
-            return;
+        if devices as usize == expected_devices && offsets == expected {
+            Ok(())
+        } else {
+            Err(format!("{devices} devices, offsets {offsets} of {expected}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{devices} devices, offsets {offsets} of {expected}, after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await;
 }
 
 /// Processors running in this process, stopped gracefully by [`Running::stop`].
@@ -344,15 +343,12 @@ async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
     };
     let mut child = spawn();
     let client = raw(&kill_config);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let written: u64 = client.query("SELECT count() FROM positions").fetch_one().await.unwrap();
-        if written > produced.distinct / 3 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the processor wrote only {written} rows");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (rows, third) = (&client, produced.distinct / 3);
+    eventually("the processor writing a third of the week", Duration::from_secs(300), move || async move {
+        let written: u64 = rows.query("SELECT count() FROM positions").fetch_one().await.unwrap();
+        if written > third { Ok(()) } else { Err(format!("{written} rows written")) }
+    })
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
     let at_kill: u64 = client.query("SELECT count() FROM positions").fetch_one().await.unwrap();

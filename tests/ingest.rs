@@ -9,7 +9,7 @@ use std::time::Duration;
 use fleetstream_ingest::IngestConfig;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Pipeline, named_field, read_topic, topic_len};
+use support::{Pipeline, eventually, named_field, read_topic, topic_len};
 
 /// One hostile request and what ingest must answer.
 struct Case {
@@ -155,11 +155,12 @@ async fn hostile_inputs_are_refused_by_name_and_never_reach_the_topic() {
     );
 
     // Every refused request left at least one dead letter (the 10 MB body leaves one, cut short).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while topic_len(&pipeline.kafka.brokers, &pipeline.kafka.dlq_topic) < cases.len() as i64 {
-        assert!(tokio::time::Instant::now() < deadline, "dead letters missing");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (brokers, dlq, wanted) = (&pipeline.kafka.brokers, &pipeline.kafka.dlq_topic, cases.len() as i64);
+    eventually("a dead letter per refused request", Duration::from_secs(30), move || async move {
+        let letters = topic_len(brokers, dlq);
+        if letters >= wanted { Ok(()) } else { Err(format!("{letters} of {wanted} dead letters")) }
+    })
+    .await;
     let letters: Vec<Value> = read_topic(&pipeline.kafka.brokers, &pipeline.kafka.dlq_topic)
         .iter()
         .map(|m| serde_json::from_slice(m).unwrap())
@@ -180,16 +181,13 @@ async fn hostile_inputs_are_refused_by_name_and_never_reach_the_topic() {
 }
 
 async fn wait_for_track(client: &Client, api: &str, device: &str, n: usize) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let url = format!("{api}/v1/devices/{device}/track?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z");
+    let url = format!("{api}/v1/devices/{device}/track?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z");
+    let url = url.as_str();
+    eventually(device, Duration::from_secs(60), move || async move {
         let track: Value = client.get(url).send().await.unwrap().json().await.unwrap();
-        if track["count"].as_u64().unwrap() as usize >= n {
-            return track;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{device}: {track}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if track["count"].as_u64().unwrap() as usize >= n { Ok(track) } else { Err(track.to_string()) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -291,11 +289,12 @@ async fn tokens_gate_devices_and_fleets() {
         StatusCode::OK
     );
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while topic_len(&pipeline.kafka.brokers, &pipeline.kafka.positions_topic) < 3 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (brokers, topic) = (&pipeline.kafka.brokers, &pipeline.kafka.positions_topic);
+    eventually("the authorised positions in the topic", Duration::from_secs(30), move || async move {
+        let produced = topic_len(brokers, topic);
+        if produced >= 3 { Ok(()) } else { Err(format!("{produced} of 3")) }
+    })
+    .await;
     let devices: Vec<String> = read_topic(&pipeline.kafka.brokers, &pipeline.kafka.positions_topic)
         .iter()
         .map(|m| serde_json::from_slice::<Value>(m).unwrap()["device_id"].as_str().unwrap().to_string())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fleetstream_schemas::time::parse_rfc3339_millis;
 use serde_json::Value;
-use support::{Fix, Pipeline, read_fixes};
+use support::{Fix, Pipeline, eventually, read_fixes};
 
 const SAMPLE: usize = 2_000;
 
@@ -32,20 +32,16 @@ async fn wait_for_tracks(
     api: &str,
     expected: &BTreeMap<String, Vec<Fix>>,
 ) -> BTreeMap<String, Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually("every position readable", Duration::from_secs(60), move || async move {
         let mut tracks = BTreeMap::new();
         for device in expected.keys() {
             let url = format!("{api}/v1/devices/{device}/track?from=2020-12-01T00:00:00Z&to=2020-12-31T00:00:00Z");
             tracks.insert(device.clone(), get(client, url).await);
         }
         let stored: usize = tracks.values().map(|t| t["count"].as_u64().unwrap() as usize).sum();
-        if stored == SAMPLE {
-            return tracks;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "only {stored} of {SAMPLE} positions readable after 60 s");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        if stored == SAMPLE { Ok(tracks) } else { Err(format!("only {stored} of {SAMPLE} positions readable")) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -154,11 +150,12 @@ async fn recorded_positions_read_back_through_the_api() {
         .with_url(&pipeline.clickhouse.url)
         .with_database(&pipeline.clickhouse.database)
         .with_validation(false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while raw.query("SELECT count() FROM positions").fetch_one::<u64>().await.unwrap() < (SAMPLE + 300) as u64 {
-        assert!(tokio::time::Instant::now() < deadline, "the retried positions were not written");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let raw = &raw;
+    eventually("the retried positions written", Duration::from_secs(60), move || async move {
+        let rows = raw.query("SELECT count() FROM positions").fetch_one::<u64>().await.unwrap();
+        if rows >= (SAMPLE + 300) as u64 { Ok(()) } else { Err(format!("{rows} rows")) }
+    })
+    .await;
     let tracks = wait_for_tracks(&client, &pipeline.api_url, &by_device).await;
     let counted: u64 = tracks.values().map(|t| t["count"].as_u64().unwrap()).sum();
     assert_eq!(counted, SAMPLE as u64, "retried positions are not double-counted");
@@ -211,18 +208,15 @@ async fn invalid_items_are_named_and_valid_ones_kept() {
     assert!(report["error"]["message"].as_str().unwrap().contains("5242880"), "{report}");
 
     // The one valid position arrives, with millisecond precision; the invalid ones never do.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let latest: Value =
-            client.get(format!("{}/v1/devices/latest", pipeline.api_url)).send().await.unwrap().json().await.unwrap();
-        if latest["count"] == 1 {
-            assert_eq!(latest["devices"][0]["device_id"], "ok-1");
-            assert_eq!(latest["devices"][0]["fix_time"], "2020-12-08T01:00:00.125Z");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "valid position not stored: {latest}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (client, url) = (&client, format!("{}/v1/devices/latest", pipeline.api_url));
+    let url = url.as_str();
+    let latest = eventually("the valid position stored", Duration::from_secs(60), move || async move {
+        let latest: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        if latest["count"] == 1 { Ok(latest) } else { Err(latest.to_string()) }
+    })
+    .await;
+    assert_eq!(latest["devices"][0]["device_id"], "ok-1");
+    assert_eq!(latest["devices"][0]["fix_time"], "2020-12-08T01:00:00.125Z");
     pipeline.stop().await;
 }
 
@@ -292,19 +286,17 @@ async fn registry_entries_are_managed_and_stamped_on_positions() {
         .with_url(&pipeline.clickhouse.url)
         .with_database(&pipeline.clickhouse.database)
         .with_validation(false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let rows: Vec<(String, String, String, String)> = loop {
-        let rows = raw
-            .query("SELECT device_id, device_name, fleet, device_type FROM positions FINAL ORDER BY device_id")
-            .fetch_all()
-            .await
-            .unwrap();
-        if rows.len() == 2 {
-            break rows;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "positions not stored");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let raw = &raw;
+    let rows: Vec<(String, String, String, String)> =
+        eventually("both positions stored", Duration::from_secs(60), move || async move {
+            let rows: Vec<(String, String, String, String)> = raw
+                .query("SELECT device_id, device_name, fleet, device_type FROM positions FINAL ORDER BY device_id")
+                .fetch_all()
+                .await
+                .unwrap();
+            if rows.len() == 2 { Ok(rows) } else { Err(format!("{rows:?}")) }
+        })
+        .await;
     assert_eq!(rows[0], ("truck-1".into(), "Ann's van".into(), "north".into(), "van".into()));
     assert_eq!(rows[1], ("unregistered".into(), String::new(), String::new(), String::new()));
     pipeline.stop().await;
@@ -329,16 +321,11 @@ async fn fence_changes_reach_running_processors_without_a_restart() {
             .map(|e| (e["event"].as_str().unwrap().to_string(), e["time_ms"].as_i64().unwrap()))
             .collect::<Vec<_>>()
     };
-    let wait_for = |n: usize| async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+    let wait_for = |n: usize| {
+        eventually("geofence events", Duration::from_secs(30), move || async move {
             let got = events().await;
-            if got.len() >= n {
-                return got;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{got:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            if got.len() >= n { Ok(got) } else { Err(format!("{got:?}")) }
+        })
     };
     let t0 = 1_607_389_900_000i64;
     // Inside where no fence exists yet: nothing happens.
@@ -391,15 +378,12 @@ async fn latest_positions_filter_by_fleet_box_fence_state_and_staleness() {
     let ids = |v: &Value| -> Vec<String> {
         v["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap().to_string()).collect()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let all = loop {
-        let all = get(&client, format!("{api}/v1/devices/latest")).await;
-        if all["count"] == 3 {
-            break all;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{all}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let client_ref = &client;
+    let all = eventually("three devices latest", Duration::from_secs(60), move || async move {
+        let all = get(client_ref, format!("{api}/v1/devices/latest")).await;
+        if all["count"] == 3 { Ok(all) } else { Err(all.to_string()) }
+    })
+    .await;
     assert_eq!(ids(&all), ["fa", "fb", "fc"]);
     assert_eq!(
         (all["devices"][0]["fleet"].as_str(), all["devices"][0]["name"].as_str()),

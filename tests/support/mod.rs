@@ -37,6 +37,25 @@ pub fn unique(tag: &str) -> String {
     format!("{tag}_{}_{}", std::process::id(), nanos % 10_000_000_000)
 }
 
+/// Polls `probe` every 100 ms until it answers `Ok(value)`, and fails the test once `within` has
+/// passed, saying `what` was awaited and the probe's last `Err(progress)`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(progress) => {
+                assert!(tokio::time::Instant::now() < deadline, "{what}: not so after {within:?}: {progress}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// The whole pipeline, in this process, on the real services.
 pub struct Pipeline {
     pub ingest_url: String,
@@ -90,16 +109,15 @@ impl Pipeline {
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         for url in [format!("{}/readyz", self.ingest_url), format!("{}/readyz", self.api_url)] {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Ok(r) = client.get(&url).send().await
-                    && r.status().is_success()
-                {
-                    break;
+            let (client, url) = (&client, url.as_str());
+            eventually(url, Duration::from_secs(30), move || async move {
+                match client.get(url).send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("status {}", r.status())),
+                    Err(e) => Err(e.to_string()),
                 }
-                assert!(tokio::time::Instant::now() < deadline, "{url} not ready after 30 s");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            })
+            .await;
         }
     }
 
