@@ -13,6 +13,9 @@ use fleetstream_storage::{ClickHouseConfig, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod broker;
+mod up;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fleetstream",
@@ -48,6 +51,18 @@ enum Command {
     Api {
         #[command(flatten)]
         clickhouse: ClickHouseConfig,
+        #[command(flatten)]
+        api: ApiConfig,
+    },
+    /// The whole pipeline on this machine: a local broker and embedded ClickHouse, data kept in
+    /// one directory.
+    Up {
+        #[command(flatten)]
+        up: up::UpConfig,
+        #[command(flatten)]
+        ingest: IngestConfig,
+        #[command(flatten)]
+        processor: ProcessorConfig,
         #[command(flatten)]
         api: ApiConfig,
     },
@@ -93,25 +108,42 @@ async fn main() -> anyhow::Result<()> {
             let listener = bind(&api.api_listen).await?;
             fleetstream_api::serve(api, store, listener, shutdown).await
         }
+        Command::Up { up, ingest, processor, api } => up::up(up, ingest, processor, api, shutdown).await,
         Command::Run { kafka, clickhouse, ingest, processor, api } => {
             let store = Store::open(&clickhouse).await?;
-            let ingest_listeners = Listeners::bind(&ingest).await?;
-            let api_listener = bind(&api.api_listen).await?;
-            println!("ingest: http://{}/v1/positions", ingest_listeners.http.local_addr()?);
-            if let Some(osmand) = &ingest_listeners.osmand {
-                println!("osmand: http://{}/", osmand.local_addr()?);
-            }
-            println!("api:    http://{}/v1/devices/latest", api_listener.local_addr()?);
-            let result = tokio::try_join!(
-                fleetstream_ingest::serve(ingest, kafka.clone(), ingest_listeners, shutdown.clone()),
-                fleetstream_processors::run(processor, kafka, store.clone(), shutdown.clone()),
-                fleetstream_api::serve(api, store, api_listener, shutdown.clone()),
-            );
-            // One service failing takes the others down with it rather than half-running.
-            shutdown.cancel();
-            result.map(|_| ())
+            run_all(kafka, store, ingest, processor, api, shutdown, || {}).await
         }
     }
+}
+
+/// Ingest, one processor and the API in this process; prints where each listens (and then
+/// `banner`) once all are bound. One service failing takes the others down with it.
+pub(crate) async fn run_all(
+    kafka: KafkaConfig,
+    store: Store,
+    ingest: IngestConfig,
+    processor: ProcessorConfig,
+    api: ApiConfig,
+    shutdown: CancellationToken,
+    banner: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let ingest_listeners = Listeners::bind(&ingest).await?;
+    let api_listener = bind(&api.api_listen).await?;
+    let api_addr = api_listener.local_addr()?;
+    println!("dashboard: http://{api_addr}/");
+    println!("api:       http://{api_addr}/v1/live/summary");
+    println!("ingest:    http://{}/v1/positions", ingest_listeners.http.local_addr()?);
+    if let Some(osmand) = &ingest_listeners.osmand {
+        println!("osmand:    http://{}/", osmand.local_addr()?);
+    }
+    banner();
+    let result = tokio::try_join!(
+        fleetstream_ingest::serve(ingest, kafka.clone(), ingest_listeners, shutdown.clone()),
+        fleetstream_processors::run(processor, kafka, store.clone(), shutdown.clone()),
+        fleetstream_api::serve(api, store, api_listener, shutdown.clone()),
+    );
+    shutdown.cancel();
+    result.map(|_| ())
 }
 
 async fn bind(addr: &str) -> anyhow::Result<TcpListener> {

@@ -21,7 +21,7 @@ use fleetstream_schemas::{Limits, parse_position};
 use fleetstream_storage::{ClickHouseConfig, EVENT_ENTER, EVENT_EXIT, GeofenceEventRow, Store};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use support::{brokers, clickhouse_url, data_dir, eventually, read_fixes, unique};
+use support::{brokers, clickhouse_config, data_dir, eventually, query_one, read_fixes, unique};
 use tokio_util::sync::CancellationToken;
 
 const WEEK: &str = "nyharbor-2020-12-week1.csv.gz";
@@ -58,7 +58,7 @@ async fn produce_week(kafka: &KafkaConfig) -> Produced {
 }
 
 async fn store_with_counties(name: &str) -> (ClickHouseConfig, Store) {
-    let config = ClickHouseConfig::local(&clickhouse_url(), &format!("fs_{name}"));
+    let config = clickhouse_config(&format!("fs_{name}"));
     let store = Store::open(&config).await.unwrap();
     let counties: Value =
         serde_json::from_str(&std::fs::read_to_string(data_dir().join("nyc-area-counties.geojson")).unwrap()).unwrap();
@@ -68,20 +68,14 @@ async fn store_with_counties(name: &str) -> (ClickHouseConfig, Store) {
     (config, store)
 }
 
-fn raw(config: &ClickHouseConfig) -> clickhouse::Client {
-    clickhouse::Client::default().with_url(&config.url).with_database(&config.database).with_validation(false)
-}
-
 /// Waits until every device's stored state has reached its last message (states are written
 /// last in a batch, so then every position and event is written too).
-async fn wait_until_done(config: &ClickHouseConfig, produced: &Produced, within: Duration) {
+async fn wait_until_done(store: &Store, produced: &Produced, within: Duration) {
     let expected: i64 = produced.last_offsets.values().sum();
     let expected_devices = produced.last_offsets.len();
-    let client = raw(config);
-    let client = &client;
     eventually("every device's state at its last message", within, move || async move {
         let (devices, offsets): (u64, i64) =
-            client.query("SELECT count(), sum(kafka_offset) FROM processor_state FINAL").fetch_one().await.unwrap();
+            query_one(store, "SELECT count(), sum(kafka_offset) FROM processor_state FINAL").await;
         if devices as usize == expected_devices && offsets == expected {
             Ok(())
         } else {
@@ -119,16 +113,14 @@ impl Running {
 
 /// Everything the processors wrote, in a form that compares exactly: positions (with their
 /// enrichment) hashed, and the events in order.
-async fn output(config: &ClickHouseConfig, store: &Store) -> (u64, u64, Vec<GeofenceEventRow>) {
-    let (count, hash): (u64, u64) = raw(config)
-        .query(
-            "SELECT count(), groupBitXor(cityHash64(device_id, fix_time_ms, toString(lat), toString(lon), \
-             toString(distance_total_m), toString(ifNull(distance_m, -1)), toString(ifNull(speed_mps, -1)), \
-             arrayStringConcat(fence_ids, ','), moving, h3_cell)) FROM positions FINAL",
-        )
-        .fetch_one()
-        .await
-        .unwrap();
+async fn output(store: &Store) -> (u64, u64, Vec<GeofenceEventRow>) {
+    let (count, hash): (u64, u64) = query_one(
+        store,
+        "SELECT count(), groupBitXor(cityHash64(device_id, fix_time_ms, toString(lat), toString(lon), \
+         toString(distance_total_m), toString(ifNull(distance_m, -1)), toString(ifNull(speed_mps, -1)), \
+         arrayStringConcat(fence_ids, ','), moving, h3_cell)) FROM positions FINAL",
+    )
+    .await;
     let events = store.geofence_events(i64::MIN, i64::MAX, 10_000_000).await.unwrap();
     (count, hash, events)
 }
@@ -188,21 +180,19 @@ async fn a_week_of_vessels_against_county_fences() {
     let name = unique("week");
     let kafka = KafkaConfig::with_topic_suffix(&brokers(), &name);
     let produced = produce_week(&kafka).await;
-    let (config, store) = store_with_counties(&name).await;
+    let (_, store) = store_with_counties(&name).await;
     let running = Running::start(&kafka, &store, &format!("g-{name}"), 1);
-    wait_until_done(&config, &produced, Duration::from_secs(300)).await;
+    wait_until_done(&store, &produced, Duration::from_secs(300)).await;
     running.stop().await;
 
-    let (stored, _, events) = output(&config, &store).await;
+    let (stored, _, events) = output(&store).await;
     assert_eq!(stored, produced.distinct, "every distinct position stored once");
 
     // Our Rust containment against ClickHouse's pointInPolygon, county by county.
     let counties: Value =
         serde_json::from_str(&std::fs::read_to_string(data_dir().join("nyc-area-counties.geojson")).unwrap()).unwrap();
-    let client = raw(&config);
-    let ours: Vec<(String, u64)> = client
-        .query("SELECT f, count() FROM positions FINAL ARRAY JOIN fence_ids AS f GROUP BY f ORDER BY f")
-        .fetch_all()
+    let ours: Vec<(String, u64)> = store
+        .query_trusted("SELECT f, count() FROM positions FINAL ARRAY JOIN fence_ids AS f GROUP BY f ORDER BY f")
         .await
         .unwrap();
     let ours: BTreeMap<String, u64> = ours.into_iter().collect();
@@ -210,16 +200,14 @@ async fn a_week_of_vessels_against_county_fences() {
     for feature in counties["features"].as_array().unwrap() {
         let id = feature["id"].as_str().unwrap();
         let inside_sql = point_in_feature_sql(&feature["geometry"]);
-        let independent: u64 =
-            client.query(&format!("SELECT countIf({inside_sql}) FROM positions FINAL")).fetch_one().await.unwrap();
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{id} is written into SQL below");
+        let independent: u64 = query_one(&store, &format!("SELECT countIf({inside_sql}) FROM positions FINAL")).await;
         // Where the two disagree, the point must lie on the boundary (to 1 cm): there, "inside"
         // is a floating-point tie that each implementation may break its own way.
-        let disagreements: Vec<(f64, f64, u8)> = client
-            .query(&format!(
-                "SELECT lat, lon, has(fence_ids, ?) AS ours FROM positions FINAL WHERE ours != {inside_sql}"
+        let disagreements: Vec<(f64, f64, u8)> = store
+            .query_trusted(&format!(
+                "SELECT lat, lon, has(fence_ids, '{id}') AS ours FROM positions FINAL WHERE ours != {inside_sql}"
             ))
-            .bind(id)
-            .fetch_all()
             .await
             .unwrap();
         let fence = fleetstream_geofence::fences_from_geojson(&feature.to_string()).unwrap().remove(0);
@@ -317,11 +305,11 @@ async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
     let produced = produce_week(&kafka).await;
 
     // Reference: one uninterrupted processor.
-    let (ref_config, ref_store) = store_with_counties(&format!("{name}_ref")).await;
+    let (_, ref_store) = store_with_counties(&format!("{name}_ref")).await;
     let running = Running::start(&kafka, &ref_store, &format!("ref-{name}"), 1);
-    wait_until_done(&ref_config, &produced, Duration::from_secs(300)).await;
+    wait_until_done(&ref_store, &produced, Duration::from_secs(300)).await;
     running.stop().await;
-    let reference = output(&ref_config, &ref_store).await;
+    let reference = output(&ref_store).await;
     assert_eq!(reference.0, produced.distinct);
 
     // The `fleetstream process` binary, SIGKILLed in the middle and started again.
@@ -342,32 +330,31 @@ async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
             .expect("start fleetstream process")
     };
     let mut child = spawn();
-    let client = raw(&kill_config);
-    let (rows, third) = (&client, produced.distinct / 3);
+    let (rows, third) = (&kill_store, produced.distinct / 3);
     eventually("the processor writing a third of the week", Duration::from_secs(300), move || async move {
-        let written: u64 = rows.query("SELECT count() FROM positions").fetch_one().await.unwrap();
+        let written: u64 = query_one(rows, "SELECT count() FROM positions").await;
         if written > third { Ok(()) } else { Err(format!("{written} rows written")) }
     })
     .await;
     child.kill().unwrap();
     child.wait().unwrap();
-    let at_kill: u64 = client.query("SELECT count() FROM positions").fetch_one().await.unwrap();
+    let at_kill: u64 = query_one(&kill_store, "SELECT count() FROM positions").await;
     assert!(at_kill < produced.distinct, "killed too late to prove anything");
     let mut child = spawn();
-    wait_until_done(&kill_config, &produced, Duration::from_secs(300)).await;
+    wait_until_done(&kill_store, &produced, Duration::from_secs(300)).await;
     child.kill().unwrap();
     child.wait().unwrap();
-    let killed = output(&kill_config, &kill_store).await;
+    let killed = output(&kill_store).await;
     eprintln!("killed after {at_kill} of {} rows; reference {} events", produced.distinct, reference.2.len());
     assert_eq!((killed.0, killed.1), (reference.0, reference.1), "positions and their enrichment");
     assert_eq!(killed.2, reference.2, "geofence events");
 
     // Two processors in one group.
-    let (two_config, two_store) = store_with_counties(&format!("{name}_two")).await;
+    let (_, two_store) = store_with_counties(&format!("{name}_two")).await;
     let running = Running::start(&kafka, &two_store, &format!("two-{name}"), 2);
-    wait_until_done(&two_config, &produced, Duration::from_secs(300)).await;
+    wait_until_done(&two_store, &produced, Duration::from_secs(300)).await;
     running.stop().await;
-    let two = output(&two_config, &two_store).await;
+    let two = output(&two_store).await;
     assert_eq!((two.0, two.1), (reference.0, reference.1), "positions and their enrichment");
     assert_eq!(two.2.len(), reference.2.len());
     // Partition and offset provenance is the same too: same topic, same messages.

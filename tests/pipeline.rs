@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fleetstream_schemas::time::parse_rfc3339_millis;
 use serde_json::Value;
-use support::{Fix, Pipeline, eventually, read_fixes};
+use support::{Fix, Pipeline, eventually, query_one, read_fixes};
 
 const SAMPLE: usize = 2_000;
 
@@ -146,13 +146,9 @@ async fn recorded_positions_read_back_through_the_api() {
     // A device retrying 300 positions it already sent: stored twice, counted once.
     let body = Value::Array(fixes[..300].iter().map(Fix::to_json).collect()).to_string();
     assert_eq!(post(&client, &pipeline.ingest_url, body).await["accepted"], 300);
-    let raw = clickhouse::Client::default()
-        .with_url(&pipeline.clickhouse.url)
-        .with_database(&pipeline.clickhouse.database)
-        .with_validation(false);
-    let raw = &raw;
+    let store = &pipeline.store;
     eventually("the retried positions written", Duration::from_secs(60), move || async move {
-        let rows = raw.query("SELECT count() FROM positions").fetch_one::<u64>().await.unwrap();
+        let rows: u64 = query_one(store, "SELECT count() FROM positions").await;
         if rows >= (SAMPLE + 300) as u64 { Ok(()) } else { Err(format!("{rows} rows")) }
     })
     .await;
@@ -282,16 +278,13 @@ async fn registry_entries_are_managed_and_stamped_on_positions() {
         client.post(format!("{}/v1/positions", pipeline.ingest_url)).body(body).send().await.unwrap().status(),
         200
     );
-    let raw = clickhouse::Client::default()
-        .with_url(&pipeline.clickhouse.url)
-        .with_database(&pipeline.clickhouse.database)
-        .with_validation(false);
-    let raw = &raw;
+    let store = &pipeline.store;
     let rows: Vec<(String, String, String, String)> =
         eventually("both positions stored", Duration::from_secs(60), move || async move {
-            let rows: Vec<(String, String, String, String)> = raw
-                .query("SELECT device_id, device_name, fleet, device_type FROM positions FINAL ORDER BY device_id")
-                .fetch_all()
+            let rows: Vec<(String, String, String, String)> = store
+                .query_trusted(
+                    "SELECT device_id, device_name, fleet, device_type FROM positions FINAL ORDER BY device_id",
+                )
                 .await
                 .unwrap();
             if rows.len() == 2 { Ok(rows) } else { Err(format!("{rows:?}")) }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub fn data_dir() -> PathBuf {
-    std::env::var_os("FLEETSTREAM_DATA_DIR")
+    std::env::var_os("FLEETSTREAM_SAMPLE_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
 }

@@ -36,6 +36,20 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The default topics on `brokers`: the embedded stack of `fleetstream up`.
+    pub fn local(brokers: &str) -> Self {
+        use fleetstream_schemas::topics::{GEOFENCE_EVENTS, POSITIONS_DLQ, POSITIONS_ENRICHED, POSITIONS_RAW};
+        KafkaConfig {
+            brokers: brokers.into(),
+            positions_topic: POSITIONS_RAW.into(),
+            dlq_topic: POSITIONS_DLQ.into(),
+            enriched_topic: POSITIONS_ENRICHED.into(),
+            events_topic: GEOFENCE_EVENTS.into(),
+            topic_partitions: 8,
+            topic_replication: 1,
+        }
+    }
+
     /// The default topic names with `.{suffix}` appended: one private set of topics per test.
     pub fn with_topic_suffix(brokers: &str, suffix: &str) -> Self {
         use fleetstream_schemas::topics::{GEOFENCE_EVENTS, POSITIONS_DLQ, POSITIONS_ENRICHED, POSITIONS_RAW};

@@ -1,6 +1,7 @@
-# Installs, starts and stops the real services fleetstream is tested against:
-# nisshi (a Kafka-protocol broker, built once with the preinstalled nightly toolchain and cached)
-# and Debian's ClickHouse server. Sourced by scripts/test; see ../shared/docs/infra.md.
+# Installs, starts and stops the real services fleetstream runs and is tested against:
+# nisshi (a Kafka-protocol broker, built once with the preinstalled nightly toolchain and cached),
+# Debian's ClickHouse server, and chDB (current ClickHouse as a library, from PyPI's chdb-core).
+# Sourced by scripts/test and scripts/up; see ../shared/docs/infra.md.
 #
 # Every function prints what it does on stderr; services get free loopback ports and their own
 # directory, so several runs can share a machine.
@@ -10,6 +11,10 @@ FS_NISSHI_VERSION=0.8.1
 FS_NISSHI_FEATURES=dynostore,libsql
 FS_NISSHI_HOME=$FS_CACHE_DIR/nisshi-$FS_NISSHI_VERSION-${FS_NISSHI_FEATURES//,/-}
 FS_NISSHI=$FS_NISSHI_HOME/bin/nisshi
+FS_CHDB_VERSION=26.9.0
+FS_CHDB_SHA256=707e2ec3fe0f7953bac97942eaeb7a1ed1d66b1e56ecef3f0aa2130f61f6e735
+FS_CHDB_HOME=$FS_CACHE_DIR/chdb-core-$FS_CHDB_VERSION
+FS_CHDB_LIB=$FS_CHDB_HOME/chdb/_chdb.abi3.so
 FS_PIDS=()
 
 fs_say() {
@@ -74,6 +79,32 @@ fs_ensure_nisshi() {
   flock -u 9
 }
 
+# Installs chDB's engine library once per machine (a 181 MB wheel from PyPI, pinned by hash,
+# unpacked to 534 MB) and the Python runtime library its driver needs. Sets FS_CHDB_LIB.
+fs_ensure_chdb() {
+  if ! ldconfig -p 2>/dev/null | grep -q 'libpython3\.11\.so\.1\.0'; then
+    fs_apt_install libpython3.11
+  fi
+  [ -f "$FS_CHDB_LIB" ] && return 0
+  mkdir -p "$FS_CACHE_DIR"
+  exec 8>"$FS_CACHE_DIR/chdb.lock"
+  flock 8
+  if [ ! -f "$FS_CHDB_LIB" ]; then
+    fs_say "one-time set-up: downloading chDB $FS_CHDB_VERSION (current ClickHouse as a library, 181 MB) from PyPI"
+    local partial=$FS_CHDB_HOME.partial start=$SECONDS
+    rm -rf "$partial" && mkdir -p "$partial/wheel"
+    echo "chdb-core==$FS_CHDB_VERSION --hash=sha256:$FS_CHDB_SHA256" >"$partial/requirements.txt"
+    python3 -m pip download --no-deps --only-binary=:all: --require-hashes --progress-bar on \
+      -r "$partial/requirements.txt" -d "$partial/wheel" >&2
+    fs_say "unpacking chDB into $FS_CHDB_HOME"
+    python3 -m zipfile -e "$partial"/wheel/chdb_core-*.whl "$partial"
+    rm -rf "$partial/wheel"
+    mv "$partial" "$FS_CHDB_HOME"
+    fs_say "chDB installed in $((SECONDS - start)) s"
+  fi
+  flock -u 8
+}
+
 # fs_start_broker DIR ENGINE: ENGINE is `memory` (fast, tests) or `sqlite` (durable).
 # Sets FS_BROKERS and FS_BROKER_PID.
 fs_start_broker() {
@@ -127,5 +158,9 @@ fs_stop_all() {
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
-  FS_PIDS=()
+  FS_CHDB_VERSION=26.9.0
+FS_CHDB_SHA256=707e2ec3fe0f7953bac97942eaeb7a1ed1d66b1e56ecef3f0aa2130f61f6e735
+FS_CHDB_HOME=$FS_CACHE_DIR/chdb-core-$FS_CHDB_VERSION
+FS_CHDB_LIB=$FS_CHDB_HOME/chdb/_chdb.abi3.so
+FS_PIDS=()
 }

@@ -1,12 +1,14 @@
 //! Storage errors, each saying what we were doing when ClickHouse refused.
 
+pub use crate::engine::EngineError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("ClickHouse: {context}: {source}")]
     ClickHouse {
         context: String,
         #[source]
-        source: clickhouse::error::Error,
+        source: EngineError,
     },
     #[error("migration {name}: {reason}")]
     Migration { name: String, reason: String },
@@ -18,12 +20,12 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Adds what we were doing to a ClickHouse error.
+/// Adds what we were doing to an engine error.
 pub(crate) trait Context<T> {
     fn context(self, context: impl Into<String>) -> Result<T>;
 }
 
-impl<T> Context<T> for Result<T, clickhouse::error::Error> {
+impl<T> Context<T> for Result<T, EngineError> {
     fn context(self, context: impl Into<String>) -> Result<T> {
         self.map_err(|source| StoreError::ClickHouse { context: context.into(), source })
     }

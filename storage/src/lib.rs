@@ -11,14 +11,17 @@
 //!   positions; a device's track; health).
 
 pub mod config;
+mod engine;
 pub mod error;
 pub mod migrate;
 pub mod rows;
 pub mod sql;
 pub mod store;
+pub mod testing;
 
 pub use config::ClickHouseConfig;
-pub use error::StoreError;
+pub use engine::ReadRow;
+pub use error::{EngineError, StoreError};
 pub use rows::{
     DeviceRow, DeviceStateRow, EVENT_ENTER, EVENT_EXIT, FenceRow, GeofenceEventRow, LatestRow, PositionRow,
     next_version,

@@ -4,19 +4,21 @@
 //! duplicate records. A migration whose text changed after it was applied stops startup, because
 //! silently running old and new schemas side by side corrupts data.
 
-use clickhouse::{Client, Row};
+use clickhouse::Row;
 use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, added_column, statements};
 use serde::Deserialize;
 
+use crate::engine::{Engine, args};
 use crate::error::{Context, Result, StoreError};
 use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
 use crate::sql;
 
-#[derive(Debug, Row, Deserialize)]
-struct Applied {
-    version: u32,
-    name: String,
-    checksum: u64,
+/// One row of the migration ledger.
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+pub struct Applied {
+    pub version: u32,
+    pub name: String,
+    pub checksum: u64,
 }
 
 /// Database names are interpolated into DDL, so they are held to identifier characters.
@@ -27,20 +29,16 @@ pub fn valid_database_name(name: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
-pub async fn create_database(server: &Client, name: &str) -> Result<()> {
-    if !valid_database_name(name) {
-        return Err(StoreError::DatabaseName(name.to_string()));
-    }
-    server.query(&sql::create_database(name)).execute().await.context(format!("create database {name}"))
+pub(crate) async fn create_database(server: &Engine, name: &str) -> Result<()> {
+    server.execute(&sql::create_database(name), args![]).await.context(format!("create database {name}"))
 }
 
 /// Applies every migration not yet in the ledger; returns the versions it applied now.
-pub async fn apply_migrations(client: &Client) -> Result<Vec<u32>> {
+pub(crate) async fn apply_migrations(client: &Engine) -> Result<Vec<u32>> {
     for stmt in statements(LEDGER_DDL) {
-        client.query(&stmt).execute().await.context("create the migration ledger")?;
+        client.execute(&stmt, args![]).await.context("create the migration ledger")?;
     }
-    let applied: Vec<Applied> =
-        client.query(sql::LEDGER_APPLIED).fetch_all().await.context("read the migration ledger")?;
+    let applied = applied_migrations(client).await?;
     let mut newly = Vec::new();
     for migration in MIGRATIONS {
         match applied.iter().find(|a| a.version == migration.version) {
@@ -52,6 +50,11 @@ pub async fn apply_migrations(client: &Client) -> Result<Vec<u32>> {
         }
     }
     Ok(newly)
+}
+
+/// The ledger: every migration applied to this database, by version.
+pub(crate) async fn applied_migrations(client: &Engine) -> Result<Vec<Applied>> {
+    client.fetch_all(sql::LEDGER_APPLIED, args![]).await.context("read the migration ledger")
 }
 
 fn check_unchanged(migration: &Migration, done: &Applied) -> Result<()> {
@@ -69,7 +72,7 @@ fn check_unchanged(migration: &Migration, done: &Applied) -> Result<()> {
     Ok(())
 }
 
-async fn apply_one(client: &Client, migration: &Migration) -> Result<()> {
+async fn apply_one(client: &Engine, migration: &Migration) -> Result<()> {
     tracing::info!(migration = migration.name, "applying migration");
     for stmt in migration.statements() {
         if let Some((table, column)) = added_column(&stmt)
@@ -77,21 +80,19 @@ async fn apply_one(client: &Client, migration: &Migration) -> Result<()> {
         {
             continue;
         }
-        client.query(&stmt).execute().await.context(format!("migration {}", migration.name))?;
+        client.execute(&stmt, args![]).await.context(format!("migration {}", migration.name))?;
     }
-    client
-        .query(sql::LEDGER_RECORD)
-        .bind(migration.version)
-        .bind(migration.name)
-        .bind(migration.checksum())
-        .execute()
-        .await
-        .context(format!("record migration {}", migration.name))
+    record_migration(client, migration.version, migration.name, migration.checksum()).await
+}
+
+/// Adds a row to the ledger.
+pub(crate) async fn record_migration(client: &Engine, version: u32, name: &str, checksum: u64) -> Result<()> {
+    client.execute(sql::LEDGER_RECORD, args![version, name, checksum]).await.context(format!("record migration {name}"))
 }
 
 /// Without server-side validation (ClickHouse 18.16 cannot do it) a row type that lacks a
 /// column would silently write garbage, so every row type is checked against its table.
-pub async fn check_shapes(client: &Client) -> Result<()> {
+pub(crate) async fn check_shapes(client: &Engine) -> Result<()> {
     check_shape(client, sql::POSITIONS, PositionRow::COLUMN_NAMES).await?;
     check_shape(client, sql::DEVICE_LATEST, LatestRow::COLUMN_NAMES).await?;
     check_shape(client, sql::GEOFENCE_EVENTS, GeofenceEventRow::COLUMN_NAMES).await?;
@@ -100,11 +101,11 @@ pub async fn check_shapes(client: &Client) -> Result<()> {
     check_shape(client, sql::DEVICES, DeviceRow::COLUMN_NAMES).await
 }
 
-async fn table_columns(client: &Client, table: &str) -> Result<Vec<String>> {
-    client.query(sql::TABLE_COLUMNS).bind(table).fetch_all().await.context(format!("describe {table}"))
+async fn table_columns(client: &Engine, table: &str) -> Result<Vec<String>> {
+    client.fetch_all(sql::TABLE_COLUMNS, args![table]).await.context(format!("describe {table}"))
 }
 
-async fn check_shape(client: &Client, table: &str, fields: &[&str]) -> Result<()> {
+async fn check_shape(client: &Engine, table: &str, fields: &[&str]) -> Result<()> {
     let columns = table_columns(client, table).await?;
     let missing: Vec<&str> = fields.iter().copied().filter(|f| !columns.iter().any(|c| c == f)).collect();
     if !missing.is_empty() {

@@ -1,29 +1,64 @@
 //! [`Store`]: the operations the pipeline needs from ClickHouse, and nothing else.
 
-use clickhouse::{Client, RowOwned, RowWrite};
-
 use crate::config::ClickHouseConfig;
-use crate::error::{Context, Result};
+use crate::engine::chdb::Chdb;
+use crate::engine::http::Http;
+use crate::engine::{Engine, ReadRow, WriteRow, args};
+use crate::error::{Context, Result, StoreError};
 use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
 use crate::{migrate, sql};
 
-/// A handle on fleetstream's ClickHouse database. Cheap to clone (one connection pool).
+/// A handle on fleetstream's ClickHouse database. Cheap to clone (one connection pool, or one
+/// embedded session).
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    client: Engine,
     database: String,
 }
 
 impl Store {
-    /// Connects, creates the database if needed, applies migrations and checks table shapes.
+    /// Connects (or loads the embedded engine), creates the database if needed, applies
+    /// migrations and checks table shapes.
     pub async fn open(config: &ClickHouseConfig) -> Result<Store> {
-        let server = client_for(config, "default");
-        migrate::create_database(&server, &config.database).await?;
-        let client = client_for(config, &config.database);
+        let database = &config.database;
+        if !migrate::valid_database_name(database) {
+            return Err(StoreError::DatabaseName(database.clone()));
+        }
+        let client = match &config.chdb_dir {
+            Some(dir) => Engine::Chdb(
+                Chdb::open(&config.chdb_library(), dir, database).await.context("open embedded ClickHouse")?,
+            ),
+            None => {
+                migrate::create_database(&Engine::Http(Box::new(Http::new(config, "default"))), database).await?;
+                Engine::Http(Box::new(Http::new(config, database)))
+            }
+        };
         let applied = migrate::apply_migrations(&client).await?;
         migrate::check_shapes(&client).await?;
-        tracing::info!(database = %config.database, ?applied, "ClickHouse schema ready");
-        Ok(Store { client, database: config.database.clone() })
+        tracing::info!(storage = %config.describe(), ?applied, "ClickHouse schema ready");
+        Ok(Store { client, database: database.clone() })
+    }
+
+    /// Whether this store is ClickHouse embedded in the process (chDB).
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.client, Engine::Chdb(_))
+    }
+
+    /// The migration ledger of this database.
+    pub async fn applied_migrations(&self) -> Result<Vec<migrate::Applied>> {
+        migrate::applied_migrations(&self.client).await
+    }
+
+    /// Runs one statement written by us, never by a user: tests and administrative tools.
+    #[doc(hidden)]
+    pub async fn execute_trusted(&self, sql: &str) -> Result<()> {
+        self.client.execute(sql, args![]).await.context("statement")
+    }
+
+    /// Runs one query written by us, never by a user: tests and administrative tools.
+    #[doc(hidden)]
+    pub async fn query_trusted<T: ReadRow>(&self, sql: &str) -> Result<Vec<T>> {
+        self.client.fetch_all(sql, args![]).await.context("query")
     }
 
     pub fn database(&self) -> &str {
@@ -32,15 +67,11 @@ impl Store {
 
     /// Writes one batch in a single INSERT. Returns only once ClickHouse accepted every row, so
     /// a caller may then commit the source offsets.
-    async fn insert_rows<T: RowOwned + RowWrite>(&self, table: &str, rows: &[T]) -> Result<()> {
+    async fn insert_rows<T: WriteRow>(&self, table: &str, rows: &[T]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut insert = self.client.insert::<T>(table).await.context(format!("start insert into {table}"))?;
-        for row in rows {
-            insert.write(row).await.context(format!("write a {table} row"))?;
-        }
-        insert.end().await.context(format!("insert {} rows into {table}", rows.len()))
+        self.client.insert(table, rows).await.context(format!("insert {} rows into {table}", rows.len()))
     }
 
     pub async fn insert_positions(&self, rows: &[PositionRow]) -> Result<()> {
@@ -60,7 +91,7 @@ impl Store {
         if device_ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.client.query(sql::DEVICE_STATES).bind(device_ids).fetch_all().await.context("load device states")
+        self.client.fetch_all(sql::DEVICE_STATES, args![device_ids]).await.context("load device states")
     }
 
     /// Writes a new version of a fence (a deletion is a version with `deleted = 1`).
@@ -70,16 +101,16 @@ impl Store {
 
     /// The newest fence version, 0 with no fences: processors poll it to notice changes.
     pub async fn fences_version(&self) -> Result<u64> {
-        self.client.query(sql::FENCES_VERSION).fetch_one::<u64>().await.context("fences version")
+        self.client.fetch_one::<u64>(sql::FENCES_VERSION, args![]).await.context("fences version")
     }
 
     /// Every fence that is not deleted, by id.
     pub async fn live_fences(&self) -> Result<Vec<FenceRow>> {
-        self.client.query(sql::LIVE_FENCES).fetch_all().await.context("list fences")
+        self.client.fetch_all(sql::LIVE_FENCES, args![]).await.context("list fences")
     }
 
     pub async fn fence(&self, fence_id: &str) -> Result<Option<FenceRow>> {
-        self.client.query(sql::FENCE).bind(fence_id).fetch_optional().await.context(format!("fence {fence_id}"))
+        self.client.fetch_optional(sql::FENCE, args![fence_id]).await.context(format!("fence {fence_id}"))
     }
 
     /// Writes a new version of a registry entry (a deletion is a version with `deleted = 1`).
@@ -89,18 +120,12 @@ impl Store {
 
     /// The newest registry version, 0 when empty: processors poll it to notice changes.
     pub async fn registry_version(&self) -> Result<u64> {
-        self.client.query(sql::REGISTRY_VERSION).fetch_one::<u64>().await.context("registry version")
+        self.client.fetch_one::<u64>(sql::REGISTRY_VERSION, args![]).await.context("registry version")
     }
 
     /// Registered devices with ids after `after` (keyset pagination), at most `limit`.
     pub async fn registered_devices(&self, after: &str, limit: u64) -> Result<Vec<DeviceRow>> {
-        self.client
-            .query(sql::REGISTERED_DEVICES)
-            .bind(after)
-            .bind(limit)
-            .fetch_all()
-            .await
-            .context("list registered devices")
+        self.client.fetch_all(sql::REGISTERED_DEVICES, args![after, limit]).await.context("list registered devices")
     }
 
     /// Every registered device, read in pages.
@@ -120,9 +145,7 @@ impl Store {
 
     pub async fn registered_device(&self, device_id: &str) -> Result<Option<DeviceRow>> {
         self.client
-            .query(sql::REGISTERED_DEVICE)
-            .bind(device_id)
-            .fetch_optional()
+            .fetch_optional(sql::REGISTERED_DEVICE, args![device_id])
             .await
             .context(format!("registry entry of {device_id}"))
     }
@@ -130,27 +153,20 @@ impl Store {
     /// (devices, online since `online_since_ms`, online and moving at `moving_mps` or faster).
     pub async fn live_device_counts(&self, online_since_ms: i64, moving_mps: f64) -> Result<(u64, u64, u64)> {
         self.client
-            .query(sql::LIVE_DEVICE_COUNTS)
-            .bind(online_since_ms)
-            .bind(online_since_ms)
-            .bind(moving_mps)
-            .fetch_one()
+            .fetch_one(sql::LIVE_DEVICE_COUNTS, args![online_since_ms, online_since_ms, moving_mps])
             .await
             .context("live device counts")
     }
 
     /// Devices inside each fence now, for fences with any.
     pub async fn fence_occupancy(&self) -> Result<Vec<(String, u64)>> {
-        self.client.query(sql::FENCE_OCCUPANCY).fetch_all().await.context("fence occupancy")
+        self.client.fetch_all(sql::FENCE_OCCUPANCY, args![]).await.context("fence occupancy")
     }
 
     /// The devices inside a fence now, with the time each entered, at most `limit`.
     pub async fn fence_occupants(&self, fence_id: &str, limit: u64) -> Result<Vec<(String, i64)>> {
         self.client
-            .query(sql::FENCE_OCCUPANTS)
-            .bind(fence_id)
-            .bind(limit)
-            .fetch_all()
+            .fetch_all(sql::FENCE_OCCUPANTS, args![fence_id, limit])
             .await
             .context(format!("occupants of {fence_id}"))
     }
@@ -158,18 +174,14 @@ impl Store {
     /// Geofence events with `from_ms <= event_time < to_ms`, in time order, at most `limit`.
     pub async fn geofence_events(&self, from_ms: i64, to_ms: i64, limit: u64) -> Result<Vec<GeofenceEventRow>> {
         self.client
-            .query(sql::GEOFENCE_EVENTS_OF_RANGE)
-            .bind(from_ms)
-            .bind(to_ms)
-            .bind(limit)
-            .fetch_all()
+            .fetch_all(sql::GEOFENCE_EVENTS_OF_RANGE, args![from_ms, to_ms, limit])
             .await
             .context("geofence events")
     }
 
     /// The latest fix of every device, by device id, at most `limit` devices.
     pub async fn latest_positions(&self, limit: u64) -> Result<Vec<LatestRow>> {
-        self.client.query(sql::LATEST_POSITIONS).bind(limit).fetch_all().await.context("latest positions")
+        self.client.fetch_all(sql::LATEST_POSITIONS, args![limit]).await.context("latest positions")
     }
 
     /// The latest stored fix of each of these devices (those that have one).
@@ -177,34 +189,19 @@ impl Store {
         if device_ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.client.query(sql::LATEST_OF_DEVICES).bind(device_ids).fetch_all().await.context("latest fix of devices")
+        self.client.fetch_all(sql::LATEST_OF_DEVICES, args![device_ids]).await.context("latest fix of devices")
     }
 
     /// A device's positions with `from_ms <= fix_time < to_ms`, in time order, at most `limit`.
     pub async fn track(&self, device_id: &str, from_ms: i64, to_ms: i64, limit: u64) -> Result<Vec<PositionRow>> {
         self.client
-            .query(sql::TRACK)
-            .bind(device_id)
-            .bind(from_ms)
-            .bind(to_ms)
-            .bind(limit)
-            .fetch_all()
+            .fetch_all(sql::TRACK, args![device_id, from_ms, to_ms, limit])
             .await
             .context(format!("track of {device_id}"))
     }
 
     /// The server's version: a cheap round trip for readiness checks.
     pub async fn server_version(&self) -> Result<String> {
-        self.client.query(sql::SERVER_VERSION).fetch_one::<String>().await.context("server version")
+        self.client.fetch_one::<String>(sql::SERVER_VERSION, args![]).await.context("server version")
     }
-}
-
-fn client_for(config: &ClickHouseConfig, database: &str) -> Client {
-    Client::default()
-        .with_url(&config.url)
-        .with_user(&config.user)
-        .with_password(&config.password)
-        .with_database(database)
-        // ClickHouse 18.16 has no RowBinaryWithNamesAndTypes; migrate::check_shapes stands in.
-        .with_validation(false)
 }

@@ -1,20 +1,11 @@
-//! The storage interface against a real ClickHouse server (`FLEETSTREAM_TEST_CLICKHOUSE_URL`,
-//! started by `scripts/test`). Each test works in a database of its own.
+//! The storage interface against a real ClickHouse: the engine `scripts/test` chose for this run
+//! (ClickHouse 18.16 over HTTP, or current ClickHouse embedded through chDB; the test command
+//! runs this file on both). Each test works in a database of its own.
 
-use fleetstream_storage::{ClickHouseConfig, PositionRow, Store, StoreError};
-
-fn clickhouse_url() -> String {
-    std::env::var("FLEETSTREAM_TEST_CLICKHOUSE_URL").expect(
-        "FLEETSTREAM_TEST_CLICKHOUSE_URL is not set: these tests need a real ClickHouse; run them with scripts/test, which starts one",
-    )
-}
+use fleetstream_storage::{ClickHouseConfig, PositionRow, Store, StoreError, testing};
 
 fn fresh_config(tag: &str) -> ClickHouseConfig {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    ClickHouseConfig::local(
-        &clickhouse_url(),
-        &format!("fs_store_{tag}_{}_{}", std::process::id(), nanos % 1_000_000_000),
-    )
+    testing::config(&testing::unique_database(&format!("store_{tag}")))
 }
 
 fn row(device: &str, fix_ms: i64, lat: f64) -> PositionRow {
@@ -56,11 +47,8 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
     let first = Store::open(&config).await.unwrap();
     assert_eq!(first.database(), config.database);
     // A second process opening the same database applies nothing and succeeds.
-    Store::open(&config).await.unwrap();
-    let client =
-        clickhouse::Client::default().with_url(clickhouse_url()).with_database(&config.database).with_validation(false);
-    let versions: Vec<u32> =
-        client.query("SELECT version FROM schema_migrations FINAL ORDER BY version").fetch_all().await.unwrap();
+    let again = Store::open(&config).await.unwrap();
+    let versions: Vec<u32> = again.applied_migrations().await.unwrap().iter().map(|m| m.version).collect();
     let expected: Vec<u32> = fleetstream_schemas::migrations::MIGRATIONS.iter().map(|m| m.version).collect();
     assert_eq!(versions, expected);
 }
@@ -68,10 +56,11 @@ async fn migrations_apply_once_and_reopen_is_idempotent() {
 #[tokio::test]
 async fn an_edited_migration_stops_startup() {
     let config = fresh_config("edited");
-    Store::open(&config).await.unwrap();
-    let client =
-        clickhouse::Client::default().with_url(clickhouse_url()).with_database(&config.database).with_validation(false);
-    client.query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (1, '0001_positions', 42, now())").execute().await.unwrap();
+    let store = Store::open(&config).await.unwrap();
+    store
+        .execute_trusted("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (1, '0001_positions', 42, now())")
+        .await
+        .unwrap();
     match Store::open(&config).await {
         Err(StoreError::Migration { name, reason }) => {
             assert_eq!(name, "0001_positions");
@@ -84,7 +73,7 @@ async fn an_edited_migration_stops_startup() {
 
 #[tokio::test]
 async fn bad_database_names_are_refused_before_any_sql() {
-    let config = ClickHouseConfig::local(&clickhouse_url(), "x; DROP DATABASE default");
+    let config = testing::config("x; DROP DATABASE default");
     assert!(matches!(Store::open(&config).await, Err(StoreError::DatabaseName(_))));
 }
 

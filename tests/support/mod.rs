@@ -17,18 +17,26 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-fn required_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: this test needs the real Kafka-protocol broker and ClickHouse; run it with scripts/test, which starts both")
-    })
-}
+use fleetstream_storage::testing::required_env;
 
 pub fn brokers() -> String {
     required_env("FLEETSTREAM_TEST_BROKERS")
 }
 
-pub fn clickhouse_url() -> String {
-    required_env("FLEETSTREAM_TEST_CLICKHOUSE_URL")
+/// The ClickHouse configuration for `database` on this run's engine (`FLEETSTREAM_TEST_ENGINE`).
+pub fn clickhouse_config(database: &str) -> ClickHouseConfig {
+    fleetstream_storage::testing::config(database)
+}
+
+/// Runs a query of the test's own on the store and returns the first row.
+pub async fn query_one<T: fleetstream_storage::ReadRow>(store: &Store, sql: &str) -> T {
+    store.query_trusted::<T>(sql).await.unwrap().into_iter().next().expect("a row")
+}
+
+/// Shows the services' warnings and errors in the output of a failing test (`RUST_LOG` overrides).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rdkafka=error".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }
 
 /// A name no other test (or earlier run against the same services) uses.
@@ -74,9 +82,10 @@ impl Pipeline {
     }
 
     pub async fn start_with(tag: &str, ingest_config: IngestConfig, api_config: ApiConfig) -> Pipeline {
+        init_logs();
         let name = unique(tag);
         let kafka = KafkaConfig::with_topic_suffix(&brokers(), &name);
-        let clickhouse = ClickHouseConfig::local(&clickhouse_url(), &format!("fs_{name}"));
+        let clickhouse = clickhouse_config(&format!("fs_{name}"));
         let store = Store::open(&clickhouse).await.expect("open ClickHouse store");
         let shutdown = CancellationToken::new();
 
@@ -144,7 +153,7 @@ pub struct Fix {
 }
 
 pub fn data_dir() -> PathBuf {
-    std::env::var_os("FLEETSTREAM_DATA_DIR")
+    std::env::var_os("FLEETSTREAM_SAMPLE_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
 }
