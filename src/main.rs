@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 mod broker;
+mod client;
 mod up;
 
 #[derive(Debug, Parser)]
@@ -66,6 +67,16 @@ enum Command {
         #[command(flatten)]
         api: ApiConfig,
     },
+    /// Sends recorded positions (CSV or NDJSON, optionally gzipped) through the ingest API.
+    Replay {
+        #[command(flatten)]
+        replay: client::replay::ReplayConfig,
+    },
+    /// Drives a synthetic fleet through the ingest API, for load and demos.
+    Simulate {
+        #[command(flatten)]
+        simulate: client::simulate::SimulateConfig,
+    },
     /// Ingest, one processor and the API in one process, against external Kafka and ClickHouse.
     Run {
         #[command(flatten)]
@@ -109,6 +120,12 @@ async fn main() -> anyhow::Result<()> {
             fleetstream_api::serve(api, store, listener, shutdown).await
         }
         Command::Up { up, ingest, processor, api } => up::up(up, ingest, processor, api, shutdown).await,
+        Command::Replay { replay } => {
+            let summary = client::replay::replay(replay, shutdown).await?;
+            anyhow::ensure!(summary.rejected == 0, "{} positions were rejected", summary.rejected);
+            Ok(())
+        }
+        Command::Simulate { simulate } => client::simulate::simulate(simulate, shutdown).await,
         Command::Run { kafka, clickhouse, ingest, processor, api } => {
             let store = Store::open(&clickhouse).await?;
             run_all(kafka, store, ingest, processor, api, shutdown, || {}).await
