@@ -28,6 +28,10 @@ pub struct ProcessorConfig {
     /// Speed (m/s) at or above which a device counts as moving.
     #[arg(long, env = "FLEETSTREAM_MOVING_SPEED_MPS", default_value_t = 0.5)]
     pub moving_speed_mps: f64,
+    /// Kafka group session timeout, milliseconds: how long the group waits for a processor that
+    /// died without leaving (kill -9, lost host) before its partitions move to another.
+    #[arg(long, env = "FLEETSTREAM_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(6_000..=300_000))]
+    pub session_timeout_ms: u32,
 }
 
 impl ProcessorConfig {
@@ -54,6 +58,7 @@ impl ProcessorConfig {
             fence_min_distance_m: 0.0,
             fences_poll_ms: 500,
             moving_speed_mps: 0.5,
+            session_timeout_ms: 10_000,
         }
     }
 }

@@ -78,6 +78,7 @@ pub async fn run(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("heartbeat.interval.ms", "1000")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .create_with_context(rebalances.clone())
         .context("create the Kafka consumer")?;
     consumer.subscribe(&[&kafka.positions_topic]).context("subscribe")?;

@@ -19,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use fleetstream_storage::testing::required_env;
 
+/// The nisshi binary `scripts/test` built.
+pub fn nisshi() -> String {
+    required_env("FLEETSTREAM_TEST_NISSHI")
+}
+
 pub fn brokers() -> String {
     required_env("FLEETSTREAM_TEST_BROKERS")
 }
@@ -306,7 +311,7 @@ impl OwnBroker {
 
     /// Starts the broker process (again, on the same port and data) and waits for its port.
     pub fn restart(&mut self) {
-        let nisshi = required_env("FLEETSTREAM_TEST_NISSHI");
+        let nisshi = nisshi();
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("broker.log")).unwrap();
         let child = std::process::Command::new(nisshi)
