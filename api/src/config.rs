@@ -29,6 +29,10 @@ pub struct ApiConfig {
     /// Speed (m/s) at or above which an online device counts as moving.
     #[arg(long = "live-moving-speed-mps", env = "FLEETSTREAM_LIVE_MOVING_SPEED_MPS", default_value_t = 0.5)]
     pub live_moving_speed_mps: f64,
+    /// Base-map tiles for the dashboard, as a URL template with {z}, {x} and {y} (for example
+    /// `https://tile.openstreetmap.org/{z}/{x}/{y}.png`); empty: no base map.
+    #[arg(long = "dashboard-tiles", env = "FLEETSTREAM_DASHBOARD_TILES", default_value = "")]
+    pub dashboard_tiles: String,
 }
 
 impl ApiConfig {
@@ -42,6 +46,7 @@ impl ApiConfig {
             live_moving_speed_mps: 0.5,
             read_tokens: None,
             admin_tokens: None,
+            dashboard_tiles: String::new(),
         }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod fences;
 pub mod latest;

@@ -66,6 +66,8 @@ async fn summary_now(store: &Store, config: &ApiConfig) -> Result<Value, ApiErro
         .collect();
     Ok(json!({
         "as_of": format_millis(now),
+        "online_window_secs": config.online_window_secs,
+        "moving_speed_mps": config.live_moving_speed_mps,
         "devices": { "total": devices, "online": online, "moving": moving, "stopped": online - moving, "offline": devices - online },
         "fences": fences,
     }))

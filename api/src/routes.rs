@@ -16,7 +16,7 @@ use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::live::{self, LiveCache};
 use crate::views::EventView;
-use crate::{auth, fences, latest, registry, track};
+use crate::{auth, dashboard, fences, latest, registry, track};
 
 /// Everything a handler needs, shared.
 #[derive(Clone)]
@@ -64,6 +64,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(registry::routes())
         // Everything above needs a token when tokens are configured; health checks below never do.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        // The dashboard page holds no data: it reads the endpoints above with the reader's token.
+        .route("/", get(dashboard::page))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -105,16 +107,22 @@ struct EventParams {
     from: Option<String>,
     to: Option<String>,
     limit: Option<String>,
+    order: Option<String>,
 }
 
-/// Geofence enter/exit events with `from <= time < to`, oldest first. Defaults: the last 24 h.
+/// Geofence enter/exit events with `from <= time < to`, oldest first (`order=desc`: newest
+/// first). Defaults: the last 24 h.
 async fn geofence_events(
     State(state): State<ApiState>,
     Query(params): Query<EventParams>,
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
     let limit = parse_limit(params.limit.as_deref(), 10_000, MAX_EVENTS)?;
-    let rows = state.store().geofence_events(from, to, limit).await?;
+    let rows = match params.order.as_deref() {
+        None | Some("asc") => state.store().geofence_events(from, to, limit).await?,
+        Some("desc") => state.store().latest_geofence_events(from, to, limit).await?,
+        Some(other) => return Err(ApiError::bad("order", format!("must be asc or desc, got {other:?}"))),
+    };
     let events: Vec<EventView> = rows.into_iter().map(Into::into).collect();
     Ok(Json(json!({ "count": events.len(), "events": events })))
 }

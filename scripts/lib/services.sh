@@ -51,6 +51,8 @@ fs_ensure_tools() {
   command -v python3 >/dev/null || missing+=(python3)
   command -v flock >/dev/null || missing+=(util-linux)
   command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+  # The dashboard's end-to-end test runs the page in headless Chromium.
+  command -v chromium >/dev/null || missing+=(chromium chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then fs_apt_install "${missing[@]}"; fi
 }
 

@@ -49,6 +49,11 @@ pub const GEOFENCE_EVENTS_OF_RANGE: &str = "SELECT ?fields FROM geofence_events 
      WHERE event_time_ms >= ? AND event_time_ms < ? \
      ORDER BY event_time_ms, device_id, fence_id, event_type LIMIT ?";
 
+/// The same, newest first (the dashboard's recent events).
+pub const GEOFENCE_EVENTS_OF_RANGE_NEWEST_FIRST: &str = "SELECT ?fields FROM geofence_events FINAL \
+     WHERE event_time_ms >= ? AND event_time_ms < ? \
+     ORDER BY event_time_ms DESC, device_id DESC, fence_id DESC, event_type DESC LIMIT ?";
+
 /// Devices whose latest event for the fence is an enter: inside now, since then.
 pub const FENCE_OCCUPANTS: &str = "SELECT device_id, since_ms FROM ( \
      SELECT device_id, argMax(event_type, event_time_ms) AS last_type, max(event_time_ms) AS since_ms \

@@ -179,6 +179,14 @@ impl Store {
             .context("geofence events")
     }
 
+    /// The same, newest first: the last `limit` events of the range.
+    pub async fn latest_geofence_events(&self, from_ms: i64, to_ms: i64, limit: u64) -> Result<Vec<GeofenceEventRow>> {
+        self.client
+            .fetch_all(sql::GEOFENCE_EVENTS_OF_RANGE_NEWEST_FIRST, args![from_ms, to_ms, limit])
+            .await
+            .context("latest geofence events")
+    }
+
     /// The latest fix of every device, by device id, at most `limit` devices.
     pub async fn latest_positions(&self, limit: u64) -> Result<Vec<LatestRow>> {
         self.client.fetch_all(sql::LATEST_POSITIONS, args![limit]).await.context("latest positions")
