@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 mod broker;
 mod client;
+#[cfg(test)]
+mod compose_check;
 mod up;
 
 #[derive(Debug, Parser)]
