@@ -56,10 +56,13 @@ async fn the_dashboard_shows_devices_fences_and_counters() {
     let body: String = fixes.iter().map(|f: &Fix| f.to_json().to_string() + "\n").collect();
     let posted = http.post(format!("{}/v1/positions", pipeline.ingest_url)).body(body).send().await.unwrap();
     assert_eq!(posted.status(), 200);
-    let (http, api, expected) = (&http, pipeline.api_url.as_str(), devices.len() as u64);
+    let (http, api, expected, posted) = (&http, pipeline.api_url.as_str(), devices.len() as u64, fixes.len() as u64);
     let summary: Value = eventually("every device in the live summary", Duration::from_secs(60), move || async move {
         let summary: Value = http.get(format!("{api}/v1/live/summary")).send().await.unwrap().json().await.unwrap();
-        if summary["devices"]["total"].as_u64() == Some(expected) && !summary["fences"].as_array().unwrap().is_empty() {
+        if summary["devices"]["total"].as_u64() == Some(expected)
+            && !summary["fences"].as_array().unwrap().is_empty()
+            && summary["pipeline"]["positions_last_minute"].as_u64() >= Some(posted)
+        {
             Ok(summary)
         } else {
             Err(summary.to_string())
@@ -73,6 +76,13 @@ async fn the_dashboard_shows_devices_fences_and_counters() {
     let offline = format!(r#"id="count-offline">{}<"#, summary["devices"]["offline"]);
     assert!(dom.contains(&offline), "offline counter: {dom}");
     assert_eq!(count(&dom, r#"class="fence""#), 15, "one outline per county");
+    // The pipeline figures: every position posted was written within the last minute.
+    let lag = summary["pipeline"]["lag_ms_max"].as_i64().unwrap();
+    assert!((0..60_000).contains(&lag), "ingest-to-store lag {lag} ms");
+    assert!(
+        !dom.contains(r#"id="positions-per-minute">–<"#) && !dom.contains(r#"id="lag">–<"#),
+        "pipeline counters shown"
+    );
     assert_eq!(count(&dom, r#"class="device "#), devices.len(), "one dot per device");
     let occupied = summary["fences"].as_array().unwrap().len();
     assert_eq!(count(&dom, r#"<td class="n">"#), occupied, "one occupancy row per occupied fence");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use fleetstream_schemas::time::{format_millis, now_millis};
-use fleetstream_storage::Store;
+use fleetstream_storage::{Store, Throughput};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -64,13 +64,34 @@ async fn summary_now(store: &Store, config: &ApiConfig) -> Result<Value, ApiErro
         .into_iter()
         .map(|(fence_id, inside)| json!({ "fence_id": fence_id, "inside": inside }))
         .collect();
+    let last_minute = store.throughput_since(now - 60_000).await?;
+    let per_minute: Vec<Value> = store
+        .throughput_per_minute(now - 15 * 60_000)
+        .await?
+        .iter()
+        .map(|t| {
+            json!({ "minute": format_millis(t.since_ms), "positions": t.positions,
+                    "lag_ms_avg": average_lag(t), "lag_ms_max": t.lag_ms_max })
+        })
+        .collect();
     Ok(json!({
         "as_of": format_millis(now),
         "online_window_secs": config.online_window_secs,
         "moving_speed_mps": config.live_moving_speed_mps,
         "devices": { "total": devices, "online": online, "moving": moving, "stopped": online - moving, "offline": devices - online },
         "fences": fences,
+        // Written to ClickHouse by the processors; lag is from ingest's receipt to the write.
+        "pipeline": {
+            "positions_last_minute": last_minute.positions,
+            "lag_ms_avg": average_lag(&last_minute),
+            "lag_ms_max": if last_minute.positions > 0 { Some(last_minute.lag_ms_max) } else { None },
+            "per_minute": per_minute,
+        },
     }))
+}
+
+fn average_lag(t: &Throughput) -> Option<i64> {
+    (t.positions > 0).then(|| t.lag_ms_sum / t.positions as i64)
 }
 
 /// `GET /v1/live/summary`.

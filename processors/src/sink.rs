@@ -6,7 +6,7 @@
 
 use anyhow::Context as _;
 use fleetstream_kafka::KafkaConfig;
-use fleetstream_storage::{DeviceStateRow, GeofenceEventRow, PositionRow, Store};
+use fleetstream_storage::{DeviceStateRow, GeofenceEventRow, PipelineStatRow, PositionRow, Store};
 use futures::future::try_join_all;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
@@ -61,10 +61,29 @@ impl Sink {
         self.store.insert_positions(&batch.positions).await?;
         self.store.insert_geofence_events(&batch.events).await?;
         self.store.insert_device_states(&batch.states).await?;
+        self.record_stats(batch).await;
         let positions = batch.positions.iter().map(|r| (&r.device_id, r));
         self.produce(&self.enriched_topic, positions).await.context("produce enriched positions")?;
         let events = batch.events.iter().map(|e| (&e.device_id, e));
         self.produce(&self.events_topic, events).await.context("produce geofence events")
+    }
+
+    /// Best effort: the dashboard's throughput and lag figures never hold up the pipeline.
+    async fn record_stats(&self, batch: &Batch) {
+        if batch.positions.is_empty() {
+            return;
+        }
+        let now = fleetstream_schemas::time::now_millis();
+        let lags = batch.positions.iter().map(|p| (now - p.received_at_ms).max(0));
+        let row = PipelineStatRow {
+            written_at_ms: now,
+            positions: batch.positions.len() as u64,
+            lag_ms_sum: lags.clone().sum(),
+            lag_ms_max: lags.max().unwrap_or(0),
+        };
+        if let Err(e) = self.store.insert_pipeline_stat(&row).await {
+            tracing::warn!(error = %e, "could not record pipeline stats");
+        }
     }
 
     async fn produce<'a, T: Serialize + 'a>(

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "0002_device_latest", sql: include_str!("../migrations/0002_device_latest.sql") },
     Migration { version: 3, name: "0003_geofencing", sql: include_str!("../migrations/0003_geofencing.sql") },
     Migration { version: 4, name: "0004_device_registry", sql: include_str!("../migrations/0004_device_registry.sql") },
+    Migration { version: 5, name: "0005_pipeline_stats", sql: include_str!("../migrations/0005_pipeline_stats.sql") },
 ];
 
 /// For `ALTER TABLE <table> ADD COLUMN <column> ...`, the table and column: the migrator runs

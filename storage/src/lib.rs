@@ -23,7 +23,7 @@ pub use config::ClickHouseConfig;
 pub use engine::ReadRow;
 pub use error::{EngineError, StoreError};
 pub use rows::{
-    DeviceRow, DeviceStateRow, EVENT_ENTER, EVENT_EXIT, FenceRow, GeofenceEventRow, LatestRow, PositionRow,
-    next_version,
+    DeviceRow, DeviceStateRow, EVENT_ENTER, EVENT_EXIT, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow,
+    PositionRow, Throughput, next_version,
 };
 pub use store::Store;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::engine::{Engine, args};
 use crate::error::{Context, Result, StoreError};
-use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
+use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow};
 use crate::sql;
 
 /// One row of the migration ledger.
@@ -98,7 +98,8 @@ pub(crate) async fn check_shapes(client: &Engine) -> Result<()> {
     check_shape(client, sql::GEOFENCE_EVENTS, GeofenceEventRow::COLUMN_NAMES).await?;
     check_shape(client, sql::PROCESSOR_STATE, DeviceStateRow::COLUMN_NAMES).await?;
     check_shape(client, sql::GEOFENCES, FenceRow::COLUMN_NAMES).await?;
-    check_shape(client, sql::DEVICES, DeviceRow::COLUMN_NAMES).await
+    check_shape(client, sql::DEVICES, DeviceRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::PIPELINE_STATS, PipelineStatRow::COLUMN_NAMES).await
 }
 
 async fn table_columns(client: &Engine, table: &str) -> Result<Vec<String>> {

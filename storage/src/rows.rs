@@ -111,6 +111,26 @@ pub struct FenceRow {
     pub updated_at_ms: i64,
 }
 
+/// One row of `pipeline_stats`: a batch the processors wrote.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct PipelineStatRow {
+    pub written_at_ms: i64,
+    pub positions: u64,
+    /// Sum and maximum over the batch of (written_at_ms - received_at_ms).
+    pub lag_ms_sum: i64,
+    pub lag_ms_max: i64,
+}
+
+/// Positions written and ingest-to-store lag over a stretch of time.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Start of the minute (per-minute rows) or of the stretch.
+    pub since_ms: i64,
+    pub positions: u64,
+    pub lag_ms_sum: i64,
+    pub lag_ms_max: i64,
+}
+
 /// One row of `device_latest`: the newest fix of a device.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct LatestRow {

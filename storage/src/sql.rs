@@ -13,6 +13,7 @@ pub const GEOFENCE_EVENTS: &str = "geofence_events";
 pub const PROCESSOR_STATE: &str = "processor_state";
 pub const GEOFENCES: &str = "geofences";
 pub const DEVICES: &str = "devices";
+pub const PIPELINE_STATS: &str = "pipeline_stats";
 
 pub const SERVER_VERSION: &str = "SELECT version()";
 
@@ -76,3 +77,11 @@ pub const FENCE_OCCUPANCY: &str = "SELECT fence_id, countIf(last_type = 'enter')
      SELECT fence_id, device_id, argMax(event_type, event_time_ms) AS last_type \
      FROM geofence_events FINAL GROUP BY fence_id, device_id) \
      GROUP BY fence_id HAVING inside > 0 ORDER BY fence_id";
+
+/// Positions written and lag per minute since `?`.
+pub const THROUGHPUT_PER_MINUTE: &str = "SELECT intDiv(written_at_ms, 60000) * 60000 AS minute, sum(positions), \
+     sum(lag_ms_sum), max(lag_ms_max) FROM pipeline_stats WHERE written_at_ms >= ? GROUP BY minute ORDER BY minute";
+
+/// Positions written and lag since `?` (the first column echoes it).
+pub const THROUGHPUT_SINCE: &str = "SELECT toInt64(?) AS since, sum(positions), sum(lag_ms_sum), max(lag_ms_max) \
+     FROM pipeline_stats WHERE written_at_ms >= since";

@@ -5,7 +5,9 @@ use crate::engine::chdb::Chdb;
 use crate::engine::http::Http;
 use crate::engine::{Engine, ReadRow, WriteRow, args};
 use crate::error::{Context, Result, StoreError};
-use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PositionRow};
+use crate::rows::{
+    DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow, Throughput,
+};
 use crate::{migrate, sql};
 
 /// A handle on fleetstream's ClickHouse database. Cheap to clone (one connection pool, or one
@@ -84,6 +86,21 @@ impl Store {
 
     pub async fn insert_device_states(&self, rows: &[DeviceStateRow]) -> Result<()> {
         self.insert_rows(sql::PROCESSOR_STATE, rows).await
+    }
+
+    /// Records a written batch for the dashboard's throughput and lag.
+    pub async fn insert_pipeline_stat(&self, row: &PipelineStatRow) -> Result<()> {
+        self.insert_rows(sql::PIPELINE_STATS, std::slice::from_ref(row)).await
+    }
+
+    /// Positions written and lag per minute, for minutes from `since_ms` on.
+    pub async fn throughput_per_minute(&self, since_ms: i64) -> Result<Vec<Throughput>> {
+        self.client.fetch_all(sql::THROUGHPUT_PER_MINUTE, args![since_ms]).await.context("throughput per minute")
+    }
+
+    /// Positions written and lag since `since_ms`.
+    pub async fn throughput_since(&self, since_ms: i64) -> Result<Throughput> {
+        self.client.fetch_one(sql::THROUGHPUT_SINCE, args![since_ms]).await.context("throughput")
     }
 
     /// The stored processing state of each of these devices (those that have one).
