@@ -21,7 +21,7 @@ use fleetstream_schemas::{Limits, parse_position};
 use fleetstream_storage::{ClickHouseConfig, EVENT_ENTER, EVENT_EXIT, GeofenceEventRow, Store};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use support::{brokers, clickhouse_config, data_dir, eventually, query_one, read_fixes, unique};
+use support::{brokers, clickhouse_config, data_dir, eventually, get_json, query_one, read_fixes, unique};
 use tokio_util::sync::CancellationToken;
 
 const WEEK: &str = "nyharbor-2020-12-week1.csv.gz";
@@ -280,6 +280,50 @@ async fn a_week_of_vessels_against_county_fences() {
     assert_eq!((summary["devices"]["online"].as_u64(), summary["devices"]["offline"].as_u64()), (Some(0), Some(140)));
     let per_fence: u64 = summary["fences"].as_array().unwrap().iter().map(|f| f["inside"].as_u64().unwrap()).sum();
     assert_eq!(per_fence as usize, occupied, "{summary}");
+    // Visits to Manhattan: one closed visit per exit, dwell = exit - enter, open ones at the end.
+    let range = "from=2020-11-30T00:00:00Z&to=2020-12-09T00:00:00Z";
+    let visits = get_json(&http, &format!("{api}/v1/visits?{range}&fence=county-36061&limit=100000")).await;
+    let visits = visits["visits"].as_array().unwrap();
+    let exits = events.iter().filter(|e| e.fence_id == "county-36061" && e.event_type == EVENT_EXIT).count();
+    let closed: Vec<&Value> = visits.iter().filter(|v| !v["exit_time"].is_null()).collect();
+    assert_eq!(closed.len(), exits, "one closed visit per exit");
+    assert!(visits.iter().all(|v| v["fence_id"] == "county-36061"));
+    let open = visits.len() - closed.len();
+    let inside_now =
+        last_event.iter().filter(|((f, _), e)| *f == "county-36061" && e.event_type == EVENT_ENTER).count();
+    assert_eq!(open, inside_now, "open visits are the vessels inside now");
+    // Distance per vessel per day adds up to each vessel's odometer at its last fix.
+    let report = get_json(&http, &format!("{api}/v1/reports/distance?{range}&limit=100000")).await;
+    let reported: f64 = report["days"].as_array().unwrap().iter().map(|d| d["distance_m"].as_f64().unwrap()).sum();
+    let odometers: f64 = query_one(
+        &store,
+        "SELECT sum(m) FROM (SELECT argMax(distance_total_m, fix_time_ms) AS m FROM positions FINAL GROUP BY device_id)",
+    )
+    .await;
+    assert!((reported - odometers).abs() <= odometers * 1e-6, "per-day distances {reported} vs odometers {odometers}");
+    // Trips and stops of the busiest vessel on its busiest day.
+    let (device, day, day_m, day_positions) = report["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["device_id"].as_str().unwrap(),
+                d["date"].as_str().unwrap(),
+                d["distance_m"].as_f64().unwrap(),
+                d["positions"].as_u64().unwrap(),
+            )
+        })
+        .max_by_key(|d| d.3)
+        .unwrap();
+    let trips = get_json(&http, &format!("{api}/v1/devices/{device}/trips?date={day}")).await;
+    assert_eq!(trips["positions"].as_u64(), Some(day_positions), "{device} {day}");
+    let segments = trips["segments"].as_array().unwrap();
+    assert!(segments.iter().any(|s| s["kind"] == "trip"), "{trips}");
+    let trip_m: f64 = segments.iter().filter_map(|s| s["distance_m"].as_f64()).sum();
+    assert!(trip_m <= day_m + 1e-6 && trip_m >= day_m * 0.5, "{device} {day}: trips {trip_m} m of {day_m} m");
+    eprintln!("{device} on {day}: {} segments, {trip_m:.0} m in trips of {day_m:.0} m", segments.len());
+
     let missing = http.get(format!("{api}/v1/fences/county-00000/inside")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     stop_api.cancel();

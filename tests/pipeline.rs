@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fleetstream_schemas::time::parse_rfc3339_millis;
 use serde_json::Value;
-use support::{Fix, Pipeline, eventually, query_one, read_fixes};
+use support::{Fix, Pipeline, eventually, get_json, query_one, read_fixes};
 
 const SAMPLE: usize = 2_000;
 
@@ -221,17 +221,26 @@ async fn api_rejects_bad_parameters_by_name_and_answers_empty_ranges() {
     let pipeline = Pipeline::start("params").await;
     let client = reqwest::Client::new();
     let api = &pipeline.api_url;
-    for (query, parameter) in [
-        ("from=yesterday", "from"),
-        ("to=12/08/2020", "to"),
-        ("from=2020-12-09T00:00:00Z&to=2020-12-08T00:00:00Z", "from"),
-        ("limit=0", "limit"),
-        ("limit=999999999", "limit"),
+    for (path, parameter) in [
+        ("/v1/devices/x/track?from=yesterday", "from"),
+        ("/v1/devices/x/track?to=12/08/2020", "to"),
+        ("/v1/devices/x/track?from=2020-12-09T00:00:00Z&to=2020-12-08T00:00:00Z", "from"),
+        ("/v1/devices/x/track?limit=0", "limit"),
+        ("/v1/devices/x/track?limit=999999999", "limit"),
+        ("/v1/devices/x/trips?date=2020-12-32", "date"),
+        ("/v1/devices/x/trips?date=yesterday", "date"),
+        ("/v1/devices/x/trips?min_stop_minutes=0", "min_stop_minutes"),
+        ("/v1/reports/distance?from=soon", "from"),
+        ("/v1/reports/distance?device=", "device"),
+        ("/v1/reports/distance?limit=0", "limit"),
+        ("/v1/visits?fence=", "fence"),
+        ("/v1/visits?from=2020-12-02T00:00:00Z&to=2020-12-01T00:00:00Z", "from"),
+        ("/v1/geofence-events?order=sideways", "order"),
     ] {
-        let response = client.get(format!("{api}/v1/devices/x/track?{query}")).send().await.unwrap();
-        assert_eq!(response.status(), 400, "{query}");
+        let response = client.get(format!("{api}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
         let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["parameter"], parameter, "{query}: {body}");
+        assert_eq!(body["error"]["parameter"], parameter, "{path}: {body}");
     }
     let empty: Value =
         client.get(format!("{api}/v1/devices/nobody/track?from=0&to=1")).send().await.unwrap().json().await.unwrap();
@@ -240,6 +249,17 @@ async fn api_rejects_bad_parameters_by_name_and_answers_empty_ranges() {
     assert_eq!(empty["next_from"], Value::Null);
     let long_id = "d".repeat(200);
     assert_eq!(client.get(format!("{api}/v1/devices/{long_id}/track")).send().await.unwrap().status(), 400);
+    // The reports: empty results are empty.
+    let trips = get_json(&client, &format!("{api}/v1/devices/nobody/trips?date=2020-12-08")).await;
+    assert_eq!(
+        (trips["positions"].as_u64(), trips["segments"].as_array().map(Vec::len)),
+        (Some(0), Some(0)),
+        "{trips}"
+    );
+    let visits = get_json(&client, &format!("{api}/v1/visits?fence=nowhere")).await;
+    assert_eq!(visits["count"], 0);
+    let distance = get_json(&client, &format!("{api}/v1/reports/distance?device=nobody")).await;
+    assert_eq!(distance["days"], serde_json::json!([]));
     pipeline.stop().await;
 }
 

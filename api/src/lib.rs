@@ -19,6 +19,7 @@ pub mod fences;
 pub mod latest;
 pub mod live;
 pub mod registry;
+pub mod reports;
 pub mod routes;
 pub mod track;
 pub mod views;

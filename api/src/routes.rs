@@ -16,7 +16,7 @@ use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::live::{self, LiveCache};
 use crate::views::EventView;
-use crate::{auth, dashboard, fences, latest, registry, track};
+use crate::{auth, dashboard, fences, latest, registry, reports, track};
 
 /// Everything a handler needs, shared.
 #[derive(Clone)]
@@ -62,6 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/live/summary", get(live::summary))
         .merge(fences::routes())
         .merge(registry::routes())
+        .merge(reports::routes())
         // Everything above needs a token when tokens are configured; health checks below never do.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The dashboard page holds no data: it reads the endpoints above with the reader's token.

@@ -46,6 +46,43 @@ pub struct PositionRow {
     pub device_type: String,
 }
 
+impl PositionRow {
+    /// A bare fix (received as taken, nothing else known): a base for tests and load generators
+    /// to fill in with `..PositionRow::at(..)`.
+    pub fn at(device_id: &str, fix_time_ms: i64, lat: f64, lon: f64) -> PositionRow {
+        PositionRow {
+            event_id: format!("{device_id}@{fix_time_ms}"),
+            device_id: device_id.into(),
+            fix_time_ms,
+            received_at_ms: fix_time_ms,
+            lat,
+            lon,
+            speed_mps: None,
+            speed_derived: 0,
+            heading_deg: None,
+            altitude_m: None,
+            accuracy_m: None,
+            satellites: None,
+            ignition: None,
+            odometer_m: None,
+            battery_pct: None,
+            attributes: "{}".into(),
+            prev_fix_ms: None,
+            distance_m: None,
+            kafka_partition: 0,
+            kafka_offset: 0,
+            heading_derived: 0,
+            distance_total_m: 0.0,
+            moving: 0,
+            h3_cell: 0,
+            fence_ids: vec![],
+            device_name: String::new(),
+            fleet: String::new(),
+            device_type: String::new(),
+        }
+    }
+}
+
 /// One version of a device's registry entry in `devices`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct DeviceRow {

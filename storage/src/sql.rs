@@ -85,3 +85,14 @@ pub const THROUGHPUT_PER_MINUTE: &str = "SELECT intDiv(written_at_ms, 60000) * 6
 /// Positions written and lag since `?` (the first column echoes it).
 pub const THROUGHPUT_SINCE: &str = "SELECT toInt64(?) AS since, sum(positions), sum(lag_ms_sum), max(lag_ms_max) \
      FROM pipeline_stats WHERE written_at_ms >= since";
+
+/// Distance and positions per device and UTC day; `''` for the device means every device.
+pub const DISTANCE_PER_DAY: &str = "SELECT device_id, toString(toDate(toDateTime(intDiv(fix_time_ms, 1000), 'UTC'))) AS day, \
+     sum(ifNull(distance_m, 0)), count() FROM positions FINAL \
+     WHERE fix_time_ms >= ? AND fix_time_ms < ? AND (? = '' OR device_id = ?) \
+     GROUP BY device_id, day ORDER BY device_id, day LIMIT ?";
+
+/// Geofence events of a range by device and fence (`''`: any), grouped for pairing into visits.
+pub const GEOFENCE_EVENTS_FILTERED: &str = "SELECT ?fields FROM geofence_events FINAL \
+     WHERE event_time_ms >= ? AND event_time_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR fence_id = ?) \
+     ORDER BY device_id, fence_id, event_time_ms, event_type LIMIT ?";

@@ -204,6 +204,40 @@ impl Store {
             .context("latest geofence events")
     }
 
+    /// (device, UTC day `YYYY-MM-DD`, metres travelled, positions) for fixes in the range, for one
+    /// device or (with `""`) every device, at most `limit` rows.
+    pub async fn distance_per_day(
+        &self,
+        device_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u64,
+    ) -> Result<Vec<(String, String, f64, u64)>> {
+        self.client
+            .fetch_all(sql::DISTANCE_PER_DAY, args![from_ms, to_ms, device_id, device_id, limit])
+            .await
+            .context("distance per day")
+    }
+
+    /// Geofence events in the range for a device and a fence (`""`: any), ordered by device,
+    /// fence and time, at most `limit`.
+    pub async fn geofence_events_of(
+        &self,
+        device_id: &str,
+        fence_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u64,
+    ) -> Result<Vec<GeofenceEventRow>> {
+        self.client
+            .fetch_all(
+                sql::GEOFENCE_EVENTS_FILTERED,
+                args![from_ms, to_ms, device_id, device_id, fence_id, fence_id, limit],
+            )
+            .await
+            .context("geofence events of a device or fence")
+    }
+
     /// The latest fix of every device, by device id, at most `limit` devices.
     pub async fn latest_positions(&self, limit: u64) -> Result<Vec<LatestRow>> {
         self.client.fetch_all(sql::LATEST_POSITIONS, args![limit]).await.context("latest positions")

@@ -38,6 +38,13 @@ pub async fn query_one<T: fleetstream_storage::ReadRow>(store: &Store, sql: &str
     store.query_trusted::<T>(sql).await.unwrap().into_iter().next().expect("a row")
 }
 
+/// GETs `url` and returns its JSON body, asserting a 200.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.unwrap()
+}
+
 /// Shows the services' warnings and errors in the output of a failing test (`RUST_LOG` overrides).
 pub fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rdkafka=error".into());

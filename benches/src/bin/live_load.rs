@@ -19,34 +19,10 @@ const POLLERS: usize = 200;
 
 fn row(device: String, fix_ms: i64, lat: f64, lon: f64, speed: f64) -> PositionRow {
     PositionRow {
-        event_id: format!("{device}@{fix_ms}"),
-        device_id: device,
-        fix_time_ms: fix_ms,
         received_at_ms: fix_ms + 800,
-        lat,
-        lon,
         speed_mps: Some(speed),
-        speed_derived: 0,
-        heading_deg: None,
-        altitude_m: None,
-        accuracy_m: None,
-        satellites: None,
-        ignition: None,
-        odometer_m: None,
-        battery_pct: None,
-        attributes: "{}".into(),
-        prev_fix_ms: None,
-        distance_m: None,
-        kafka_partition: 0,
-        kafka_offset: 0,
-        heading_derived: 0,
-        distance_total_m: 0.0,
         moving: u8::from(speed >= 0.5),
-        h3_cell: 0,
-        fence_ids: vec![],
-        device_name: String::new(),
-        fleet: String::new(),
-        device_type: String::new(),
+        ..PositionRow::at(&device, fix_ms, lat, lon)
     }
 }
 
