@@ -33,6 +33,10 @@ pub struct ApiConfig {
     /// `https://tile.openstreetmap.org/{z}/{x}/{y}.png`); empty: no base map.
     #[arg(long = "dashboard-tiles", env = "FLEETSTREAM_DASHBOARD_TILES", default_value = "")]
     pub dashboard_tiles: String,
+    /// History queries (tracks, reports, visits, events) running at once; more get 429 with
+    /// Retry-After, so that a burst of large queries cannot starve the live endpoints.
+    #[arg(long, env = "FLEETSTREAM_MAX_CONCURRENT_QUERIES", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_queries: u32,
 }
 
 impl ApiConfig {
@@ -47,6 +51,7 @@ impl ApiConfig {
             read_tokens: None,
             admin_tokens: None,
             dashboard_tiles: String::new(),
+            max_concurrent_queries: 16,
         }
     }
 }

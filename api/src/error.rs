@@ -13,6 +13,8 @@ pub enum ApiError {
     NotFound(String),
     /// Storage failed (503: the reader may retry).
     Storage(StoreError),
+    /// Too many history queries at once (429, retry after a second).
+    TooBusy { limit: usize },
 }
 
 impl ApiError {
@@ -36,6 +38,12 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(message) => {
                 (StatusCode::NOT_FOUND, serde_json::json!({ "error": { "message": message } }))
+            }
+            ApiError::TooBusy { limit } => {
+                let body = serde_json::json!({ "error": {
+                    "message": format!("{limit} history queries are running; retry in a second") } });
+                return (StatusCode::TOO_MANY_REQUESTS, [(axum::http::header::RETRY_AFTER, "1")], Json(body))
+                    .into_response();
             }
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, "storage error");

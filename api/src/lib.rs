@@ -17,6 +17,7 @@ pub mod dashboard;
 pub mod error;
 pub mod fences;
 pub mod latest;
+pub mod limits;
 pub mod live;
 pub mod registry;
 pub mod reports;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::auth::ApiTokens;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
+use crate::limits::{self, QuerySlots};
 use crate::live::{self, LiveCache};
 use crate::views::EventView;
 use crate::{auth, dashboard, fences, latest, registry, reports, track};
@@ -30,11 +31,14 @@ struct Inner {
     store: Store,
     summary: LiveCache<Value>,
     latest: LiveCache<latest::Snapshot>,
+    query_slots: QuerySlots,
 }
 
 impl ApiState {
     pub fn new(config: ApiConfig, store: Store, tokens: ApiTokens) -> Self {
-        let inner = Inner { tokens, config, store, summary: LiveCache::default(), latest: LiveCache::default() };
+        let query_slots = QuerySlots::new(config.max_concurrent_queries as usize);
+        let inner =
+            Inner { tokens, config, store, summary: LiveCache::default(), latest: LiveCache::default(), query_slots };
         ApiState { inner: Arc::new(inner) }
     }
     pub(crate) fn tokens(&self) -> &ApiTokens {
@@ -55,14 +59,19 @@ impl ApiState {
 }
 
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/v1/devices/latest", get(latest::latest))
+    // History reads go to ClickHouse on every request: bounded, 429 beyond the bound. The live
+    // endpoints are served from shared snapshots and need no bound.
+    let history = Router::new()
         .route("/v1/devices/{id}/track", get(track::track))
         .route("/v1/geofence-events", get(geofence_events))
+        .merge(reports::routes())
+        .layer(axum::middleware::from_fn_with_state(state.inner.query_slots.clone(), limits::limit_queries));
+    Router::new()
+        .route("/v1/devices/latest", get(latest::latest))
         .route("/v1/live/summary", get(live::summary))
+        .merge(history)
         .merge(fences::routes())
         .merge(registry::routes())
-        .merge(reports::routes())
         // Everything above needs a token when tokens are configured; health checks below never do.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The dashboard page holds no data: it reads the endpoints above with the reader's token.
