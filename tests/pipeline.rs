@@ -249,6 +249,30 @@ async fn api_rejects_bad_parameters_by_name_and_answers_empty_ranges() {
     assert_eq!(empty["next_from"], Value::Null);
     let long_id = "d".repeat(200);
     assert_eq!(client.get(format!("{api}/v1/devices/{long_id}/track")).send().await.unwrap().status(), 400);
+    // An oversized fence: 413 as JSON naming the body.
+    let huge = format!("{{\"type\":\"Feature\",\"pad\":\"{}\"}}", "x".repeat(64 << 20));
+    let response = client
+        .put(format!("{api}/v1/fences/huge"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["parameter"], "body", "{body}");
+    // Every operation /openapi.json documents is served: no route-less 404 and no 405.
+    let doc = get_json(&client, &format!("{api}/openapi.json")).await;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let url = format!("{api}{}", path.replace("{id}", "nobody"));
+            let request = client.request(method.to_uppercase().parse().unwrap(), &url);
+            let response = request.header("content-type", "application/json").body("{}").send().await.unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert!(status != 405 && !(status == 404 && body.is_empty()), "{method} {path}: {status} {body}");
+        }
+    }
     // The reports: empty results are empty.
     let trips = get_json(&client, &format!("{api}/v1/devices/nobody/trips?date=2020-12-08")).await;
     assert_eq!(

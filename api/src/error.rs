@@ -15,11 +15,22 @@ pub enum ApiError {
     Storage(StoreError),
     /// Too many history queries at once (429, retry after a second).
     TooBusy { limit: usize },
+    /// The request body is over its limit (413).
+    TooLarge(String),
 }
 
 impl ApiError {
     pub fn bad(parameter: &'static str, message: impl Into<String>) -> Self {
         ApiError::BadParameter { parameter, message: message.into() }
+    }
+}
+
+/// A JSON request body, or the error naming it: 413 when it is over the limit, 400 otherwise.
+pub fn json_body<T>(body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
+    match body {
+        Ok(axum::Json(value)) => Ok(value),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::TooLarge(e.body_text())),
+        Err(e) => Err(ApiError::bad("body", e.body_text())),
     }
 }
 
@@ -39,6 +50,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(message) => {
                 (StatusCode::NOT_FOUND, serde_json::json!({ "error": { "message": message } }))
             }
+            ApiError::TooLarge(message) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                serde_json::json!({ "error": { "parameter": "body", "message": message } }),
+            ),
             ApiError::TooBusy { limit } => {
                 let body = serde_json::json!({ "error": {
                     "message": format!("{limit} history queries are running; retry in a second") } });

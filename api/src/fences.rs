@@ -11,7 +11,7 @@ use fleetstream_schemas::time::{format_millis, now_millis};
 use fleetstream_storage::{FenceRow, next_version};
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, json_body};
 use crate::routes::{ApiState, LatestParams, parse_limit};
 
 /// Fence uploads carry real shapes (the NYC boroughs are 0.9 MB).
@@ -54,7 +54,7 @@ async fn put_fence(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_fence_id(&id)?;
-    let Json(feature) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+    let feature = json_body(body)?;
     let row = fence_row(feature, Some(&id))?;
     state.store().put_fence(&row).await?;
     Ok(Json(json!({ "id": row.fence_id, "version": row.version })))
@@ -65,7 +65,7 @@ async fn import_fences(
     State(state): State<ApiState>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+    let body = json_body(body)?;
     let rows = fence_rows(body)?;
     for row in &rows {
         state.store().put_fence(row).await?;

@@ -19,6 +19,7 @@ pub mod fences;
 pub mod latest;
 pub mod limits;
 pub mod live;
+pub mod openapi;
 pub mod registry;
 pub mod reports;
 pub mod routes;

@@ -11,7 +11,7 @@ use fleetstream_storage::{DeviceRow, next_version};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, json_body};
 use crate::routes::{ApiState, parse_limit};
 
 const MAX_ID_BYTES: usize = 128;
@@ -58,7 +58,7 @@ async fn put(
     body: Result<Json<DeviceMeta>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_id(&id)?;
-    let Json(meta) = body.map_err(|e| ApiError::bad("body", e.body_text()))?;
+    let meta = json_body(body)?;
     check_text("name", &meta.name, MAX_FIELD_BYTES)?;
     check_text("fleet", &meta.fleet, MAX_FIELD_BYTES)?;
     check_text("type", &meta.device_type, MAX_FIELD_BYTES)?;

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::limits::{self, QuerySlots};
 use crate::live::{self, LiveCache};
 use crate::views::EventView;
-use crate::{auth, dashboard, fences, latest, registry, reports, track};
+use crate::{auth, dashboard, fences, latest, openapi, registry, reports, track};
 
 /// Everything a handler needs, shared.
 #[derive(Clone)]
@@ -76,6 +76,7 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The dashboard page holds no data: it reads the endpoints above with the reader's token.
         .route("/", get(dashboard::page))
+        .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
