@@ -242,12 +242,9 @@ async fn a_week_of_vessels_against_county_fences() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
     let stop_api = CancellationToken::new();
-    let api_task = tokio::spawn(fleetstream_api::serve(
-        fleetstream_api::ApiConfig::local(),
-        store.clone(),
-        listener,
-        stop_api.clone(),
-    ));
+    // Small stream pages, so that streaming a vessel's week takes several.
+    let api_config = fleetstream_api::ApiConfig { stream_page_rows: 1_000, ..fleetstream_api::ApiConfig::local() };
+    let api_task = tokio::spawn(fleetstream_api::serve(api_config, store.clone(), listener, stop_api.clone()));
     let mut last_event: BTreeMap<(&str, &str), &GeofenceEventRow> = BTreeMap::new();
     for e in &events {
         last_event.insert((e.fence_id.as_str(), e.device_id.as_str()), e);
@@ -323,6 +320,28 @@ async fn a_week_of_vessels_against_county_fences() {
     let trip_m: f64 = segments.iter().filter_map(|s| s["distance_m"].as_f64()).sum();
     assert!(trip_m <= day_m + 1e-6 && trip_m >= day_m * 0.5, "{device} {day}: trips {trip_m} m of {day_m} m");
     eprintln!("{device} on {day}: {} segments, {trip_m:.0} m in trips of {day_m:.0} m", segments.len());
+    // The vessel's whole week streamed as CSV and NDJSON (in pages of 1,000): every position once.
+    let week_positions: u64 = report["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["device_id"] == device)
+        .map(|d| d["positions"].as_u64().unwrap())
+        .sum();
+    assert!(week_positions > 3_000, "{device}: {week_positions} positions, too few to need pages");
+    for (format, header_lines) in [("csv", 1), ("ndjson", 0)] {
+        let body = http
+            .get(format!("{api}/v1/devices/{device}/track?{range}&format={format}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let times: Vec<&str> = body.lines().skip(header_lines).map(|l| &l[..l.find("Z").unwrap()]).collect();
+        assert_eq!(times.len() as u64, week_positions, "{format}");
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{format}: in time order, no repeats across pages");
+    }
 
     let missing = http.get(format!("{api}/v1/fences/county-00000/inside")).send().await.unwrap();
     assert_eq!(missing.status(), 404);

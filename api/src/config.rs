@@ -37,6 +37,10 @@ pub struct ApiConfig {
     /// Retry-After, so that a burst of large queries cannot starve the live endpoints.
     #[arg(long, env = "FLEETSTREAM_MAX_CONCURRENT_QUERIES", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_concurrent_queries: u32,
+    /// Rows per ClickHouse query when a CSV or NDJSON track streams a whole range (memory per
+    /// streaming request).
+    #[arg(long, env = "FLEETSTREAM_STREAM_PAGE_ROWS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+    pub stream_page_rows: u64,
 }
 
 impl ApiConfig {
@@ -52,6 +56,7 @@ impl ApiConfig {
             admin_tokens: None,
             dashboard_tiles: String::new(),
             max_concurrent_queries: 16,
+            stream_page_rows: 10_000,
         }
     }
 }

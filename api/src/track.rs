@@ -1,5 +1,6 @@
-//! A device's track: positions between two times as JSON, GeoJSON (a LineString or points) or
-//! CSV, optionally downsampled to at most N points.
+//! A device's track: positions between two times as JSON, GeoJSON (a LineString or points),
+//! CSV or NDJSON, optionally downsampled to at most N points. CSV and NDJSON without a `limit`
+//! stream the whole range, page by page from ClickHouse, in bounded memory.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -21,7 +22,7 @@ pub struct TrackParams {
     from: Option<String>,
     to: Option<String>,
     limit: Option<String>,
-    /// `json` (default), `geojson` or `csv`.
+    /// `json` (default), `geojson`, `csv` or `ndjson`.
     format: Option<String>,
     /// With `format=geojson`: `linestring` (default) or `points`.
     geometry: Option<String>,
@@ -34,6 +35,7 @@ enum Format {
     GeoJsonLine,
     GeoJsonPoints,
     Csv,
+    Ndjson,
 }
 
 fn parse_format(format: Option<&str>, geometry: Option<&str>) -> Result<Format, ApiError> {
@@ -46,7 +48,8 @@ fn parse_format(format: Option<&str>, geometry: Option<&str>) -> Result<Format, 
         None | Some("json") => Ok(Format::Json),
         Some("geojson") => Ok(geojson),
         Some("csv") => Ok(Format::Csv),
-        Some(other) => Err(ApiError::bad("format", format!("must be json, geojson or csv, got {other:?}"))),
+        Some("ndjson") => Ok(Format::Ndjson),
+        Some(other) => Err(ApiError::bad("format", format!("must be json, geojson, csv or ndjson, got {other:?}"))),
     }
 }
 
@@ -87,7 +90,11 @@ fn opt(v: Option<f64>) -> String {
 pub const CSV_HEADER: &str = "device_id,fix_time,lat,lon,speed_mps,heading_deg,altitude_m,accuracy_m,distance_from_prev_m,distance_total_m,moving,fence_ids\n";
 
 pub fn to_csv(rows: &[PositionRow]) -> String {
-    let mut out = String::from(CSV_HEADER);
+    CSV_HEADER.to_string() + &csv_rows(rows)
+}
+
+fn csv_rows(rows: &[PositionRow]) -> String {
+    let mut out = String::new();
     for r in rows {
         let line = [
             csv_field(&r.device_id),
@@ -107,6 +114,46 @@ pub fn to_csv(rows: &[PositionRow]) -> String {
         out.push('\n');
     }
     out
+}
+
+fn ndjson_rows(rows: &[PositionRow]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&serde_json::to_string(&TrackPointView::from(r.clone())).expect("track points serialise"));
+        out.push('\n');
+    }
+    out
+}
+
+/// The whole range as one response body, rendered page by page as ClickHouse returns them.
+/// Pages follow on from the last fix time (a device has one position per fix time).
+fn stream_range(
+    store: fleetstream_storage::Store,
+    page: u64,
+    device_id: String,
+    (from, to): (i64, i64),
+    head: &'static str,
+    render: fn(&[PositionRow]) -> String,
+) -> axum::body::Body {
+    let pages = futures::stream::unfold(Some(from), move |cursor| {
+        let (store, device_id) = (store.clone(), device_id.clone());
+        async move {
+            let from = cursor?;
+            match store.track(&device_id, from, to, page).await {
+                Ok(rows) => {
+                    let next = (rows.len() as u64 == page).then(|| rows.last().map(|r| r.fix_time_ms + 1)).flatten();
+                    Some((Ok(render(&rows)), next))
+                }
+                // The status line is sent: all we can do is cut the body short, which clients see.
+                Err(e) => {
+                    tracing::error!(error = %e, device_id, "track stream failed");
+                    Some((Err(std::io::Error::other(e.to_string())), None))
+                }
+            }
+        }
+    });
+    let head = futures::stream::once(async move { Ok::<_, std::io::Error>(head.to_string()) });
+    axum::body::Body::from_stream(futures::StreamExt::chain(head, pages))
 }
 
 pub fn to_geojson_line(device_id: &str, rows: &[PositionRow]) -> Value {
@@ -151,6 +198,18 @@ pub async fn track(
                 as usize,
         ),
     };
+    if points.is_none() && params.limit.is_none() {
+        let stream = |content_type, head, render| {
+            let page = state.config().stream_page_rows;
+            let body = stream_range(state.store().clone(), page, device_id.clone(), (from, to), head, render);
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        };
+        match format {
+            Format::Csv => return Ok(stream("text/csv; charset=utf-8", CSV_HEADER, csv_rows)),
+            Format::Ndjson => return Ok(stream("application/x-ndjson", "", ndjson_rows)),
+            _ => {}
+        }
+    }
     // One extra row tells whether the range goes on past this page.
     let mut rows = state.store().track(&device_id, from, to, limit + 1).await?;
     let next_from = if rows.len() as u64 > limit {
@@ -182,6 +241,7 @@ pub async fn track(
             ([(header::CONTENT_TYPE, "application/geo+json")], Json(to_geojson_points(rows))).into_response()
         }
         Format::Csv => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&rows)).into_response(),
+        Format::Ndjson => ([(header::CONTENT_TYPE, "application/x-ndjson")], ndjson_rows(&rows)).into_response(),
     })
 }
 
