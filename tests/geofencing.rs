@@ -320,6 +320,15 @@ async fn a_week_of_vessels_against_county_fences() {
     let trip_m: f64 = segments.iter().filter_map(|s| s["distance_m"].as_f64()).sum();
     assert!(trip_m <= day_m + 1e-6 && trip_m >= day_m * 0.5, "{device} {day}: trips {trip_m} m of {day_m} m");
     eprintln!("{device} on {day}: {} segments, {trip_m:.0} m in trips of {day_m:.0} m", segments.len());
+    // Its events, by the API's device and fence filters, newest first.
+    let fence = "county-36061";
+    let url = format!("{api}/v1/geofence-events?{range}&device={device}&fence={fence}&order=desc&limit=100000");
+    let filtered = get_json(&http, &url).await;
+    let mut expected: Vec<i64> =
+        events.iter().filter(|e| e.device_id == device && e.fence_id == fence).map(|e| e.event_time_ms).collect();
+    expected.reverse();
+    let got: Vec<i64> = filtered["events"].as_array().unwrap().iter().map(|e| e["time_ms"].as_i64().unwrap()).collect();
+    assert_eq!(got, expected, "{device} in {fence}");
     // The vessel's whole week streamed as CSV and NDJSON (in pages of 1,000): every position once.
     let week_positions: u64 = report["days"]
         .as_array()

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use fleetstream_schemas::time::format_millis;
-use fleetstream_storage::{EVENT_ENTER, GeofenceEventRow, PositionRow};
+use fleetstream_storage::{EVENT_ENTER, EventQuery, GeofenceEventRow, PositionRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -25,7 +25,7 @@ pub fn routes() -> Router<ApiState> {
 }
 
 /// An id from the query: absent means any; otherwise bounded like every id.
-fn optional_id(name: &'static str, raw: Option<&str>) -> Result<String, ApiError> {
+pub(crate) fn optional_id(name: &'static str, raw: Option<&str>) -> Result<String, ApiError> {
     match raw {
         None => Ok(String::new()),
         Some(id) if !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(char::is_control) => Ok(id.into()),
@@ -261,7 +261,17 @@ async fn visits(State(state): State<ApiState>, Query(params): Query<RangeParams>
     let device = optional_id("device", params.device.as_deref())?;
     let fence = optional_id("fence", params.fence.as_deref())?;
     let limit = parse_limit(params.limit.as_deref(), 10_000, 100_000)?;
-    let events = state.store().geofence_events_of(&device, &fence, from, to, limit).await?;
+    let query =
+        EventQuery { from_ms: from, to_ms: to, device_id: &device, fence_id: &fence, limit, newest_first: false };
+    let mut events = state.store().geofence_events_where(&query).await?;
+    events.sort_by(|a, b| {
+        (&a.device_id, &a.fence_id, a.event_time_ms, a.event_type).cmp(&(
+            &b.device_id,
+            &b.fence_id,
+            b.event_time_ms,
+            b.event_type,
+        ))
+    });
     let visits: Vec<Value> = pair_visits(&events)
         .into_iter()
         .map(|v| {

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use fleetstream_schemas::time::{now_millis, parse_time_param};
-use fleetstream_storage::Store;
+use fleetstream_storage::{EventQuery, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -119,21 +119,27 @@ struct EventParams {
     to: Option<String>,
     limit: Option<String>,
     order: Option<String>,
+    device: Option<String>,
+    fence: Option<String>,
 }
 
-/// Geofence enter/exit events with `from <= time < to`, oldest first (`order=desc`: newest
-/// first). Defaults: the last 24 h.
+/// Geofence enter/exit events with `from <= time < to`, of one `device` and one `fence` when
+/// given, oldest first (`order=desc`: newest first). Defaults: the last 24 h.
 async fn geofence_events(
     State(state): State<ApiState>,
     Query(params): Query<EventParams>,
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
     let limit = parse_limit(params.limit.as_deref(), 10_000, MAX_EVENTS)?;
-    let rows = match params.order.as_deref() {
-        None | Some("asc") => state.store().geofence_events(from, to, limit).await?,
-        Some("desc") => state.store().latest_geofence_events(from, to, limit).await?,
+    let newest_first = match params.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
         Some(other) => return Err(ApiError::bad("order", format!("must be asc or desc, got {other:?}"))),
     };
+    let device = reports::optional_id("device", params.device.as_deref())?;
+    let fence = reports::optional_id("fence", params.fence.as_deref())?;
+    let query = EventQuery { from_ms: from, to_ms: to, device_id: &device, fence_id: &fence, limit, newest_first };
+    let rows = state.store().geofence_events_where(&query).await?;
     let events: Vec<EventView> = rows.into_iter().map(Into::into).collect();
     Ok(Json(json!({ "count": events.len(), "events": events })))
 }

@@ -26,4 +26,4 @@ pub use rows::{
     DeviceRow, DeviceStateRow, EVENT_ENTER, EVENT_EXIT, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow,
     PositionRow, Throughput, next_version,
 };
-pub use store::Store;
+pub use store::{EventQuery, Store};

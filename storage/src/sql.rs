@@ -46,13 +46,14 @@ pub const LIVE_FENCES: &str = "SELECT ?fields FROM geofences FINAL WHERE deleted
 
 pub const FENCE: &str = "SELECT ?fields FROM geofences FINAL WHERE fence_id = ? AND deleted = 0";
 
+/// Events of a range for a device and a fence (`''`: any), oldest first.
 pub const GEOFENCE_EVENTS_OF_RANGE: &str = "SELECT ?fields FROM geofence_events FINAL \
-     WHERE event_time_ms >= ? AND event_time_ms < ? \
+     WHERE event_time_ms >= ? AND event_time_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR fence_id = ?) \
      ORDER BY event_time_ms, device_id, fence_id, event_type LIMIT ?";
 
 /// The same, newest first (the dashboard's recent events).
 pub const GEOFENCE_EVENTS_OF_RANGE_NEWEST_FIRST: &str = "SELECT ?fields FROM geofence_events FINAL \
-     WHERE event_time_ms >= ? AND event_time_ms < ? \
+     WHERE event_time_ms >= ? AND event_time_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR fence_id = ?) \
      ORDER BY event_time_ms DESC, device_id DESC, fence_id DESC, event_type DESC LIMIT ?";
 
 /// Devices whose latest event for the fence is an enter: inside now, since then.
@@ -91,8 +92,3 @@ pub const DISTANCE_PER_DAY: &str = "SELECT device_id, toString(toDate(toDateTime
      sum(ifNull(distance_m, 0)), count() FROM positions FINAL \
      WHERE fix_time_ms >= ? AND fix_time_ms < ? AND (? = '' OR device_id = ?) \
      GROUP BY device_id, day ORDER BY device_id, day LIMIT ?";
-
-/// Geofence events of a range by device and fence (`''`: any), grouped for pairing into visits.
-pub const GEOFENCE_EVENTS_FILTERED: &str = "SELECT ?fields FROM geofence_events FINAL \
-     WHERE event_time_ms >= ? AND event_time_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR fence_id = ?) \
-     ORDER BY device_id, fence_id, event_time_ms, event_type LIMIT ?";

@@ -10,6 +10,17 @@ use crate::rows::{
 };
 use crate::{migrate, sql};
 
+/// Which geofence events to read (`""` for a device or fence: any).
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery<'a> {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub device_id: &'a str,
+    pub fence_id: &'a str,
+    pub limit: u64,
+    pub newest_first: bool,
+}
+
 /// A handle on fleetstream's ClickHouse database. Cheap to clone (one connection pool, or one
 /// embedded session).
 #[derive(Clone)]
@@ -190,18 +201,16 @@ impl Store {
 
     /// Geofence events with `from_ms <= event_time < to_ms`, in time order, at most `limit`.
     pub async fn geofence_events(&self, from_ms: i64, to_ms: i64, limit: u64) -> Result<Vec<GeofenceEventRow>> {
-        self.client
-            .fetch_all(sql::GEOFENCE_EVENTS_OF_RANGE, args![from_ms, to_ms, limit])
-            .await
-            .context("geofence events")
+        self.geofence_events_where(&EventQuery { from_ms, to_ms, limit, ..EventQuery::default() }).await
     }
 
-    /// The same, newest first: the last `limit` events of the range.
-    pub async fn latest_geofence_events(&self, from_ms: i64, to_ms: i64, limit: u64) -> Result<Vec<GeofenceEventRow>> {
-        self.client
-            .fetch_all(sql::GEOFENCE_EVENTS_OF_RANGE_NEWEST_FIRST, args![from_ms, to_ms, limit])
-            .await
-            .context("latest geofence events")
+    /// Geofence events as `query` asks: a time range, optionally one device and one fence,
+    /// oldest or newest first.
+    pub async fn geofence_events_where(&self, q: &EventQuery<'_>) -> Result<Vec<GeofenceEventRow>> {
+        let sql =
+            if q.newest_first { sql::GEOFENCE_EVENTS_OF_RANGE_NEWEST_FIRST } else { sql::GEOFENCE_EVENTS_OF_RANGE };
+        let args = args![q.from_ms, q.to_ms, q.device_id, q.device_id, q.fence_id, q.fence_id, q.limit];
+        self.client.fetch_all(sql, args).await.context("geofence events")
     }
 
     /// (device, UTC day `YYYY-MM-DD`, metres travelled, positions) for fixes in the range, for one
@@ -217,25 +226,6 @@ impl Store {
             .fetch_all(sql::DISTANCE_PER_DAY, args![from_ms, to_ms, device_id, device_id, limit])
             .await
             .context("distance per day")
-    }
-
-    /// Geofence events in the range for a device and a fence (`""`: any), ordered by device,
-    /// fence and time, at most `limit`.
-    pub async fn geofence_events_of(
-        &self,
-        device_id: &str,
-        fence_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-        limit: u64,
-    ) -> Result<Vec<GeofenceEventRow>> {
-        self.client
-            .fetch_all(
-                sql::GEOFENCE_EVENTS_FILTERED,
-                args![from_ms, to_ms, device_id, device_id, fence_id, fence_id, limit],
-            )
-            .await
-            .context("geofence events of a device or fence")
     }
 
     /// The latest fix of every device, by device id, at most `limit` devices.
