@@ -12,7 +12,7 @@ use fleetstream_storage::{FenceRow, next_version};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, json_body};
-use crate::routes::{ApiState, LatestParams, parse_limit};
+use crate::routes::{ApiState, LatestParams, check_id, parse_limit};
 
 /// Fence uploads carry real shapes (the NYC boroughs are 0.9 MB).
 const MAX_FENCE_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -25,13 +25,6 @@ pub fn routes() -> Router<ApiState> {
         .layer(DefaultBodyLimit::max(MAX_FENCE_BODY_BYTES))
 }
 
-fn check_fence_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-        return Err(ApiError::bad("id", "must be 1 to 128 bytes without control characters"));
-    }
-    Ok(())
-}
-
 /// All fences as a GeoJSON FeatureCollection.
 async fn list_fences(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let rows = state.store().live_fences().await?;
@@ -40,7 +33,7 @@ async fn list_fences(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
 }
 
 async fn get_fence(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    check_fence_id(&id)?;
+    check_id("id", &id)?;
     match state.store().fence(&id).await? {
         Some(row) => Ok(Json(feature_of(&row))),
         None => Err(ApiError::NotFound(format!("no fence {id:?}"))),
@@ -53,7 +46,7 @@ async fn put_fence(
     Path(id): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    check_fence_id(&id)?;
+    check_id("id", &id)?;
     let feature = json_body(body)?;
     let row = fence_row(feature, Some(&id))?;
     state.store().put_fence(&row).await?;
@@ -75,7 +68,7 @@ async fn import_fences(
 }
 
 async fn delete_fence(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    check_fence_id(&id)?;
+    check_id("id", &id)?;
     if state.store().fence(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no fence {id:?}")));
     }
@@ -89,7 +82,7 @@ async fn fence_inside(
     Path(id): Path<String>,
     Query(params): Query<LatestParams>,
 ) -> Result<Json<Value>, ApiError> {
-    check_fence_id(&id)?;
+    check_id("id", &id)?;
     let max = state.config().max_devices;
     let limit = parse_limit(params.limit.as_deref(), max, max)?;
     if state.store().fence(&id).await?.is_none() {

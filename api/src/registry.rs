@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, json_body};
-use crate::routes::{ApiState, parse_limit};
+use crate::routes::{ApiState, check_id, parse_limit};
 
 const MAX_ID_BYTES: usize = 128;
 const MAX_FIELD_BYTES: usize = 256;
@@ -40,14 +40,6 @@ fn check_text(parameter: &'static str, value: &str, max: usize) -> Result<(), Ap
     Ok(())
 }
 
-fn check_id(id: &str) -> Result<(), ApiError> {
-    check_text("id", id, MAX_ID_BYTES)?;
-    if id.is_empty() {
-        return Err(ApiError::bad("id", "must not be empty"));
-    }
-    Ok(())
-}
-
 fn view(row: &DeviceRow) -> Value {
     json!({ "device_id": row.device_id, "name": row.name, "fleet": row.fleet, "type": row.device_type })
 }
@@ -57,7 +49,7 @@ async fn put(
     Path(id): Path<String>,
     body: Result<Json<DeviceMeta>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    check_id(&id)?;
+    check_id("id", &id)?;
     let meta = json_body(body)?;
     check_text("name", &meta.name, MAX_FIELD_BYTES)?;
     check_text("fleet", &meta.fleet, MAX_FIELD_BYTES)?;
@@ -76,7 +68,7 @@ async fn put(
 }
 
 async fn get_one(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    check_id(&id)?;
+    check_id("id", &id)?;
     match state.store().registered_device(&id).await? {
         Some(row) => Ok(Json(view(&row))),
         None => Err(ApiError::NotFound(format!("no registered device {id:?}"))),
@@ -84,7 +76,7 @@ async fn get_one(State(state): State<ApiState>, Path(id): Path<String>) -> Resul
 }
 
 async fn delete(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    check_id(&id)?;
+    check_id("id", &id)?;
     if state.store().registered_device(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no registered device {id:?}")));
     }

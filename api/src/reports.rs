@@ -12,10 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::routes::{ApiState, parse_limit, parse_range};
+use crate::routes::{ApiState, check_id, parse_limit, parse_range};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
-const MAX_ID_BYTES: usize = 128;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -24,12 +23,11 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/visits", get(visits))
 }
 
-/// An id from the query: absent means any; otherwise bounded like every id.
+/// An id from the query: absent means any (`""`); otherwise checked like every id.
 pub(crate) fn optional_id(name: &'static str, raw: Option<&str>) -> Result<String, ApiError> {
     match raw {
         None => Ok(String::new()),
-        Some(id) if !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.chars().any(char::is_control) => Ok(id.into()),
-        Some(_) => Err(ApiError::bad(name, "must be 1 to 128 bytes without control characters")),
+        Some(id) => check_id(name, id).map(|()| id.to_string()),
     }
 }
 

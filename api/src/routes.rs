@@ -91,6 +91,15 @@ pub(crate) struct LatestParams {
 const DEFAULT_WINDOW_MS: i64 = 24 * 3600 * 1000;
 const MAX_EVENTS: u64 = 100_000;
 
+/// Ids of devices and fences, in paths and queries: 1 to 128 bytes, no control characters.
+pub(crate) fn check_id(name: &'static str, id: &str) -> Result<(), ApiError> {
+    const MAX_ID_BYTES: usize = 128;
+    if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(ApiError::bad(name, format!("must be 1 to {MAX_ID_BYTES} bytes without control characters")));
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
     let Some(raw) = raw else { return Ok(default.min(max)) };
     match raw.parse::<u64>() {

@@ -12,10 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::routes::{ApiState, parse_limit, parse_range};
+use crate::routes::{ApiState, check_id, parse_limit, parse_range};
 use crate::views::{TrackPointView, TrackResponse};
-
-const MAX_DEVICE_ID_BYTES: usize = 128;
 
 #[derive(Debug, Deserialize)]
 pub struct TrackParams {
@@ -183,9 +181,7 @@ pub async fn track(
     Path(device_id): Path<String>,
     Query(params): Query<TrackParams>,
 ) -> Result<Response, ApiError> {
-    if device_id.is_empty() || device_id.len() > MAX_DEVICE_ID_BYTES {
-        return Err(ApiError::bad("id", format!("must be 1 to {MAX_DEVICE_ID_BYTES} bytes")));
-    }
+    check_id("id", &device_id)?;
     let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
     let format = parse_format(params.format.as_deref(), params.geometry.as_deref())?;
     let max = state.config().max_track_points;
