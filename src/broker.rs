@@ -144,7 +144,13 @@ async fn supervise(
                 }
                 restarts.push(Instant::now());
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                child = spawn(&spec).await?;
+                child = match spawn(&spec).await {
+                    Ok(child) => child,
+                    Err(e) => {
+                        failed.cancel();
+                        return Err(e.context("restart the broker"));
+                    }
+                };
             }
             _ = stop.cancelled() => return terminate(child).await,
         }
