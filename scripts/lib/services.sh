@@ -84,7 +84,8 @@ fs_ensure_nisshi() {
 # Installs chDB's engine library once per machine (a 181 MB wheel from PyPI, pinned by hash,
 # unpacked to 534 MB) and the Python runtime library its driver needs. Sets FS_CHDB_LIB.
 fs_ensure_chdb() {
-  if ! ldconfig -p 2>/dev/null | grep -q 'libpython3\.11\.so\.1\.0'; then
+  # grep without -q reads all of ldconfig's output: with pipefail, an early exit would SIGPIPE it.
+  if ! ldconfig -p 2>/dev/null | grep 'libpython3\.11\.so\.1\.0' >/dev/null; then
     fs_apt_install libpython3.11
   fi
   [ -f "$FS_CHDB_LIB" ] && return 0
