@@ -5,12 +5,14 @@
 //!   decoded and validated into a [`Position`], with errors that name the field;
 //! - [`position`]: the normalised position that travels on `positions.raw`;
 //! - [`dead_letter`]: what a rejected item becomes on `positions.dlq`;
+//! - [`error`]: the one JSON error shape of ingest and the query API;
 //! - [`osmand`]: the OsmAnd protocol of the Traccar Client apps, decoded into the same [`Position`];
 //! - [`topics`]: topic names and how messages are keyed;
 //! - [`migrations`]: the ordered ClickHouse DDL (files under `schemas/migrations/`).
 
 pub mod body;
 pub mod dead_letter;
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod input;
@@ -22,6 +24,7 @@ pub mod topics;
 
 pub use body::{BodyError, split_body};
 pub use dead_letter::DeadLetter;
+pub use error::{ErrorBody, ErrorDetail};
 pub use input::{FieldError, Limits, parse_position};
 pub use position::{POSITION_SCHEMA_VERSION, Position};
 
