@@ -350,6 +350,8 @@ mod tests {
             lon: 0.0,
             kafka_partition: 0,
             kafka_offset: 0,
+            version: 0,
+            retracted: 0,
         }
     }
 

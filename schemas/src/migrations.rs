@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "0003_geofencing", sql: include_str!("../migrations/0003_geofencing.sql") },
     Migration { version: 4, name: "0004_device_registry", sql: include_str!("../migrations/0004_device_registry.sql") },
     Migration { version: 5, name: "0005_pipeline_stats", sql: include_str!("../migrations/0005_pipeline_stats.sql") },
+    Migration { version: 6, name: "0006_versioned_rows", sql: include_str!("../migrations/0006_versioned_rows.sql") },
 ];
 
 /// For `ALTER TABLE <table> ADD COLUMN <column> ...`, the table and column: the migrator runs
@@ -40,15 +41,34 @@ pub fn added_column(statement: &str) -> Option<(&str, &str)> {
     Some((table, words.next()?))
 }
 
+/// The comment that makes the next statement conditional: `-- only if <table> lacks <column>`.
+const GUARD_PREFIX: &str = "-- only if ";
+
+/// One statement of a migration, and the condition it runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub sql: String,
+    /// `(table, column)`: run only while `table` has no column `column` — for steps that are not
+    /// idempotent by themselves (ADD COLUMN, copying rows, RENAME), so that a migration that
+    /// stopped part-way resumes where it stopped.
+    pub only_if_missing: Option<(String, String)>,
+}
+
 impl Migration {
     /// FNV-1a over the file's text: detects an edited migration without a crypto dependency.
     pub fn checksum(&self) -> u64 {
         checksum(self.sql)
     }
 
-    /// The statements of this migration, one per HTTP request.
-    pub fn statements(&self) -> Vec<String> {
+    /// The statements of this migration, one per request, with their conditions.
+    pub fn statements(&self) -> Vec<Statement> {
         statements(self.sql)
+            .into_iter()
+            .map(|(guard, sql)| {
+                let only_if_missing = guard.or_else(|| added_column(&sql).map(|(t, c)| (t.into(), c.into())));
+                Statement { sql, only_if_missing }
+            })
+            .collect()
     }
 }
 
@@ -58,12 +78,18 @@ pub fn checksum(text: &str) -> u64 {
 }
 
 /// Splits a file into statements: `--` comment lines are dropped and a statement ends with a
-/// line that ends in `;`. (Our DDL has no semicolons inside strings; tests keep it so.)
-pub fn statements(sql: &str) -> Vec<String> {
+/// line that ends in `;`. (Our DDL has no semicolons inside strings; tests keep it so.) A
+/// `-- only if <table> lacks <column>` comment is returned with the statement after it.
+pub fn statements(sql: &str) -> Vec<(Option<(String, String)>, String)> {
     let mut out = Vec::new();
     let mut current = String::new();
+    let mut guard = None;
     for line in sql.lines() {
         let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix(GUARD_PREFIX) {
+            guard = parse_guard(rest);
+            continue;
+        }
         if trimmed.is_empty() || trimmed.starts_with("--") {
             continue;
         }
@@ -71,14 +97,22 @@ pub fn statements(sql: &str) -> Vec<String> {
         current.push('\n');
         if trimmed.ends_with(';') {
             let stmt = current.trim().trim_end_matches(';').trim().to_string();
-            out.push(stmt);
+            out.push((guard.take(), stmt));
             current.clear();
         }
     }
     if !current.trim().is_empty() {
-        out.push(current.trim().to_string());
+        out.push((guard.take(), current.trim().to_string()));
     }
     out
+}
+
+/// `<table> lacks <column>`.
+fn parse_guard(text: &str) -> Option<(String, String)> {
+    match text.split_whitespace().collect::<Vec<_>>()[..] {
+        [table, "lacks", column] => Some((table.to_string(), column.to_string())),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -101,9 +135,18 @@ mod tests {
             let stmts = m.statements();
             assert!(!stmts.is_empty(), "{} has no statements", m.name);
             for s in stmts {
-                let guarded = added_column(&s).is_some();
-                assert!(s.contains("IF NOT EXISTS") || guarded, "{}: not idempotent: {s}", m.name);
-                assert!(!s.contains(';'), "{}: semicolon inside a statement: {s}", m.name);
+                let idempotent = s.sql.contains("IF NOT EXISTS") || s.sql.contains("IF EXISTS");
+                assert!(idempotent || s.only_if_missing.is_some(), "{}: not idempotent: {}", m.name, s.sql);
+                assert!(!s.sql.contains(';'), "{}: semicolon inside a statement: {}", m.name, s.sql);
+            }
+        }
+    }
+
+    #[test]
+    fn every_guard_comment_is_well_formed() {
+        for m in MIGRATIONS {
+            for line in m.sql.lines().filter(|l| l.trim().starts_with(GUARD_PREFIX)) {
+                assert!(parse_guard(line.trim().strip_prefix(GUARD_PREFIX).unwrap()).is_some(), "{}: {line}", m.name);
             }
         }
     }
@@ -111,8 +154,19 @@ mod tests {
     #[test]
     fn splitter_drops_comments_and_splits_on_line_ends() {
         let sql = "-- c\nCREATE TABLE IF NOT EXISTS a (x UInt8)\nENGINE = Memory;\n\n-- d\nSELECT 1;\n";
-        assert_eq!(statements(sql), vec!["CREATE TABLE IF NOT EXISTS a (x UInt8)\nENGINE = Memory", "SELECT 1"]);
+        let plain: Vec<String> = statements(sql).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(plain, vec!["CREATE TABLE IF NOT EXISTS a (x UInt8)\nENGINE = Memory", "SELECT 1"]);
         assert_eq!(MIGRATIONS[1].statements().len(), 2);
+    }
+
+    #[test]
+    fn guards_attach_to_the_next_statement_only() {
+        let sql = "-- only if t lacks c\n-- why\nINSERT INTO a SELECT 1;\nDROP TABLE IF EXISTS b;\n\
+                   ALTER TABLE t ADD COLUMN d UInt8;\n";
+        let m = Migration { version: 99, name: "0099_x", sql };
+        let guards: Vec<Option<(String, String)>> = m.statements().into_iter().map(|s| s.only_if_missing).collect();
+        let g = |t: &str, c: &str| Some((t.to_string(), c.to_string()));
+        assert_eq!(guards, vec![g("t", "c"), None, g("t", "d")]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`sql`]: every query the project runs, in one module, within what both ClickHouse 18.16 and
 //!   current ClickHouse accept;
 //! - [`rows`]: the row types those queries read and write;
+//! - [`version`]: which stored copy of a position or event wins;
 //! - [`store`]: the operations (batches of positions, events and state; fences; latest
 //!   positions; a device's track; health).
 
@@ -18,6 +19,7 @@ pub mod rows;
 pub mod sql;
 pub mod store;
 pub mod testing;
+pub mod version;
 
 pub use config::ClickHouseConfig;
 pub use engine::ReadRow;

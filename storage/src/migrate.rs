@@ -5,7 +5,7 @@
 //! silently running old and new schemas side by side corrupts data.
 
 use clickhouse::Row;
-use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, added_column, statements};
+use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, statements};
 use serde::Deserialize;
 
 use crate::engine::{Engine, args};
@@ -35,7 +35,7 @@ pub(crate) async fn create_database(server: &Engine, name: &str) -> Result<()> {
 
 /// Applies every migration not yet in the ledger; returns the versions it applied now.
 pub(crate) async fn apply_migrations(client: &Engine) -> Result<Vec<u32>> {
-    for stmt in statements(LEDGER_DDL) {
+    for (_, stmt) in statements(LEDGER_DDL) {
         client.execute(&stmt, args![]).await.context("create the migration ledger")?;
     }
     let applied = applied_migrations(client).await?;
@@ -75,12 +75,12 @@ fn check_unchanged(migration: &Migration, done: &Applied) -> Result<()> {
 async fn apply_one(client: &Engine, migration: &Migration) -> Result<()> {
     tracing::info!(migration = migration.name, "applying migration");
     for stmt in migration.statements() {
-        if let Some((table, column)) = added_column(&stmt)
+        if let Some((table, column)) = &stmt.only_if_missing
             && table_columns(client, table).await?.iter().any(|c| c == column)
         {
             continue;
         }
-        client.execute(&stmt, args![]).await.context(format!("migration {}", migration.name))?;
+        client.execute(&stmt.sql, args![]).await.context(format!("migration {}", migration.name))?;
     }
     record_migration(client, migration.version, migration.name, migration.checksum()).await
 }

@@ -44,6 +44,11 @@ pub struct PositionRow {
     pub device_name: String,
     pub fleet: String,
     pub device_type: String,
+    /// 1 when the fix arrived too late to be placed in its device's history: stored with its
+    /// fences, but without deltas, and it never changed the device's state or events.
+    pub late: u8,
+    /// Which copy of this position (`device_id`, `fix_time_ms`) wins: see [`crate::version`].
+    pub version: u64,
 }
 
 impl PositionRow {
@@ -79,6 +84,8 @@ impl PositionRow {
             device_name: String::new(),
             fleet: String::new(),
             device_type: String::new(),
+            late: 0,
+            version: crate::version::current(0),
         }
     }
 }
@@ -117,6 +124,10 @@ pub struct GeofenceEventRow {
     pub lon: f64,
     pub kafka_partition: i32,
     pub kafka_offset: i64,
+    /// Which copy of this event wins: see [`crate::version`].
+    pub version: u64,
+    /// 1 when a later version withdrew the event (it no longer holds); readers skip it.
+    pub retracted: u8,
 }
 
 /// One row of `processor_state`: a device's state after the message at `kafka_offset`.

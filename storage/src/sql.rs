@@ -32,8 +32,6 @@ pub const TABLE_COLUMNS: &str =
 
 pub const LATEST_POSITIONS: &str = "SELECT ?fields FROM device_latest FINAL ORDER BY device_id LIMIT ?";
 
-pub const LATEST_OF_DEVICES: &str = "SELECT ?fields FROM device_latest FINAL WHERE has(?, device_id)";
-
 pub const TRACK: &str = "SELECT ?fields FROM positions FINAL \
      WHERE device_id = ? AND fix_time_ms >= ? AND fix_time_ms < ? \
      ORDER BY fix_time_ms LIMIT ?";
@@ -46,20 +44,24 @@ pub const LIVE_FENCES: &str = "SELECT ?fields FROM geofences FINAL WHERE deleted
 
 pub const FENCE: &str = "SELECT ?fields FROM geofences FINAL WHERE fence_id = ? AND deleted = 0";
 
+// Geofence events: `retracted` is not part of the sorting key, so it is filtered *outside* a
+// subquery that applies FINAL. A filter on a non-key column next to FINAL may be evaluated
+// before the newest version is chosen (PREWHERE) and would resurrect a retracted event.
+
 /// Events of a range for a device and a fence (`''`: any), oldest first.
-pub const GEOFENCE_EVENTS_OF_RANGE: &str = "SELECT ?fields FROM geofence_events FINAL \
-     WHERE event_time_ms >= ? AND event_time_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR fence_id = ?) \
-     ORDER BY event_time_ms, device_id, fence_id, event_type LIMIT ?";
+pub const GEOFENCE_EVENTS_OF_RANGE: &str = "SELECT ?fields FROM (SELECT * FROM geofence_events FINAL \
+     WHERE event_time_ms >= ? AND event_time_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR fence_id = ?)) \
+     WHERE retracted = 0 ORDER BY event_time_ms, device_id, fence_id, event_type LIMIT ?";
 
 /// The same, newest first (the dashboard's recent events).
-pub const GEOFENCE_EVENTS_OF_RANGE_NEWEST_FIRST: &str = "SELECT ?fields FROM geofence_events FINAL \
-     WHERE event_time_ms >= ? AND event_time_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR fence_id = ?) \
-     ORDER BY event_time_ms DESC, device_id DESC, fence_id DESC, event_type DESC LIMIT ?";
+pub const GEOFENCE_EVENTS_OF_RANGE_NEWEST_FIRST: &str = "SELECT ?fields FROM (SELECT * FROM geofence_events FINAL \
+     WHERE event_time_ms >= ? AND event_time_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR fence_id = ?)) \
+     WHERE retracted = 0 ORDER BY event_time_ms DESC, device_id DESC, fence_id DESC, event_type DESC LIMIT ?";
 
 /// Devices whose latest event for the fence is an enter: inside now, since then.
 pub const FENCE_OCCUPANTS: &str = "SELECT device_id, since_ms FROM ( \
      SELECT device_id, argMax(event_type, event_time_ms) AS last_type, max(event_time_ms) AS since_ms \
-     FROM geofence_events FINAL WHERE fence_id = ? GROUP BY device_id) \
+     FROM (SELECT * FROM geofence_events FINAL WHERE fence_id = ?) WHERE retracted = 0 GROUP BY device_id) \
      WHERE last_type = 'enter' ORDER BY device_id LIMIT ?";
 
 pub const REGISTRY_VERSION: &str = "SELECT max(version) FROM devices";
@@ -76,7 +78,7 @@ pub const LIVE_DEVICE_COUNTS: &str = "SELECT count(), countIf(fix_time_ms >= ?),
 /// Devices inside each fence now (latest event per device and fence is an enter).
 pub const FENCE_OCCUPANCY: &str = "SELECT fence_id, countIf(last_type = 'enter') AS inside FROM ( \
      SELECT fence_id, device_id, argMax(event_type, event_time_ms) AS last_type \
-     FROM geofence_events FINAL GROUP BY fence_id, device_id) \
+     FROM (SELECT * FROM geofence_events FINAL) WHERE retracted = 0 GROUP BY fence_id, device_id) \
      GROUP BY fence_id HAVING inside > 0 ORDER BY fence_id";
 
 /// Positions written and lag per minute since `?`.
