@@ -1,6 +1,6 @@
 //! Fix times: parsing what devices send and formatting what readers get, at millisecond precision.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 
 /// Milliseconds since the Unix epoch, UTC. The one time representation inside fleetstream:
 /// ClickHouse 18.16 has no DateTime64, so every stored time is an `Int64` of milliseconds.
@@ -30,6 +30,15 @@ pub fn parse_time_param(text: &str) -> Result<EpochMillis, String> {
     parse_rfc3339_millis(text)
 }
 
+/// The UTC calendar month of a time, as `year * 12 + month0`: consecutive months are consecutive
+/// numbers. (ClickHouse partitions our tables by month.)
+pub fn month_index(ms: EpochMillis) -> i64 {
+    match DateTime::<Utc>::from_timestamp_millis(ms) {
+        Some(t) => i64::from(t.year()) * 12 + i64::from(t.month0()),
+        None => i64::MIN,
+    }
+}
+
 /// Now, in epoch milliseconds.
 pub fn now_millis() -> EpochMillis {
     Utc::now().timestamp_millis()
@@ -53,6 +62,15 @@ mod tests {
     fn formats_with_three_digits() {
         assert_eq!(format_millis(1_607_389_900_250), "2020-12-08T01:11:40.250Z");
         assert_eq!(format_millis(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn month_indices_are_consecutive_across_years() {
+        let dec = parse_rfc3339_millis("2019-12-31T23:59:59.999Z").unwrap();
+        let jan = parse_rfc3339_millis("2020-01-01T00:00:00Z").unwrap();
+        assert_eq!(month_index(jan) - month_index(dec), 1);
+        assert_eq!(month_index(jan), 2020 * 12);
+        assert_eq!(month_index(parse_rfc3339_millis("1969-12-31T23:00:00Z").unwrap()), 1969 * 12 + 11);
     }
 
     #[test]

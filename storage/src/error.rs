@@ -30,3 +30,133 @@ impl<T> Context<T> for Result<T, EngineError> {
         self.map_err(|source| StoreError::ClickHouse { context: context.into(), source })
     }
 }
+
+impl StoreError {
+    /// Whether ClickHouse refused the data or the query itself, so that retrying the same request
+    /// cannot succeed (a malformed value, a block over a limit): the caller must isolate and
+    /// set aside what was refused instead of retrying it forever. Everything else — connections,
+    /// timeouts, an overloaded or read-only server, a missing table or wrong password that an
+    /// operator can fix — is transient and worth retrying.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::ClickHouse { source, .. } => source.is_permanent(),
+            StoreError::Migration { .. } | StoreError::Shape { .. } | StoreError::DatabaseName(_) => false,
+        }
+    }
+}
+
+impl EngineError {
+    /// See [`StoreError::is_permanent`].
+    pub fn is_permanent(&self) -> bool {
+        use clickhouse::error::Error as Http;
+        match self {
+            EngineError::Http(Http::BadResponse(text)) => is_permanent_exception(text),
+            EngineError::Http(Http::Network(_) | Http::TimedOut | Http::Compression(_) | Http::Decompression(_)) => {
+                false
+            }
+            // Rows that cannot be encoded or decoded: the same rows fail the same way again.
+            EngineError::Http(_) => true,
+            EngineError::Chdb(text) => is_permanent_exception(text),
+            EngineError::NoRows => true,
+        }
+    }
+}
+
+/// ClickHouse exception codes that mean "this data or this query is refused" (from
+/// `src/Common/ErrorCodes.cpp`; the numbers are stable across releases).
+const PERMANENT_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,  // ATTEMPT_TO_READ_AFTER_EOF
+    33,  // CANNOT_READ_ALL_DATA
+    36,  // BAD_ARGUMENTS
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    43,  // ILLEGAL_TYPE_OF_ARGUMENT
+    44,  // ILLEGAL_COLUMN
+    53,  // TYPE_MISMATCH
+    62,  // SYNTAX_ERROR (also: max query size exceeded)
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    128, // TOO_LARGE_ARRAY_SIZE
+    130, // CANNOT_READ_ARRAY_FROM_TEXT
+    131, // TOO_LARGE_STRING_SIZE
+    153, // ILLEGAL_DIVISION
+    167, // TOO_DEEP_AST
+    168, // TOO_BIG_AST
+    190, // SIZES_OF_ARRAYS_DOESNT_MATCH
+    306, // TOO_DEEP_RECURSION
+    349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO
+    469, // VIOLATED_CONSTRAINT
+    691, // UNKNOWN_ELEMENT_OF_ENUM
+];
+
+/// 252 is both "too many parts" (merges are behind: transient) and "too many partitions for
+/// single INSERT block" (the block itself: permanent); the message tells them apart.
+const TOO_MANY_PARTS: u32 = 252;
+
+fn is_permanent_exception(text: &str) -> bool {
+    match exception_code(text) {
+        Some(TOO_MANY_PARTS) => text.contains("for single INSERT block"),
+        Some(code) => PERMANENT_CODES.contains(&code),
+        None => false,
+    }
+}
+
+/// The code of a ClickHouse exception message: `Code: 252, e.displayText() = DB::Exception: ...`
+/// (18.16) or `Code: 252. DB::Exception: ...` (current).
+pub fn exception_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + "Code: ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(text: &str) -> EngineError {
+        EngineError::Http(clickhouse::error::Error::BadResponse(text.into()))
+    }
+
+    #[test]
+    fn codes_are_read_from_both_generations_of_messages() {
+        assert_eq!(exception_code("Code: 252, e.displayText() = DB::Exception: Too many"), Some(252));
+        assert_eq!(exception_code("bad response: Code: 62. DB::Exception: Syntax error"), Some(62));
+        assert_eq!(exception_code("503 Service Unavailable"), None);
+        assert_eq!(exception_code("Code: x"), None);
+    }
+
+    #[test]
+    fn refused_data_is_permanent_and_everything_else_transient() {
+        let partitions =
+            "Code: 252, e.displayText() = DB::Exception: Too many partitions for single INSERT block (more than 100).";
+        assert!(http(partitions).is_permanent());
+        assert!(
+            !http("Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower")
+                .is_permanent()
+        );
+        assert!(http("Code: 62. DB::Exception: Syntax error: Max query size exceeded").is_permanent());
+        assert!(
+            EngineError::Chdb("Code: 395. DB::Exception: Value passed to 'throwIf' function is non-zero".into())
+                .is_permanent()
+        );
+        for transient in [
+            "Code: 241. DB::Exception: Memory limit (total) exceeded",
+            "Code: 60. DB::Exception: Table fleetstream.positions doesn't exist",
+            "Code: 516. DB::Exception: default: Authentication failed",
+            "Code: 202. DB::Exception: Too many simultaneous queries",
+            "502 Bad Gateway",
+        ] {
+            assert!(!http(transient).is_permanent(), "{transient}");
+        }
+        assert!(!EngineError::Http(clickhouse::error::Error::TimedOut).is_permanent());
+        assert!(!EngineError::Chdb("another result stream is still open".into()).is_permanent());
+        let wrapped = StoreError::ClickHouse { context: "insert".into(), source: http(partitions) };
+        assert!(wrapped.is_permanent());
+    }
+}

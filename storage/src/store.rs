@@ -52,11 +52,6 @@ impl Store {
         Ok(Store { client, database: database.clone() })
     }
 
-    /// Whether this store is ClickHouse embedded in the process (chDB).
-    pub fn is_embedded(&self) -> bool {
-        matches!(self.client, Engine::Chdb(_))
-    }
-
     /// The migration ledger of this database.
     pub async fn applied_migrations(&self) -> Result<Vec<migrate::Applied>> {
         migrate::applied_migrations(&self.client).await
@@ -87,12 +82,30 @@ impl Store {
         self.client.insert(table, rows).await.context(format!("insert {} rows into {table}", rows.len()))
     }
 
+    /// Writes rows of a table partitioned by month, in as few INSERTs as ClickHouse accepts: it
+    /// refuses a block spanning more than `max_partitions_per_insert_block` (100) partitions,
+    /// which one device's history import easily does. Returns once every row is in.
+    async fn insert_by_month<T: WriteRow + Clone>(
+        &self,
+        table: &str,
+        rows: &[T],
+        time_ms: fn(&T) -> i64,
+    ) -> Result<()> {
+        for chunk in chunks_by_month(rows, time_ms) {
+            match chunk {
+                Chunk::All => return self.insert_rows(table, rows).await,
+                Chunk::Some(rows) => self.insert_rows(table, &rows).await?,
+            }
+        }
+        Ok(())
+    }
+
     pub async fn insert_positions(&self, rows: &[PositionRow]) -> Result<()> {
-        self.insert_rows(sql::POSITIONS, rows).await
+        self.insert_by_month(sql::POSITIONS, rows, |r| r.fix_time_ms).await
     }
 
     pub async fn insert_geofence_events(&self, rows: &[GeofenceEventRow]) -> Result<()> {
-        self.insert_rows(sql::GEOFENCE_EVENTS, rows).await
+        self.insert_by_month(sql::GEOFENCE_EVENTS, rows, |r| r.event_time_ms).await
     }
 
     pub async fn insert_device_states(&self, rows: &[DeviceStateRow]) -> Result<()> {
@@ -114,12 +127,17 @@ impl Store {
         self.client.fetch_one(sql::THROUGHPUT_SINCE, args![since_ms]).await.context("throughput")
     }
 
-    /// The stored processing state of each of these devices (those that have one).
+    /// The stored processing state of each of these devices (those that have one). Asks in
+    /// chunks whose id lists stay well under ClickHouse's query size limit (256 KiB), however
+    /// many devices and however long their ids.
     pub async fn device_states(&self, device_ids: &[String]) -> Result<Vec<DeviceStateRow>> {
-        if device_ids.is_empty() {
-            return Ok(Vec::new());
+        let mut states = Vec::new();
+        for ids in chunks_by_literal_size(device_ids, MAX_ID_LIST_BYTES) {
+            let rows: Vec<DeviceStateRow> =
+                self.client.fetch_all(sql::DEVICE_STATES, args![ids]).await.context("load device states")?;
+            states.extend(rows);
         }
-        self.client.fetch_all(sql::DEVICE_STATES, args![device_ids]).await.context("load device states")
+        Ok(states)
     }
 
     /// Writes a new version of a fence (a deletion is a version with `deleted = 1`).
@@ -233,14 +251,6 @@ impl Store {
         self.client.fetch_all(sql::LATEST_POSITIONS, args![limit]).await.context("latest positions")
     }
 
-    /// The latest stored fix of each of these devices (those that have one).
-    pub async fn latest_of_devices(&self, device_ids: &[String]) -> Result<Vec<LatestRow>> {
-        if device_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.client.fetch_all(sql::LATEST_OF_DEVICES, args![device_ids]).await.context("latest fix of devices")
-    }
-
     /// A device's positions with `from_ms <= fix_time < to_ms`, in time order, at most `limit`.
     pub async fn track(&self, device_id: &str, from_ms: i64, to_ms: i64, limit: u64) -> Result<Vec<PositionRow>> {
         self.client
@@ -252,5 +262,89 @@ impl Store {
     /// The server's version: a cheap round trip for readiness checks.
     pub async fn server_version(&self) -> Result<String> {
         self.client.fetch_one::<String>(sql::SERVER_VERSION, args![]).await.context("server version")
+    }
+}
+
+/// Most months one INSERT may span. ClickHouse's limit is 100 partitions per block; the tables
+/// are partitioned by month in the *server's* time zone, so one UTC month may touch two.
+const MAX_MONTHS_PER_INSERT: usize = 40;
+
+/// Longest id list literal in one query (ClickHouse refuses queries over 256 KiB by default).
+const MAX_ID_LIST_BYTES: usize = 64 * 1024;
+
+/// A slice of rows to insert: all of them (the common case, no copy), or some.
+enum Chunk<T> {
+    All,
+    Some(Vec<T>),
+}
+
+/// Groups rows so that no group spans more than [`MAX_MONTHS_PER_INSERT`] months.
+fn chunks_by_month<T: Clone>(rows: &[T], time_ms: fn(&T) -> i64) -> Vec<Chunk<T>> {
+    let mut by_month: std::collections::BTreeMap<i64, Vec<T>> = std::collections::BTreeMap::new();
+    for row in rows {
+        by_month.entry(fleetstream_schemas::time::month_index(time_ms(row))).or_default().push(row.clone());
+    }
+    if by_month.len() <= MAX_MONTHS_PER_INSERT {
+        return vec![Chunk::All];
+    }
+    let months: Vec<Vec<T>> = by_month.into_values().collect();
+    months.chunks(MAX_MONTHS_PER_INSERT).map(|group| Chunk::Some(group.concat())).collect()
+}
+
+/// Splits ids into lists whose SQL literal (`['a','b']`, quotes and backslashes escaped) stays
+/// within `max_bytes` (a single longer id goes alone).
+fn chunks_by_literal_size(ids: &[String], max_bytes: usize) -> Vec<&[String]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut size) = (0, 2);
+    for (i, id) in ids.iter().enumerate() {
+        let escaped = id.len() + id.bytes().filter(|b| matches!(b, b'\'' | b'\\')).count() + 3;
+        if i > start && size + escaped > max_bytes {
+            chunks.push(&ids[start..i]);
+            (start, size) = (i, 2);
+        }
+        size += escaped;
+    }
+    if start < ids.len() {
+        chunks.push(&ids[start..]);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MONTH_MS: i64 = 31 * 24 * 3600 * 1000;
+
+    #[test]
+    fn a_decade_of_monthly_fixes_is_split_into_inserts_of_at_most_40_months() {
+        let rows: Vec<i64> = (0..120).map(|m| 1_262_304_000_000 + m * MONTH_MS).collect();
+        let chunks = chunks_by_month(&rows, |t| *t);
+        assert_eq!(chunks.len(), 3);
+        let mut all: Vec<i64> = Vec::new();
+        for chunk in chunks {
+            let Chunk::Some(rows) = chunk else { panic!("split expected") };
+            let months: std::collections::BTreeSet<i64> =
+                rows.iter().map(|t| fleetstream_schemas::time::month_index(*t)).collect();
+            assert!(months.len() <= MAX_MONTHS_PER_INSERT);
+            all.extend(rows);
+        }
+        all.sort();
+        assert_eq!(all, rows, "every row exactly once");
+        assert!(matches!(chunks_by_month(&rows[..40], |t| *t)[..], [Chunk::All]));
+    }
+
+    proptest! {
+        #[test]
+        fn id_lists_stay_small_and_keep_every_id(ids in proptest::collection::vec("[a-z'\\\\]{0,40}", 0..400), max in 10usize..300) {
+            let chunks = chunks_by_literal_size(&ids, max);
+            prop_assert_eq!(chunks.concat(), ids.clone());
+            for chunk in chunks {
+                prop_assert!(!chunk.is_empty());
+                let literal: usize = 2 + chunk.iter().map(|id| id.len() + id.bytes().filter(|b| matches!(b, b'\'' | b'\\')).count() + 3).sum::<usize>();
+                prop_assert!(literal <= max || chunk.len() == 1, "{} > {}", literal, max);
+            }
+        }
     }
 }

@@ -38,6 +38,8 @@ fn row(device: &str, fix_ms: i64, lat: f64) -> PositionRow {
         device_name: "Ann's van".into(),
         fleet: "north".into(),
         device_type: "van".into(),
+        late: 0,
+        version: fleetstream_storage::version::current(7),
     }
 }
 
@@ -105,11 +107,6 @@ async fn latest_keeps_the_newest_fix_even_when_an_older_one_arrives_later() {
     let summary: Vec<(&str, i64, f64)> = latest.iter().map(|r| (r.device_id.as_str(), r.fix_time_ms, r.lat)).collect();
     assert_eq!(summary, vec![("dev-a", 2_000_000, 2.0), ("dev-b", 5_000_000, 5.0)]);
     assert_eq!(store.latest_positions(1).await.unwrap().len(), 1);
-
-    let some = store.latest_of_devices(&["dev-b".into(), "dev-z".into()]).await.unwrap();
-    assert_eq!(some.len(), 1);
-    assert_eq!(some[0].device_id, "dev-b");
-    assert!(store.latest_of_devices(&[]).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -117,4 +114,51 @@ async fn server_version_answers() {
     let store = Store::open(&fresh_config("version")).await.unwrap();
     let version = store.server_version().await.unwrap();
     assert!(version.chars().next().unwrap().is_ascii_digit(), "{version}");
+}
+
+#[tokio::test]
+async fn a_refused_insert_is_a_permanent_error_and_a_blip_is_not() {
+    let store = Store::open(&fresh_config("refused")).await.unwrap();
+    store
+        .execute_trusted(
+            "CREATE MATERIALIZED VIEW poison_guard ENGINE = Memory AS \
+             SELECT throwIf(device_id = 'poison') AS refused FROM positions",
+        )
+        .await
+        .unwrap();
+    store.insert_positions(&[row("fine", 1_000, 1.0)]).await.unwrap();
+    let err = store.insert_positions(&[row("fine", 2_000, 1.0), row("poison", 1_000, 1.0)]).await.unwrap_err();
+    assert!(err.is_permanent(), "{err}");
+    assert!(err.to_string().contains("395"), "{err}");
+    // A query the server cannot parse is refused for what it is, too.
+    let err = store.execute_trusted("SELEKT 1").await.unwrap_err();
+    assert!(err.is_permanent(), "{err}");
+}
+
+#[tokio::test]
+async fn a_decade_of_months_goes_in_despite_the_partition_limit() {
+    let store = Store::open(&fresh_config("decade")).await.unwrap();
+    let month_ms = 31 * 24 * 3600 * 1000;
+    let rows: Vec<PositionRow> = (0..150).map(|m| row("importer", 1_262_304_000_000 + m * month_ms, 1.0)).collect();
+    store.insert_positions(&rows).await.unwrap();
+    assert_eq!(store.track("importer", i64::MIN, i64::MAX, 1_000).await.unwrap().len(), 150);
+}
+
+#[tokio::test]
+async fn states_of_thousands_of_long_ids_load_in_chunks() {
+    let store = Store::open(&fresh_config("states")).await.unwrap();
+    let ids: Vec<String> = (0..6_000).map(|i| format!("{i:06}-{}", "'x\\".repeat(40))).collect();
+    let states: Vec<fleetstream_storage::DeviceStateRow> = ids
+        .iter()
+        .map(|id| fleetstream_storage::DeviceStateRow {
+            device_id: id.clone(),
+            kafka_partition: 0,
+            kafka_offset: 1,
+            state: "{}".into(),
+            updated_at_ms: 0,
+        })
+        .collect();
+    store.insert_device_states(&states).await.unwrap();
+    let loaded = store.device_states(&ids).await.unwrap();
+    assert_eq!(loaded.len(), 6_000, "ids with quotes and backslashes, 127 bytes each, all found");
 }
