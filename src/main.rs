@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Process { kafka, clickhouse, processor } => {
             let store = Store::open(&clickhouse).await?;
-            fleetstream_processors::run(processor, kafka, store, shutdown).await
+            fleetstream_processors::run(processor, kafka, store, Default::default(), shutdown).await
         }
         Command::Api { clickhouse, api } => {
             let store = Store::open(&clickhouse).await?;
@@ -155,10 +155,13 @@ pub(crate) async fn run_all(
     if let Some(osmand) = &ingest_listeners.osmand {
         println!("osmand:    http://{}/", osmand.local_addr()?);
     }
+    if !processor.metrics_listen.is_empty() {
+        println!("metrics:   http://{}/metrics (ingest: /metrics on its own port)", processor.metrics_listen);
+    }
     banner();
     let result = tokio::try_join!(
         fleetstream_ingest::serve(ingest, kafka.clone(), ingest_listeners, shutdown.clone()),
-        fleetstream_processors::run(processor, kafka, store.clone(), shutdown.clone()),
+        fleetstream_processors::run(processor, kafka, store.clone(), Default::default(), shutdown.clone()),
         fleetstream_api::serve(api, store, api_listener, shutdown.clone()),
     );
     shutdown.cancel();

@@ -27,6 +27,9 @@ pub struct KafkaConfig {
     /// Topic of geofence enter/exit events, for other consumers.
     #[arg(long = "events-topic", env = "FLEETSTREAM_EVENTS_TOPIC", default_value = fleetstream_schemas::topics::GEOFENCE_EVENTS)]
     pub events_topic: String,
+    /// Topic of positions the processors could not store or decode, with the reason.
+    #[arg(long = "processing-dlq-topic", env = "FLEETSTREAM_PROCESSING_DLQ_TOPIC", default_value = fleetstream_schemas::topics::PROCESSING_DLQ)]
+    pub processing_dlq_topic: String,
     /// Partitions for topics that fleetstream creates itself (existing topics are left alone).
     #[arg(long = "topic-partitions", env = "FLEETSTREAM_TOPIC_PARTITIONS", default_value_t = 8)]
     pub topic_partitions: i32,
@@ -38,13 +41,16 @@ pub struct KafkaConfig {
 impl KafkaConfig {
     /// The default topics on `brokers`: the embedded stack of `fleetstream up`.
     pub fn local(brokers: &str) -> Self {
-        use fleetstream_schemas::topics::{GEOFENCE_EVENTS, POSITIONS_DLQ, POSITIONS_ENRICHED, POSITIONS_RAW};
+        use fleetstream_schemas::topics::{
+            GEOFENCE_EVENTS, POSITIONS_DLQ, POSITIONS_ENRICHED, POSITIONS_RAW, PROCESSING_DLQ,
+        };
         KafkaConfig {
             brokers: brokers.into(),
             positions_topic: POSITIONS_RAW.into(),
             dlq_topic: POSITIONS_DLQ.into(),
             enriched_topic: POSITIONS_ENRICHED.into(),
             events_topic: GEOFENCE_EVENTS.into(),
+            processing_dlq_topic: PROCESSING_DLQ.into(),
             topic_partitions: 8,
             topic_replication: 1,
         }
@@ -52,16 +58,27 @@ impl KafkaConfig {
 
     /// The default topic names with `.{suffix}` appended: one private set of topics per test.
     pub fn with_topic_suffix(brokers: &str, suffix: &str) -> Self {
-        use fleetstream_schemas::topics::{GEOFENCE_EVENTS, POSITIONS_DLQ, POSITIONS_ENRICHED, POSITIONS_RAW};
+        use fleetstream_schemas::topics::{
+            GEOFENCE_EVENTS, POSITIONS_DLQ, POSITIONS_ENRICHED, POSITIONS_RAW, PROCESSING_DLQ,
+        };
         KafkaConfig {
             brokers: brokers.into(),
             positions_topic: format!("{POSITIONS_RAW}.{suffix}"),
             dlq_topic: format!("{POSITIONS_DLQ}.{suffix}"),
             enriched_topic: format!("{POSITIONS_ENRICHED}.{suffix}"),
             events_topic: format!("{GEOFENCE_EVENTS}.{suffix}"),
+            processing_dlq_topic: format!("{PROCESSING_DLQ}.{suffix}"),
             topic_partitions: 8,
             topic_replication: 1,
         }
+    }
+
+    /// A producer whose acknowledgement means durable: every in-sync replica has the message
+    /// (`acks=all`), and retries never duplicate or reorder within a partition (idempotence).
+    pub fn durable_producer_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = self.client_config(client_id);
+        config.set("acks", "all").set("enable.idempotence", "true").set("compression.type", "lz4");
+        config
     }
 
     /// Settings every fleetstream client starts from.

@@ -32,6 +32,13 @@ pub struct ProcessorConfig {
     /// died without leaving (kill -9, lost host) before its partitions move to another.
     #[arg(long, env = "FLEETSTREAM_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(6_000..=300_000))]
     pub session_timeout_ms: u32,
+    /// Address for the processor's Prometheus metrics (`GET /metrics`); empty disables them.
+    #[arg(
+        long = "processor-metrics-listen",
+        env = "FLEETSTREAM_PROCESSOR_METRICS_LISTEN",
+        default_value = "127.0.0.1:8082"
+    )]
+    pub metrics_listen: String,
 }
 
 impl ProcessorConfig {
@@ -59,6 +66,7 @@ impl ProcessorConfig {
             fences_poll_ms: 500,
             moving_speed_mps: 0.5,
             session_timeout_ms: 10_000,
+            metrics_listen: String::new(),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! rebalance) loads them, skips messages it finds already applied, and carries on exactly where
 //! the state left off: the output equals that of an uninterrupted run.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_schemas::Position;
+use fleetstream_schemas::processing_dlq::{ProcessingDeadLetter, Stage};
 use fleetstream_schemas::time::now_millis;
 use fleetstream_storage::{DeviceStateRow, Store};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -25,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ProcessorConfig;
 use crate::enrich::{Applied, DeviceState, Settings, Source, Tracker};
+use crate::metrics::Metrics;
 use crate::reference::Reference;
-use crate::retry::with_backoff;
+use crate::retry::retry_transient;
 use crate::sink::{Batch, Sink};
 
 /// Counts rebalances, so that the loop knows when its in-memory device states may be stale.
@@ -42,10 +44,11 @@ impl ConsumerContext for RebalanceCounter {
     }
 }
 
-/// A consumed message, detached from the consumer so that it can wait in a batch.
+/// A consumed message, detached from the consumer so that it can wait in a batch: a position,
+/// or the dead letter of a payload that is not one.
 struct Pending {
     source: Source,
-    position: Position,
+    position: Result<Position, ProcessingDeadLetter>,
 }
 
 /// Everything a batch needs besides the messages.
@@ -58,16 +61,36 @@ struct Processor {
     tracker: Tracker,
     reference: Reference,
     settings: Settings,
+    metrics: Metrics,
+    /// Devices of the current batch whose stored state storage refused to return, with the error.
+    unloadable: HashMap<String, String>,
 }
 
 /// Runs until `shutdown` is cancelled; writes what it holds and commits before returning.
+/// Serves `metrics` on `config.metrics_listen` when set.
 pub async fn run(
     config: ProcessorConfig,
     kafka: KafkaConfig,
     store: Store,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let topics = [kafka.positions_topic.as_str(), kafka.enriched_topic.as_str(), kafka.events_topic.as_str()];
+    if !config.metrics_listen.is_empty() {
+        // Several processors on one host need an address each; without one, processing goes on.
+        match tokio::net::TcpListener::bind(&config.metrics_listen).await {
+            Ok(listener) => drop(tokio::spawn(crate::metrics::serve(listener, metrics.clone(), shutdown.clone()))),
+            Err(e) => tracing::warn!(
+                addr = %config.metrics_listen, error = %e,
+                "cannot serve processor metrics; set --processor-metrics-listen to a free address (empty: none)"
+            ),
+        }
+    }
+    let topics = [
+        kafka.positions_topic.as_str(),
+        kafka.enriched_topic.as_str(),
+        kafka.events_topic.as_str(),
+        kafka.processing_dlq_topic.as_str(),
+    ];
     fleetstream_kafka::ensure_topics(&kafka, &topics).await?;
     let rebalances = RebalanceCounter::default();
     let consumer: StreamConsumer<RebalanceCounter> = kafka
@@ -89,10 +112,12 @@ pub async fn run(
         rebalances,
         seen_rebalances: 0,
         topic: kafka.positions_topic.clone(),
-        sink: Sink::new(store, &kafka)?,
+        sink: Sink::new(store, &kafka, metrics.clone())?,
         tracker: Tracker::default(),
         reference: Reference::new(Duration::from_millis(config.fences_poll_ms)),
         settings: config.settings(),
+        metrics,
+        unloadable: HashMap::new(),
     };
     let mut batch: Vec<Pending> = Vec::with_capacity(config.batch_max_rows);
     let mut deadline = Instant::now() + config.batch_max_wait();
@@ -110,17 +135,18 @@ pub async fn run(
                     }
                 };
                 let source = Source { partition: message.partition(), offset: message.offset() };
-                match Position::from_message(message.payload().unwrap_or_default()) {
-                    Ok(position) => {
-                        if batch.is_empty() {
-                            deadline = Instant::now() + config.batch_max_wait();
-                        }
-                        batch.push(Pending { source, position });
-                    }
-                    // Ingest only produces valid positions; anything else is skipped loudly
-                    // rather than blocking the partition forever.
-                    Err(e) => tracing::error!(?source, error = %e, "skipping undecodable message"),
+                let payload = message.payload().unwrap_or_default();
+                // Ingest only produces valid positions; anything else is set aside with its
+                // payload rather than blocking the partition forever.
+                let position = Position::from_message(payload).map_err(|e| {
+                    tracing::error!(?source, error = %e, "undecodable message; dead-lettering it");
+                    ProcessingDeadLetter::new(Stage::Decode, &e, source.partition, source.offset, now_millis())
+                        .with_raw(payload)
+                });
+                if batch.is_empty() {
+                    deadline = Instant::now() + config.batch_max_wait();
                 }
+                batch.push(Pending { source, position });
                 if batch.len() >= config.batch_max_rows {
                     processor.flush(&mut batch, &shutdown).await?;
                 }
@@ -159,23 +185,56 @@ impl Processor {
             return Ok(());
         }
 
+        let out = self.apply(batch)?;
+        if !self.sink.write(&out, shutdown).await {
+            batch.clear();
+            return Ok(());
+        }
+        self.store_offsets(batch);
+        tracing::debug!(positions = out.positions.len(), events = out.events.len(), "batch written");
+        batch.clear();
+        Ok(())
+    }
+
+    /// Applies each message to its device's state: the batch's outputs, dead letters and the
+    /// states of the devices it touched.
+    fn apply(&mut self, batch: &[Pending]) -> anyhow::Result<Batch> {
         let mut out = Batch::default();
-        let mut touched: Vec<&str> = Vec::new();
-        for p in batch.iter() {
-            match self.tracker.apply(&p.position, p.source, &self.reference.fences, &self.settings) {
-                Applied::Redelivered => continue,
-                Applied::Duplicate => {}
+        let mut touched: HashSet<&str> = HashSet::new();
+        for p in batch {
+            let position = match &p.position {
+                Ok(position) => position,
+                Err(letter) => {
+                    out.dead_letters.push(letter.clone());
+                    continue;
+                }
+            };
+            if let Some(error) = self.unloadable.get(position.device_id.as_str()) {
+                out.dead_letters.push(letter_for(error, p.source, position));
+                continue;
+            }
+            match self.tracker.apply(position, p.source, &self.reference.fences, &self.settings) {
+                Applied::Redelivered => {
+                    self.metrics.redelivered.inc();
+                    continue;
+                }
+                Applied::Duplicate => {
+                    self.metrics.duplicates.inc();
+                }
                 Applied::Stored { mut row, events } => {
+                    if row.late == 1 {
+                        self.metrics.late_positions.inc();
+                    }
                     self.reference.annotate(&mut row);
                     out.positions.push(*row);
                     out.events.extend(events);
                 }
             }
-            touched.push(&p.position.device_id);
+            touched.insert(&position.device_id);
         }
-        let unique: HashSet<&str> = touched.into_iter().collect();
+        self.unloadable.clear();
         let now = now_millis();
-        for device_id in unique {
+        for device_id in touched {
             let state = self.tracker.state(device_id).expect("an applied device has state");
             let applied = state.applied.expect("an applied device has an offset");
             out.states.push(DeviceStateRow {
@@ -186,13 +245,13 @@ impl Processor {
                 updated_at_ms: now,
             });
         }
-        if !self.sink.write(&out, shutdown).await {
-            batch.clear();
-            return Ok(());
-        }
+        Ok(out)
+    }
 
+    /// Stores the offsets of a written batch, for the next (automatic) commit.
+    fn store_offsets(&self, batch: &[Pending]) {
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for p in batch.iter() {
+        for p in batch {
             let entry = next.entry(p.source.partition).or_insert(p.source.offset);
             *entry = (*entry).max(p.source.offset);
         }
@@ -203,24 +262,39 @@ impl Processor {
                 tracing::debug!(partition, offset, error = %e, "offset not stored");
             }
         }
-        tracing::debug!(positions = out.positions.len(), events = out.events.len(), "batch written");
-        batch.clear();
-        Ok(())
     }
 
     /// Devices this instance holds no state for get theirs from storage (or start fresh).
+    /// Without its stored state a device would be processed from scratch and its output would
+    /// differ from an uninterrupted run, so transient failures are waited out. Should storage
+    /// refuse the query itself, devices are loaded one by one, and the positions of a device
+    /// whose state cannot be read at all are set aside (dead letters) for this batch.
     async fn restore_unknown_devices(&mut self, batch: &[Pending], shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let unknown: HashSet<&str> =
-            batch.iter().map(|p| p.position.device_id.as_str()).filter(|d| !self.tracker.knows(d)).collect();
+        let unknown: HashSet<&str> = batch
+            .iter()
+            .filter_map(|p| p.position.as_ref().ok())
+            .map(|p| p.device_id.as_str())
+            .filter(|d| !self.tracker.knows(d))
+            .collect();
         if unknown.is_empty() {
             return Ok(());
         }
         let ids: Vec<String> = unknown.iter().map(|d| d.to_string()).collect();
-        // Without its stored state a device would be processed from scratch and its output would
-        // differ from an uninterrupted run: wait for storage rather than guess.
-        let store = self.sink.store();
-        let Some(rows) = with_backoff("loading device states", shutdown, || store.device_states(&ids)).await else {
-            anyhow::bail!("stopped before device states could be loaded");
+        let rows = match self.load_states(&ids, shutdown).await? {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, devices = ids.len(), "loading device states refused; loading them one by one");
+                let mut rows = Vec::new();
+                for id in &ids {
+                    match self.load_states(std::slice::from_ref(id), shutdown).await? {
+                        Ok(found) => rows.extend(found),
+                        Err(e) => {
+                            self.unloadable.insert(id.clone(), e.to_string());
+                        }
+                    }
+                }
+                rows
+            }
         };
         for row in rows {
             match serde_json::from_str::<DeviceState>(&row.state) {
@@ -231,10 +305,30 @@ impl Processor {
             }
         }
         for id in ids {
-            if !self.tracker.knows(&id) {
+            if !self.tracker.knows(&id) && !self.unloadable.contains_key(&id) {
                 self.tracker.restore(&id, DeviceState::default());
             }
         }
         Ok(())
     }
+
+    /// The stored states of `ids`, retrying transient failures; `Err` inside when refused.
+    async fn load_states(
+        &self,
+        ids: &[String],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Result<Vec<DeviceStateRow>, fleetstream_storage::StoreError>> {
+        let store = self.sink.store();
+        let retried = || self.metrics.retried("load states");
+        retry_transient("loading device states", shutdown, &retried, || store.device_states(ids))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("stopped before device states could be loaded"))
+    }
+}
+
+/// The dead letter of a position whose device's state could not be loaded.
+fn letter_for(error: &str, source: Source, position: &Position) -> ProcessingDeadLetter {
+    let item = serde_json::to_value(position).expect("a Position always serialises");
+    ProcessingDeadLetter::new(Stage::LoadState, error, source.partition, source.offset, now_millis())
+        .with_item(&position.device_id, item)
 }

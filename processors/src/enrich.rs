@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use fleetstream_geofence::{FenceIndex, FenceState, Hysteresis, Transition};
 use fleetstream_schemas::Position;
-use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT, GeofenceEventRow, PositionRow};
+use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT, GeofenceEventRow, PositionRow, version};
 use geo::{Bearing, Distance, Haversine, Point};
 use serde::{Deserialize, Serialize};
 
@@ -203,6 +203,8 @@ impl Tracker {
             device_name: String::new(),
             fleet: String::new(),
             device_type: String::new(),
+            late: u8::from(is_late),
+            version: if is_late { version::late(source.offset) } else { version::current(source.offset) },
         };
         Applied::Stored { row: Box::new(row), events }
     }
@@ -230,6 +232,8 @@ fn event_row(p: &Position, source: Source, fence_id: String, t: Transition) -> G
         lon: p.lon,
         kafka_partition: source.partition,
         kafka_offset: source.offset,
+        version: version::current(source.offset),
+        retracted: 0,
     }
 }
 
@@ -327,6 +331,8 @@ mod tests {
         assert!(e.is_empty());
         assert_eq!((row.prev_fix_ms, row.distance_m), (None, None));
         assert!(row.fence_ids.is_empty());
+        assert_eq!(row.late, 1);
+        assert_eq!(version::tier(row.version), version::LATE);
         assert_eq!(t.state("a").unwrap().last.unwrap().fix_time_ms, 10_000);
         assert!(t.state("a").unwrap().fences["pier"].inside);
     }

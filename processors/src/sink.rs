@@ -1,18 +1,30 @@
-//! Writing one processed batch: rows to ClickHouse, then the same to the output topics.
+//! Writing one processed batch: its outputs (rows in ClickHouse, messages on the output topics),
+//! then its device states.
 //!
-//! Order matters for crash safety: positions and events first, device states after them, so a
-//! stored state never claims messages whose output is missing; everything is idempotent
-//! (ReplacingMergeTree keys, event ids), so a batch written twice counts once.
+//! The device states are the commit point: a stored state says "every message up to this offset
+//! has its outputs", so they are written only after every output of the batch is durable (and
+//! the offsets only after the states, by the caller). A crash anywhere before re-applies the
+//! batch from the previous states and writes the same outputs again, which is harmless: rows
+//! collapse on their keys and versions, messages carry ids and versions for consumers.
+//!
+//! Outputs go concurrently (two tables, two topics). A transient failure is retried until it
+//! passes; a permanent refusal is narrowed down to the refused rows or messages, which go to
+//! the processing dead-letter topic with the stage and the error, so the partition moves on.
 
-use anyhow::Context as _;
+use std::time::Instant;
+
 use fleetstream_kafka::KafkaConfig;
+use fleetstream_schemas::processing_dlq::{ProcessingDeadLetter, Stage};
+use fleetstream_schemas::time::now_millis;
 use fleetstream_storage::{DeviceStateRow, GeofenceEventRow, PipelineStatRow, PositionRow, Store};
-use futures::future::try_join_all;
+use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::retry::with_backoff;
+use crate::metrics::Metrics;
+use crate::retry::{Backoff, Failure, write_isolating};
 
 /// The output of one batch.
 #[derive(Default)]
@@ -20,6 +32,8 @@ pub struct Batch {
     pub positions: Vec<PositionRow>,
     pub events: Vec<GeofenceEventRow>,
     pub states: Vec<DeviceStateRow>,
+    /// Messages set aside before any output (undecodable payloads).
+    pub dead_letters: Vec<ProcessingDeadLetter>,
 }
 
 pub struct Sink {
@@ -27,15 +41,36 @@ pub struct Sink {
     producer: FutureProducer,
     enriched_topic: String,
     events_topic: String,
+    dlq_topic: String,
+    metrics: Metrics,
+}
+
+/// A Kafka delivery failure, classified.
+struct ProduceFailure(KafkaError);
+
+impl std::fmt::Display for ProduceFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Failure for ProduceFailure {
+    /// The broker refuses this message for what it is (size, format); anything else (no leader,
+    /// timeouts, a broker down) passes.
+    fn is_permanent(&self) -> bool {
+        use RDKafkaErrorCode::*;
+        matches!(
+            self.0.rdkafka_error_code(),
+            Some(MessageSizeTooLarge | InvalidMessageSize | InvalidMessage | InvalidRecord | BadMessage)
+        )
+    }
 }
 
 impl Sink {
-    pub fn new(store: Store, kafka: &KafkaConfig) -> anyhow::Result<Sink> {
+    pub fn new(store: Store, kafka: &KafkaConfig, metrics: Metrics) -> anyhow::Result<Sink> {
+        use anyhow::Context as _;
         let producer = kafka
-            .client_config("fleetstream-processor-output")
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("compression.type", "lz4")
+            .durable_producer_config("fleetstream-processor-output")
             .set("linger.ms", "20")
             .create()
             .context("create the output producer")?;
@@ -44,6 +79,8 @@ impl Sink {
             producer,
             enriched_topic: kafka.enriched_topic.clone(),
             events_topic: kafka.events_topic.clone(),
+            dlq_topic: kafka.processing_dlq_topic.clone(),
+            metrics,
         })
     }
 
@@ -51,21 +88,125 @@ impl Sink {
         &self.store
     }
 
-    /// Writes the batch, retrying with back-off until it is all durable. Returns false when
+    /// Makes the batch durable: outputs, dead letters, then device states. Returns false when
     /// shutdown was asked for before that: the caller must then not store the offsets.
     pub async fn write(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
-        with_backoff("batch write", shutdown, || self.write_once(batch)).await.is_some()
+        let started = Instant::now();
+        let retried = |operation: &'static str| move || self.metrics.retried(operation);
+        let (positions_retried, events_retried) = (retried("store positions"), retried("store events"));
+        let (positions, events, enriched, event_messages) = tokio::join!(
+            write_isolating("store positions", &batch.positions, shutdown, &positions_retried, |rows| {
+                self.store.insert_positions(rows)
+            }),
+            write_isolating("store events", &batch.events, shutdown, &events_retried, |rows| {
+                self.store.insert_geofence_events(rows)
+            }),
+            self.produce_all(&self.enriched_topic, &batch.positions, |r| &r.device_id, shutdown),
+            self.produce_all(&self.events_topic, &batch.events, |e| &e.device_id, shutdown),
+        );
+        let (Some(positions), Some(events), Some(enriched), Some(event_messages)) =
+            (positions, events, enriched, event_messages)
+        else {
+            return false;
+        };
+
+        let mut letters = batch.dead_letters.clone();
+        letters.extend(refused(Stage::StorePosition, &batch.positions, &positions, |r| position_source(r)));
+        letters.extend(refused(Stage::StoreEvent, &batch.events, &events, |e| event_source(e)));
+        letters.extend(refused(Stage::ProduceEnriched, &batch.positions, &enriched, |r| position_source(r)));
+        letters.extend(refused(Stage::ProduceEvent, &batch.events, &event_messages, |e| event_source(e)));
+        if !self.dead_letter(&letters, shutdown).await {
+            return false;
+        }
+        self.record_stats(batch).await;
+
+        // The commit point: only now may a state claim this batch's messages.
+        let states_retried = retried("store states");
+        let Some(states) = write_isolating("store device states", &batch.states, shutdown, &states_retried, |rows| {
+            self.store.insert_device_states(rows)
+        })
+        .await
+        else {
+            return false;
+        };
+        let state_letters = refused(Stage::StoreState, &batch.states, &states, |s| {
+            (s.kafka_partition, s.kafka_offset, s.device_id.as_str())
+        });
+        if !self.dead_letter(&state_letters.collect::<Vec<_>>(), shutdown).await {
+            return false;
+        }
+        self.metrics.positions.inc_by(batch.positions.len() as u64);
+        self.metrics.events.inc_by(batch.events.len() as u64);
+        self.metrics.batches.inc();
+        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        true
     }
 
-    async fn write_once(&self, batch: &Batch) -> anyhow::Result<()> {
-        self.store.insert_positions(&batch.positions).await?;
-        self.store.insert_geofence_events(&batch.events).await?;
-        self.store.insert_device_states(&batch.states).await?;
-        self.record_stats(batch).await;
-        let positions = batch.positions.iter().map(|r| (&r.device_id, r));
-        self.produce(&self.enriched_topic, positions).await.context("produce enriched positions")?;
-        let events = batch.events.iter().map(|e| (&e.device_id, e));
-        self.produce(&self.events_topic, events).await.context("produce geofence events")
+    /// Produces one message per item (JSON, keyed by device) and waits for every
+    /// acknowledgement, re-sending what failed transiently. Returns the items refused
+    /// permanently, with the error; `None` when shutdown came first.
+    async fn produce_all<T: Serialize>(
+        &self,
+        topic: &str,
+        items: &[T],
+        key: fn(&T) -> &str,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<(usize, String)>> {
+        let payloads: Vec<Vec<u8>> =
+            items.iter().map(|item| serde_json::to_vec(item).expect("rows always serialise")).collect();
+        let mut pending: Vec<usize> = (0..items.len()).collect();
+        let mut refused = Vec::new();
+        let mut backoff = Backoff::default();
+        loop {
+            let results = join_all(pending.iter().map(|&i| self.send(topic, key(&items[i]), &payloads[i]))).await;
+            let mut retry = Vec::new();
+            let mut transient = None;
+            for (&i, result) in pending.iter().zip(results) {
+                match result {
+                    Ok(()) => {}
+                    Err(e) if e.is_permanent() => refused.push((i, e.to_string())),
+                    Err(e) => {
+                        retry.push(i);
+                        transient.get_or_insert(e);
+                    }
+                }
+            }
+            let Some(error) = transient else { break };
+            pending = retry;
+            self.metrics.retried("produce");
+            backoff.wait(&format!("produce to {topic}"), &error.to_string(), shutdown).await?;
+        }
+        refused.sort_unstable();
+        Some(refused)
+    }
+
+    async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), ProduceFailure> {
+        let record = FutureRecord::to(topic).key(key.as_bytes()).payload(payload);
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| ProduceFailure(e))?;
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(ProduceFailure(e)),
+            Err(_) => Err(ProduceFailure(KafkaError::Canceled)),
+        }
+    }
+
+    /// Produces the dead letters and waits until the broker has them (they are what remains of
+    /// the refused items). A letter the broker refuses too is logged and dropped: nothing is
+    /// left to try, and the partition must move on.
+    async fn dead_letter(&self, letters: &[ProcessingDeadLetter], shutdown: &CancellationToken) -> bool {
+        if letters.is_empty() {
+            return true;
+        }
+        let Some(lost) = self.produce_all(&self.dlq_topic, letters, letter_key, shutdown).await else {
+            return false;
+        };
+        for (i, error) in lost {
+            tracing::error!(letter = ?letters[i], %error, "the dead-letter topic refused a letter; it is lost");
+        }
+        for letter in letters {
+            self.metrics.dead_letter(letter.stage);
+        }
+        true
     }
 
     /// Best effort: the dashboard's throughput and lag figures never hold up the pipeline.
@@ -73,7 +214,7 @@ impl Sink {
         if batch.positions.is_empty() {
             return;
         }
-        let now = fleetstream_schemas::time::now_millis();
+        let now = now_millis();
         let lags = batch.positions.iter().map(|p| (now - p.received_at_ms).max(0));
         let row = PipelineStatRow {
             written_at_ms: now,
@@ -85,25 +226,33 @@ impl Sink {
             tracing::warn!(error = %e, "could not record pipeline stats");
         }
     }
+}
 
-    async fn produce<'a, T: Serialize + 'a>(
-        &self,
-        topic: &str,
-        items: impl Iterator<Item = (&'a String, &'a T)>,
-    ) -> anyhow::Result<()> {
-        let mut deliveries = Vec::new();
-        for (key, item) in items {
-            let payload = serde_json::to_vec(item)?;
-            let record = FutureRecord::to(topic).key(key.as_bytes()).payload(&payload);
-            let delivery = self.producer.send_result(record).map_err(|(e, _)| e)?;
-            deliveries.push(async move {
-                match delivery.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(anyhow::Error::from(e)),
-                    Err(_) => Err(anyhow::anyhow!("producer shut down")),
-                }
-            });
-        }
-        try_join_all(deliveries).await.map(|_| ())
-    }
+/// Dead letters are keyed by device (empty when the message had none).
+fn letter_key(l: &ProcessingDeadLetter) -> &str {
+    l.device_id.as_deref().unwrap_or_default()
+}
+
+fn position_source(r: &PositionRow) -> (i32, i64, &str) {
+    (r.kafka_partition, r.kafka_offset, r.device_id.as_str())
+}
+
+fn event_source(e: &GeofenceEventRow) -> (i32, i64, &str) {
+    (e.kafka_partition, e.kafka_offset, e.device_id.as_str())
+}
+
+/// One dead letter per refused item: where it came from, the item itself and the error.
+fn refused<'a, T: Serialize>(
+    stage: Stage,
+    items: &'a [T],
+    refusals: &'a [(usize, String)],
+    source: impl Fn(&T) -> (i32, i64, &str) + 'a,
+) -> impl Iterator<Item = ProcessingDeadLetter> + 'a {
+    let now = now_millis();
+    refusals.iter().map(move |(i, error)| {
+        let item = &items[*i];
+        let (partition, offset, device_id) = source(item);
+        let json = serde_json::to_value(item).expect("rows always serialise");
+        ProcessingDeadLetter::new(stage, error, partition, offset, now).with_item(device_id, json)
+    })
 }

@@ -10,7 +10,7 @@ use fleetstream_schemas::{Limits, Position, parse_position};
 use fleetstream_storage::{EVENT_ENTER, GeofenceEventRow};
 
 fn data(file: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(file)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(file)
 }
 
 fn week() -> Vec<Position> {

@@ -6,6 +6,7 @@
 //! - [`position`]: the normalised position that travels on `positions.raw`;
 //! - [`dead_letter`]: what a rejected item becomes on `positions.dlq`;
 //! - [`error`]: the one JSON error shape of ingest and the query API;
+//! - [`processing_dlq`]: what the processors set aside on `processing.dlq`, and why;
 //! - [`osmand`]: the OsmAnd protocol of the Traccar Client apps, decoded into the same [`Position`];
 //! - [`topics`]: topic names and how messages are keyed;
 //! - [`migrations`]: the ordered ClickHouse DDL (files under `schemas/migrations/`).
@@ -19,6 +20,7 @@ pub mod input;
 pub mod migrations;
 pub mod osmand;
 pub mod position;
+pub mod processing_dlq;
 pub mod time;
 pub mod topics;
 

@@ -15,3 +15,8 @@ pub const POSITIONS_ENRICHED: &str = "positions.enriched";
 /// Geofence enter/exit events (the `geofence_events` rows as JSON), keyed by `device_id`.
 /// At least once: consumers de-duplicate by `event_id`.
 pub const GEOFENCE_EVENTS: &str = "geofence.events";
+
+/// Messages and rows the processors could not handle (undecodable, or refused permanently by
+/// ClickHouse or Kafka), with the stage and the error ([`crate::processing_dlq`]), so that one
+/// poison input never stops a partition.
+pub const PROCESSING_DLQ: &str = "processing.dlq";
