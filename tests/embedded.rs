@@ -44,6 +44,7 @@ fn start(dir: &Path, ports: &Ports) -> Stack {
         .env("FLEETSTREAM_INGEST_LISTEN", format!("127.0.0.1:{}", ports.ingest))
         .env("FLEETSTREAM_OSMAND_LISTEN", format!("127.0.0.1:{}", ports.osmand))
         .env("FLEETSTREAM_API_LISTEN", format!("127.0.0.1:{}", ports.api))
+        .env("FLEETSTREAM_PROCESSOR_METRICS_LISTEN", "")
         .env("FLEETSTREAM_NISSHI", support::nisshi())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -1,7 +1,7 @@
 //! Geofencing on a week of real AIS positions (172,679, NY Harbor) against the 15 county
 //! polygons around it, on the real broker and real ClickHouse:
 //! - positions inside each county equal ClickHouse's own `pointInPolygon` count (an independent
-//!   implementation) and the shares documented in `../shared/data/README.md`;
+//!   implementation) and the shares documented in `data/README.md`;
 //! - per (device, fence), enter and exit strictly alternate, each exit after its enter, with
 //!   dwell = exit - enter;
 //! - a processor SIGKILLed in the middle and restarted, and two processors in one group, give
@@ -97,7 +97,13 @@ impl Running {
         let tasks = (0..instances)
             .map(|_| {
                 let config = ProcessorConfig::local(group);
-                tokio::spawn(fleetstream_processors::run(config, kafka.clone(), store.clone(), shutdown.clone()))
+                tokio::spawn(fleetstream_processors::run(
+                    config,
+                    kafka.clone(),
+                    store.clone(),
+                    Default::default(),
+                    shutdown.clone(),
+                ))
             })
             .collect();
         Running { shutdown, tasks }
@@ -222,7 +228,7 @@ async fn a_week_of_vessels_against_county_fences() {
         boundary_ties += ties;
         total_inside += independent;
     }
-    // The figures in ../shared/data/README.md (computed with shapely), within 1%.
+    // The figures in data/README.md (computed with shapely), within 1%.
     for (id, approx) in [
         ("county-36061", 54_700.0),
         ("county-36047", 36_800.0),
@@ -377,30 +383,23 @@ async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
     let produced = produce_week(&kafka).await;
 
     // Reference: one uninterrupted processor.
+    let ref_kafka = outputs_of(&kafka, "ref");
     let (_, ref_store) = store_with_counties(&format!("{name}_ref")).await;
-    let running = Running::start(&kafka, &ref_store, &format!("ref-{name}"), 1);
+    let running = Running::start(&ref_kafka, &ref_store, &format!("ref-{name}"), 1);
     wait_until_done(&ref_store, &produced, Duration::from_secs(300)).await;
     running.stop().await;
     let reference = output(&ref_store).await;
     assert_eq!(reference.0, produced.distinct);
+    let ref_topics = topic_output(&ref_kafka);
+    assert_eq!(ref_topics.0.len() as u64, produced.distinct, "positions.enriched: every position");
+    assert_eq!(ref_topics.1.len(), reference.2.len(), "geofence.events: every event");
 
     // The `fleetstream process` binary, SIGKILLed in the middle and started again.
+    let kill_kafka = outputs_of(&kafka, "kill");
     let (kill_config, kill_store) = store_with_counties(&format!("{name}_kill")).await;
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fleetstream"))
-            .arg("process")
-            .env("FLEETSTREAM_BROKERS", &kafka.brokers)
-            .env("FLEETSTREAM_POSITIONS_TOPIC", &kafka.positions_topic)
-            .env("FLEETSTREAM_ENRICHED_TOPIC", &kafka.enriched_topic)
-            .env("FLEETSTREAM_EVENTS_TOPIC", &kafka.events_topic)
-            .env("FLEETSTREAM_CLICKHOUSE_URL", &kill_config.url)
-            .env("FLEETSTREAM_CLICKHOUSE_DATABASE", &kill_config.database)
-            .env("FLEETSTREAM_GROUP_ID", format!("kill-{name}"))
-            .env("FLEETSTREAM_BATCH_MAX_ROWS", "2000")
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("start fleetstream process")
-    };
+    let group = format!("kill-{name}");
+    let spawn =
+        || support::spawn_processor(&kill_kafka, &kill_config, &group, &[("FLEETSTREAM_BATCH_MAX_ROWS", "2000")]);
     let mut child = spawn();
     let (rows, third) = (&kill_store, produced.distinct / 3);
     eventually("the processor writing a third of the week", Duration::from_secs(300), move || async move {
@@ -420,10 +419,17 @@ async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
     eprintln!("killed after {at_kill} of {} rows; reference {} events", produced.distinct, reference.2.len());
     assert_eq!((killed.0, killed.1), (reference.0, reference.1), "positions and their enrichment");
     assert_eq!(killed.2, reference.2, "geofence events");
+    // States are written after both topics: whatever the kill interrupted, the topics hold the
+    // uninterrupted output once each id keeps its newest version.
+    let kill_topics = topic_output(&kill_kafka);
+    assert!(kill_topics.0 == ref_topics.0, "positions.enriched differs from the uninterrupted run");
+    assert!(kill_topics.1 == ref_topics.1, "geofence.events differs from the uninterrupted run");
+    assert_eq!(support::topic_len(&kill_kafka.brokers, &kill_kafka.processing_dlq_topic), 0, "nothing set aside");
 
     // Two processors in one group.
+    let two_kafka = outputs_of(&kafka, "two");
     let (_, two_store) = store_with_counties(&format!("{name}_two")).await;
-    let running = Running::start(&kafka, &two_store, &format!("two-{name}"), 2);
+    let running = Running::start(&two_kafka, &two_store, &format!("two-{name}"), 2);
     wait_until_done(&two_store, &produced, Duration::from_secs(300)).await;
     running.stop().await;
     let two = output(&two_store).await;
@@ -431,4 +437,40 @@ async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
     assert_eq!(two.2.len(), reference.2.len());
     // Partition and offset provenance is the same too: same topic, same messages.
     assert_eq!(two.2, reference.2, "geofence events");
+    let two_topics = topic_output(&two_kafka);
+    assert!(two_topics.0 == ref_topics.0, "positions.enriched differs from the single processor's");
+    assert!(two_topics.1 == ref_topics.1, "geofence.events differs from the single processor's");
+}
+
+/// The same input topic, with output topics of the run's own.
+fn outputs_of(kafka: &KafkaConfig, run: &str) -> KafkaConfig {
+    KafkaConfig {
+        enriched_topic: format!("{}.{run}", kafka.enriched_topic),
+        events_topic: format!("{}.{run}", kafka.events_topic),
+        processing_dlq_topic: format!("{}.{run}", kafka.processing_dlq_topic),
+        ..kafka.clone()
+    }
+}
+
+/// What a run produced to its output topics, each id's newest version: positions by (device,
+/// fix time) and events by id.
+fn topic_output(kafka: &KafkaConfig) -> (BTreeMap<(String, i64), Value>, BTreeMap<String, Value>) {
+    fn newest<K: Ord>(messages: Vec<Vec<u8>>, key: impl Fn(&Value) -> K) -> BTreeMap<K, Value> {
+        let mut out: BTreeMap<K, Value> = BTreeMap::new();
+        for message in messages {
+            let m: Value = serde_json::from_slice(&message).unwrap();
+            let k = key(&m);
+            if out.get(&k).is_none_or(|old| m["version"].as_u64() > old["version"].as_u64()) {
+                out.insert(k, m);
+            }
+        }
+        out
+    }
+    let positions = newest(support::read_topic(&kafka.brokers, &kafka.enriched_topic), |m| {
+        (m["device_id"].as_str().unwrap().to_string(), m["fix_time_ms"].as_i64().unwrap())
+    });
+    let events = newest(support::read_topic(&kafka.brokers, &kafka.events_topic), |m| {
+        m["event_id"].as_str().unwrap().to_string()
+    });
+    (positions, events)
 }

@@ -161,9 +161,5 @@ fs_stop_all() {
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
-  FS_CHDB_VERSION=26.9.0
-FS_CHDB_SHA256=707e2ec3fe0f7953bac97942eaeb7a1ed1d66b1e56ecef3f0aa2130f61f6e735
-FS_CHDB_HOME=$FS_CACHE_DIR/chdb-core-$FS_CHDB_VERSION
-FS_CHDB_LIB=$FS_CHDB_HOME/chdb/_chdb.abi3.so
-FS_PIDS=()
+  FS_PIDS=()
 }

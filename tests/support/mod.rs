@@ -1,8 +1,14 @@
 //! Shared scaffolding for the end-to-end tests: the real services `scripts/test` started, a
 //! private topic, group and database per test, the pipeline running in-process, and the
-//! recorded AIS data from `../shared/data`.
+//! recorded AIS data from `data/`.
 
 #![allow(dead_code)]
+
+pub mod own;
+pub mod traffic;
+
+#[allow(unused_imports)]
+pub use own::{OwnBroker, OwnClickHouse};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -84,6 +90,8 @@ pub struct Pipeline {
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
     pub store: Store,
+    /// The processor's counters (dead letters, retries, late positions...).
+    pub processor_metrics: fleetstream_processors::Metrics,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -94,12 +102,24 @@ impl Pipeline {
     }
 
     pub async fn start_with(tag: &str, ingest_config: IngestConfig, api_config: ApiConfig) -> Pipeline {
-        init_logs();
         let name = unique(tag);
-        let kafka = KafkaConfig::with_topic_suffix(&brokers(), &name);
         let clickhouse = clickhouse_config(&format!("fs_{name}"));
+        Pipeline::start_on(&name, &brokers(), clickhouse, ingest_config, api_config).await
+    }
+
+    /// The pipeline on a broker and ClickHouse of the caller's choice (e.g. its own, to stop).
+    pub async fn start_on(
+        name: &str,
+        brokers: &str,
+        clickhouse: ClickHouseConfig,
+        ingest_config: IngestConfig,
+        api_config: ApiConfig,
+    ) -> Pipeline {
+        init_logs();
+        let kafka = KafkaConfig::with_topic_suffix(brokers, name);
         let store = Store::open(&clickhouse).await.expect("open ClickHouse store");
         let shutdown = CancellationToken::new();
+        let processor_metrics = fleetstream_processors::Metrics::default();
 
         let ingest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let osmand_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,11 +138,13 @@ impl Pipeline {
                 ProcessorConfig::local(&format!("group-{name}")),
                 kafka.clone(),
                 store.clone(),
+                processor_metrics.clone(),
                 shutdown.clone(),
             )),
             tokio::spawn(fleetstream_api::serve(api_config, store.clone(), api_listener, shutdown.clone())),
         ];
-        let pipeline = Pipeline { ingest_url, osmand_url, api_url, kafka, clickhouse, store, shutdown, tasks };
+        let pipeline =
+            Pipeline { ingest_url, osmand_url, api_url, kafka, clickhouse, store, processor_metrics, shutdown, tasks };
         pipeline.wait_ready().await;
         pipeline
     }
@@ -155,7 +177,7 @@ impl Pipeline {
     }
 }
 
-/// One row of a `../shared/data/nyharbor-*.csv.gz` file: `ts,device_id,lat,lon`.
+/// One row of a `data/nyharbor-*.csv.gz` file: `ts,device_id,lat,lon`.
 #[derive(Debug, Clone)]
 pub struct Fix {
     pub ts: String,
@@ -167,7 +189,7 @@ pub struct Fix {
 pub fn data_dir() -> PathBuf {
     std::env::var_os("FLEETSTREAM_SAMPLE_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data"))
 }
 
 /// The first `n` rows of a recorded NY Harbor file.
@@ -286,6 +308,31 @@ pub fn topic_len(brokers: &str, topic: &str) -> i64 {
         .sum()
 }
 
+/// `fleetstream process` as a child of the test, on `kafka`'s topics and `clickhouse`, in
+/// consumer group `group`, with `env` on top (e.g. a smaller batch).
+pub fn spawn_processor(
+    kafka: &KafkaConfig,
+    clickhouse: &ClickHouseConfig,
+    group: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fleetstream"))
+        .arg("process")
+        .env("FLEETSTREAM_BROKERS", &kafka.brokers)
+        .env("FLEETSTREAM_POSITIONS_TOPIC", &kafka.positions_topic)
+        .env("FLEETSTREAM_ENRICHED_TOPIC", &kafka.enriched_topic)
+        .env("FLEETSTREAM_EVENTS_TOPIC", &kafka.events_topic)
+        .env("FLEETSTREAM_PROCESSING_DLQ_TOPIC", &kafka.processing_dlq_topic)
+        .env("FLEETSTREAM_CLICKHOUSE_URL", &clickhouse.url)
+        .env("FLEETSTREAM_CLICKHOUSE_DATABASE", &clickhouse.database)
+        .env("FLEETSTREAM_GROUP_ID", group)
+        .env("FLEETSTREAM_PROCESSOR_METRICS_LISTEN", "")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .spawn()
+        .expect("start fleetstream process")
+}
+
 /// The field an ingest error names, from a whole-request error or the first item error.
 pub fn named_field(body: &serde_json::Value) -> String {
     body["error"]["field"]
@@ -293,62 +340,4 @@ pub fn named_field(body: &serde_json::Value) -> String {
         .or_else(|| body["errors"][0]["field"].as_str())
         .unwrap_or_else(|| panic!("no field named in {body}"))
         .to_string()
-}
-
-/// A broker of the test's own (durable SQLite storage), which the test may kill and restart.
-pub struct OwnBroker {
-    child: Option<std::process::Child>,
-    dir: PathBuf,
-    pub port: u16,
-}
-
-impl OwnBroker {
-    pub fn start(tag: &str) -> OwnBroker {
-        let dir = std::env::temp_dir().join(unique(tag));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut broker = OwnBroker { child: None, dir, port };
-        broker.restart();
-        broker
-    }
-
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the broker process (again, on the same port and data) and waits for its port.
-    pub fn restart(&mut self) {
-        let nisshi = nisshi();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("broker.log")).unwrap();
-        let child = std::process::Command::new(nisshi)
-            .current_dir(&self.dir)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://nisshi.db", "--group-initial-rebalance-delay", "0s"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start nisshi");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "broker did not open its port");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: no chance to flush or say goodbye.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }

@@ -1,0 +1,198 @@
+//! Faults that real deployments see, each with healthy devices' traffic flowing through it:
+//! ClickHouse stopped for 20 s and restarted, the broker killed and restarted, a processor
+//! killed mid-batch. After each, every acknowledged position is stored exactly once with its
+//! enrichment, both output topics hold every position and event exactly once per id (newest
+//! version kept), nothing is dead-lettered, and the pipeline moved on by itself within seconds
+//! of the fault ending. Each test prints its figures (positions during the fault, recovery).
+//!
+//! These tests stop and start servers of their own (a ClickHouse 18.16 server, a durable broker,
+//! `fleetstream process` children), so they run in the ClickHouse-server pass of `scripts/test`
+//! only: the embedded engine is not a process that can be stopped apart from its user.
+
+mod support;
+
+use std::time::Duration;
+
+use fleetstream_api::ApiConfig;
+use fleetstream_ingest::IngestConfig;
+use fleetstream_kafka::KafkaConfig;
+use fleetstream_storage::Store;
+use support::traffic::{Traffic, TrafficReport, assert_no_dead_letters, put_east_fence, verify_outputs, wait_stored};
+use support::{OwnBroker, OwnClickHouse, Pipeline, brokers, clickhouse_config, eventually, spawn_processor, unique};
+
+const DEVICES: usize = 8;
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// When a fault began and ended, in traffic time.
+struct Outage {
+    from: Duration,
+    to: Duration,
+}
+
+/// What happened around one fault.
+struct Figures {
+    report: TrafficReport,
+    outage: Outage,
+    /// From the end of the fault to the first fix posted after it being stored.
+    recovered: Duration,
+    /// From the end of the traffic to every acknowledged fix being stored.
+    caught_up: Duration,
+}
+
+impl Figures {
+    /// Positions acknowledged to devices while the fault lasted.
+    fn during(&self) -> usize {
+        self.report.acknowledged_at.values().filter(|at| **at >= self.outage.from && **at < self.outage.to).count()
+    }
+
+    fn answers(&self) -> String {
+        self.report.answers.iter().map(|(kind, n)| format!("{n} x {kind}")).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The checks every fault ends with, and its figures printed as `what`.
+    async fn check(&self, what: &str, store: &Store, kafka: &KafkaConfig) {
+        let (positions, events) = verify_outputs(store, kafka, &self.report, "dev").await;
+        assert_no_dead_letters(kafka);
+        eprintln!(
+            "{what} {:?}..{:?} of traffic: {} positions acknowledged meanwhile; new fixes stored {:?} after it ended, \
+             the backlog {:?} after traffic stopped; {positions} positions and {events} events, each stored once and \
+             once per id on both topics; answers to devices: {}",
+            self.outage.from,
+            self.outage.to,
+            self.during(),
+            self.recovered,
+            self.caught_up,
+            self.answers()
+        );
+        assert!(self.recovered < Duration::from_secs(30), "the pipeline took {:?} to move again", self.recovered);
+    }
+}
+
+/// Healthy devices post to `ingest_url` while `fault` breaks something and repairs it; then the
+/// traffic goes on a little, stops, and the backlog is awaited.
+async fn under_traffic(ingest_url: &str, store: &Store, fault: impl AsyncFnOnce(&Traffic) -> Outage) -> Figures {
+    let traffic = Traffic::start(ingest_url, "dev", DEVICES, PAUSE);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let outage = fault(&traffic).await;
+    let recovered = recovery(store, &traffic.prefix).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = traffic.stop().await;
+    let caught_up = wait_stored(store, "dev", &report, Duration::from_secs(120)).await;
+    Figures { report, outage, recovered, caught_up }
+}
+
+/// How long until a fix posted from now on is stored: the pipeline moving again.
+async fn recovery(store: &Store, prefix: &str) -> Duration {
+    let started = std::time::Instant::now();
+    let since_ms = fleetstream_schemas::time::now_millis();
+    let sql = format!(
+        "SELECT count() FROM positions WHERE startsWith(device_id, '{prefix}-') AND received_at_ms >= {since_ms}"
+    );
+    let sql = sql.as_str();
+    eventually("a fix posted after the fault stored", Duration::from_secs(60), move || async move {
+        match store.query_trusted::<u64>(sql).await {
+            Ok(rows) if rows.first().copied().unwrap_or(0) > 0 => Ok(()),
+            Ok(_) => Err("none yet".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clickhouse_stopped_for_20_seconds() {
+    let mut clickhouse = OwnClickHouse::start("fault-clickhouse");
+    let name = unique("chstop");
+    let config = clickhouse.config(&format!("fs_{name}"));
+    let pipeline = Pipeline::start_on(&name, &brokers(), config, IngestConfig::local(), ApiConfig::local()).await;
+    put_east_fence(&pipeline.store).await;
+    let figures = under_traffic(&pipeline.ingest_url, &pipeline.store, async |traffic: &Traffic| {
+        clickhouse.kill();
+        let from = traffic.elapsed();
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        clickhouse.restart();
+        Outage { from, to: traffic.elapsed() }
+    })
+    .await;
+    let (store, kafka) = (pipeline.store.clone(), pipeline.kafka.clone());
+    pipeline.stop().await;
+
+    figures.check("ClickHouse down", &store, &kafka).await;
+    assert!(figures.during() > 0, "devices were acknowledged while ClickHouse was down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_killed_and_restarted() {
+    let mut broker = OwnBroker::start("fault-broker");
+    let name = unique("brokerkill");
+    let ingest = IngestConfig { produce_timeout_ms: 3_000, ..IngestConfig::local() };
+    let clickhouse = clickhouse_config(&format!("fs_{name}"));
+    let pipeline = Pipeline::start_on(&name, &broker.brokers(), clickhouse, ingest, ApiConfig::local()).await;
+    put_east_fence(&pipeline.store).await;
+    let figures = under_traffic(&pipeline.ingest_url, &pipeline.store, async |traffic: &Traffic| {
+        broker.kill();
+        let from = traffic.elapsed();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        broker.restart();
+        Outage { from, to: traffic.elapsed() }
+    })
+    .await;
+    let (store, kafka) = (pipeline.store.clone(), pipeline.kafka.clone());
+    pipeline.stop().await;
+
+    figures.check("broker down", &store, &kafka).await;
+    assert!(figures.report.answers.get("503").copied().unwrap_or(0) > 0, "devices were told to retry meanwhile");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processor_killed_mid_batch() {
+    support::init_logs();
+    let name = unique("prockill");
+    let kafka = KafkaConfig::with_topic_suffix(&brokers(), &name);
+    let clickhouse = clickhouse_config(&format!("fs_{name}"));
+    let store = Store::open(&clickhouse).await.unwrap();
+    put_east_fence(&store).await;
+    // Ingest in this process; the processor a child, killed with SIGKILL.
+    let ingest_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ingest_url = format!("http://{}", ingest_listener.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listeners = fleetstream_ingest::Listeners { http: ingest_listener, osmand: None };
+    let ingest =
+        tokio::spawn(fleetstream_ingest::serve(IngestConfig::local(), kafka.clone(), listeners, shutdown.clone()));
+    let (group, env) = (format!("group-{name}"), PROCESSOR_ENV);
+    let mut processor = spawn_processor(&kafka, &clickhouse, &group, env);
+    let figures = under_traffic(&ingest_url, &store, async |traffic: &Traffic| {
+        // Kill it while it writes: once rows arrive, at a moment that is not a batch boundary on
+        // purpose (batches every 200 ms, the kill lands anywhere within one).
+        let sql = "SELECT count() FROM positions WHERE startsWith(device_id, 'dev-')";
+        eventually("the processor writing", Duration::from_secs(60), || async {
+            let n: Vec<u64> = store.query_trusted(sql).await.map_err(|e| e.to_string())?;
+            if n[0] > 200 { Ok(()) } else { Err(format!("{} rows", n[0])) }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(137)).await;
+        processor.kill().unwrap();
+        processor.wait().unwrap();
+        let from = traffic.elapsed();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        processor = spawn_processor(&kafka, &clickhouse, &group, env);
+        Outage { from, to: traffic.elapsed() }
+    })
+    .await;
+    // Let it finish the topics too: SIGTERM stops it gracefully (batch written, offsets committed).
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(processor.id() as libc::pid_t, libc::SIGTERM) };
+    processor.wait().unwrap();
+    shutdown.cancel();
+    ingest.await.unwrap().unwrap();
+
+    figures.check("processor killed and restarted", &store, &kafka).await;
+}
+
+/// The killed processor's settings: a dead member leaves the group after 6 s, small batches.
+const PROCESSOR_ENV: &[(&str, &str)] = &[
+    ("FLEETSTREAM_SESSION_TIMEOUT_MS", "6000"),
+    ("FLEETSTREAM_BATCH_MAX_WAIT_MS", "200"),
+    ("FLEETSTREAM_FENCES_POLL_MS", "500"),
+];
