@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 source scripts/lib/services.sh
-FILE=${1:-$ROOT/../shared/data/nyharbor-2020-12-week1.csv.gz}
+FILE=${1:-$ROOT/data/nyharbor-2020-12-week1.csv.gz}
 scripts/setup
 cargo build --release -q --bin fleetstream
 BIN=${CARGO_TARGET_DIR:-target}/release/fleetstream

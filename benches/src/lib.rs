@@ -1,5 +1,5 @@
 //! Shared helpers for fleetstream's benchmarks and load generators: the recorded NY Harbor
-//! positions from `../shared/data`, and timing.
+//! positions from `data/`, and timing.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 pub fn data_dir() -> PathBuf {
     std::env::var_os("FLEETSTREAM_SAMPLE_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data"))
 }
 
 /// Device-facing JSON objects for every row of a `nyharbor-*.csv.gz` file (`ts,device_id,lat,lon`).

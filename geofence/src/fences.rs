@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn real_county_shapes_load() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/nyc-area-counties.geojson");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/nyc-area-counties.geojson");
         let fences = fences_from_geojson(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(fences.len(), 15);
         let index = FenceIndex::new(fences);

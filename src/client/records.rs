@@ -1,4 +1,4 @@
-//! Recorded positions for `replay`: CSV as in `../shared/data/*.csv.gz` (a header naming at
+//! Recorded positions for `replay`: CSV as in `data/*.csv.gz` (a header naming at
 //! least `ts`, `device_id`, `lat`, `lon`) or NDJSON of position objects; either may be gzipped.
 
 use std::io::{BufRead, BufReader, Read};
