@@ -3,8 +3,8 @@
 //! Two shapes reach the OsmAnd port:
 //! - parameters, in the query string of a GET or POST, or a form body:
 //!   `id|deviceid, timestamp, lat, lon | location=lat,lon, speed (knots), bearing|heading,
-//!   altitude, accuracy, hdop, batt, charge, valid, driverUniqueId`; other parameters are kept as
-//!   attributes;
+//!   altitude, accuracy, hdop, batt, charge, valid, driverUniqueId`; `cell` and `wifi` (network
+//!   fixes) may repeat and are kept as arrays; other parameters are kept as attributes;
 //! - the JSON body of the newer apps: `{"device_id", "location": {"timestamp", "coords":
 //!   {latitude, longitude, speed (m/s), heading, accuracy, altitude}, "battery": {level (0..1),
 //!   is_charging}, "is_moving", "odometer", "event", "extras", "uuid"}}`, where `location` may
@@ -40,11 +40,24 @@ pub const OSMAND_PARAMS: &[&str] = &[
     "hdop",
     "charge",
     "valid",
+    "cell",
+    "wifi",
     "token",
 ];
 
 /// Most parameters one OsmAnd request may carry.
 pub const MAX_PARAMS: usize = 64;
+
+/// Parameters that may repeat: the apps send one `cell` per cell tower
+/// (`mcc,mnc,lac,cid[,signal]`) and one `wifi` per access point (`mac,signal`) with network
+/// fixes. Each becomes an attribute holding an array of the values as sent.
+pub const NETWORK_PARAMS: &[&str] = &["cell", "wifi"];
+
+/// Most values of one network parameter in one request.
+pub const MAX_NETWORK_ENTRIES: usize = 32;
+
+/// Longest value of a network parameter (a cell with signal is under 40 bytes).
+pub const MAX_NETWORK_VALUE_BYTES: usize = 64;
 
 /// OsmAnd timestamps: Unix seconds (with or without a fraction), Unix milliseconds, or ISO 8601
 /// with or without an offset (no offset means UTC, as Traccar reads it).
@@ -90,6 +103,24 @@ fn attribute_value(value: &str) -> Value {
     }
 }
 
+/// Appends one value of a repeatable network parameter to its array attribute.
+fn push_network(attributes: &mut Map<String, Value>, name: &str, value: &str) -> Result<(), FieldError> {
+    if value.len() > MAX_NETWORK_VALUE_BYTES {
+        return Err(FieldError::new(
+            name,
+            format!("a value is {} bytes, the limit is {MAX_NETWORK_VALUE_BYTES}", value.len()),
+        ));
+    }
+    let entries = attributes.entry(name).or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(entries) = entries {
+        if entries.len() == MAX_NETWORK_ENTRIES {
+            return Err(FieldError::new(name, format!("appears more than {MAX_NETWORK_ENTRIES} times")));
+        }
+        entries.push(Value::String(value.into()));
+    }
+    Ok(())
+}
+
 /// Parses the parameters of one OsmAnd request (query string and form body together).
 pub fn parse_osmand_params(
     params: &[(String, String)],
@@ -101,10 +132,16 @@ pub fn parse_osmand_params(
     }
     let mut fields = Fields { fix_time_ms: received_at_ms, ..Fields::default() };
     let (mut id_param, mut heading_param) = ("id", "bearing");
+    // Coordinates from `location=lat,lon` are named `location` in errors, as sent.
+    let (mut lat_param, mut lon_param) = ("lat", "lon");
     let (mut have_id, mut have_lat, mut have_lon) = (false, false, false);
     let mut seen: Vec<&str> = Vec::new();
     for (key, value) in params {
         let key = key.as_str();
+        if NETWORK_PARAMS.contains(&key) {
+            push_network(&mut fields.attributes, key, value)?;
+            continue;
+        }
         if seen.contains(&key) {
             return Err(FieldError::new(key, "appears more than once"));
         }
@@ -131,6 +168,7 @@ pub fn parse_osmand_params(
                 fields.lat = parse_number(key, lat)?;
                 fields.lon = parse_number(key, lon)?;
                 (have_lat, have_lon) = (true, true);
+                (lat_param, lon_param) = (key, key);
             }
             "speed" => fields.speed_mps = Some(parse_number(key, value)? * KNOT_MPS),
             "bearing" | "heading" => {
@@ -166,6 +204,8 @@ pub fn parse_osmand_params(
     validate(fields, received_at_ms, limits).map_err(|mut e| {
         e.field = match e.field.as_str() {
             "device_id" => id_param,
+            "lat" => lat_param,
+            "lon" => lon_param,
             "fix_time" => "timestamp",
             "heading" => heading_param,
             "battery" => "batt",
@@ -372,6 +412,9 @@ mod tests {
             ("id=a&lat=inf&lon=2", "lat"),
             ("id=a&lat=north&lon=2", "lat"),
             ("id=a&location=1;2", "location"),
+            ("id=a&location=91,0", "location"),
+            ("id=a&location=1,200", "location"),
+            ("id=a&location=1,east", "location"),
             ("id=a&lat=1&lon=2&speed=-3", "speed"),
             ("id=a&lat=1&lon=2&speed=fast", "speed"),
             ("id=a&lat=1&lon=2&bearing=400", "bearing"),
@@ -402,6 +445,34 @@ mod tests {
     fn token_parameter_is_never_stored() {
         let p = parse("id=a&lat=1&lon=2&token=secret").unwrap();
         assert!(!p.attributes.contains_key("token"));
+    }
+
+    #[test]
+    fn repeated_cell_and_wifi_are_kept_as_arrays() {
+        let p = parse(
+            "id=a&lat=1&lon=2&cell=310,410,7033,17811,-70&cell=310,410,7033,17812&wifi=aa-bb-cc-dd-ee-ff,-60\
+             &wifi=11-22-33-44-55-66,-72&driverUniqueId=d7",
+        )
+        .unwrap();
+        assert_eq!(p.attributes["cell"], serde_json::json!(["310,410,7033,17811,-70", "310,410,7033,17812"]));
+        assert_eq!(p.attributes["wifi"], serde_json::json!(["aa-bb-cc-dd-ee-ff,-60", "11-22-33-44-55-66,-72"]));
+        assert_eq!(p.attributes["driverUniqueId"], "d7");
+        // One value is an array of one, so that readers see one type.
+        assert_eq!(
+            parse("id=a&lat=1&lon=2&wifi=aa-bb,-60").unwrap().attributes["wifi"],
+            serde_json::json!(["aa-bb,-60"])
+        );
+    }
+
+    #[test]
+    fn network_parameters_are_bounded_in_count_and_size() {
+        let many: String = (0..=MAX_NETWORK_ENTRIES).map(|i| format!("&cell=1,2,3,{i}")).collect();
+        let e = parse(&format!("id=a&lat=1&lon=2{many}")).unwrap_err();
+        assert_eq!(e.field, "cell", "{e}");
+        let long = "f".repeat(MAX_NETWORK_VALUE_BYTES + 1);
+        let e = parse(&format!("id=a&lat=1&lon=2&wifi={long}")).unwrap_err();
+        assert_eq!(e.field, "wifi", "{e}");
+        assert!(e.message.contains(&MAX_NETWORK_VALUE_BYTES.to_string()), "{e}");
     }
 
     const JSON: &str = r#"{"device_id":"phone-7","location":{"timestamp":"2023-11-14T22:13:20.125Z",
