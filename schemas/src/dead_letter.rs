@@ -1,5 +1,7 @@
 //! What ingest writes to `positions.dlq` for every rejected item: why, and what was sent.
 
+pub mod redact;
+
 use serde::{Deserialize, Serialize};
 
 use crate::input::FieldError;
