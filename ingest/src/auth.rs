@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use fleetstream_schemas::dead_letter::redact::MIN_TOKEN_BYTES;
 use sha2::{Digest, Sha256};
 
 /// What one token may do.
@@ -63,8 +64,8 @@ impl Tokens {
                 Some(("fleet", name)) if !name.is_empty() => Scope::Fleet(name.to_string()),
                 _ => return Err(format!("token entry {}: scope must be device:<id> or fleet:<name>", n + 1)),
             };
-            if token.len() < 16 {
-                return Err(format!("token entry {}: tokens must be at least 16 characters", n + 1));
+            if token.len() < MIN_TOKEN_BYTES {
+                return Err(format!("token entry {}: tokens must be at least {MIN_TOKEN_BYTES} characters", n + 1));
             }
             tokens.by_digest.insert(digest(token), scope);
         }

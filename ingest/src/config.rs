@@ -25,6 +25,10 @@ pub struct IngestConfig {
     /// Most positions accepted in one request (413 above it).
     #[arg(long, env = "FLEETSTREAM_MAX_BATCH_ITEMS", default_value_t = 10_000)]
     pub max_batch_items: usize,
+    /// Most dead letters one request writes: the first N rejected items get one each, the rest
+    /// one summary letter between them.
+    #[arg(long, env = "FLEETSTREAM_MAX_DEAD_LETTERS", default_value_t = 100)]
+    pub max_dead_letters: usize,
     /// How far ahead of the server clock a fix time may be, in seconds.
     #[arg(long, env = "FLEETSTREAM_MAX_FUTURE_SKEW_SECS", default_value_t = 600)]
     pub max_future_skew_secs: u64,
@@ -75,6 +79,7 @@ impl IngestConfig {
             tokens: None,
             max_body_bytes: 5 * 1024 * 1024,
             max_batch_items: 10_000,
+            max_dead_letters: 100,
             max_future_skew_secs: 600,
             max_fix_age_secs: 0,
             produce_timeout_ms: 10_000,

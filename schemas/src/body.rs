@@ -3,11 +3,19 @@
 //! Items are returned as raw text so that each one is parsed (and rejected) on its own: one bad
 //! line of an NDJSON upload must not cost the device the other 99.
 
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+
+use crate::input::FieldError;
 
 /// Why a whole body was refused (as opposed to one item in it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
+    /// A field the whole body shares is wrong (the device of an OsmAnd JSON body).
+    #[error("{0}")]
+    Field(FieldError),
     #[error("body: is empty")]
     Empty,
     #[error("body: is not UTF-8 ({0})")]
@@ -18,6 +26,16 @@ pub enum BodyError {
     EmptyBatch,
     #[error("body: batch has {count} items, the limit is {limit}")]
     TooManyItems { count: usize, limit: usize },
+}
+
+impl BodyError {
+    /// The error as ingest answers it: the field at fault (`body` unless one is named) and why.
+    pub fn field_error(&self) -> FieldError {
+        match self {
+            BodyError::Field(e) => e.clone(),
+            other => FieldError::new("body", other.to_string().trim_start_matches("body: ")),
+        }
+    }
 }
 
 /// Splits `body` into item texts, at most `max_items` of them.
@@ -32,20 +50,68 @@ pub fn split_body(body: &[u8], max_items: usize) -> Result<Vec<&str>, BodyError>
         return Err(BodyError::Empty);
     }
     let items: Vec<&str> = if trimmed.starts_with('[') {
-        let raw: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| BodyError::BadArray(e.to_string()))?;
-        raw.into_iter().map(RawValue::get).collect()
+        array_items(trimmed, max_items)?
     } else if serde_json::from_str::<&RawValue>(trimmed).is_ok() || !trimmed.contains('\n') {
         vec![trimmed]
     } else {
-        trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+        let mut lines = trimmed.lines().map(str::trim).filter(|l| !l.is_empty());
+        let items: Vec<&str> = lines.by_ref().take(max_items).collect();
+        match lines.count() {
+            0 => items,
+            more => return Err(BodyError::TooManyItems { count: items.len() + more, limit: max_items }),
+        }
     };
     if items.is_empty() {
         return Err(BodyError::EmptyBatch);
     }
-    if items.len() > max_items {
-        return Err(BodyError::TooManyItems { count: items.len(), limit: max_items });
-    }
     Ok(items)
+}
+
+/// The items of a JSON array as text, at most `max_items` of them: items beyond the limit are
+/// counted for the error but never kept, so that a huge array costs no memory.
+pub(crate) fn array_items(text: &str, max_items: usize) -> Result<Vec<&str>, BodyError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let items = BoundedItems { max_items }
+        .deserialize(&mut de)
+        .and_then(|items| de.end().map(|()| items))
+        .map_err(|e| BodyError::BadArray(e.to_string()))?;
+    items.map_err(|count| BodyError::TooManyItems { count, limit: max_items })
+}
+
+/// Collects the items of an array up to a limit; beyond it, only their number (`Err(count)`).
+struct BoundedItems {
+    max_items: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for BoundedItems {
+    type Value = Result<Vec<&'de str>, usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedItems {
+    type Value = Result<Vec<&'de str>, usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if items.len() == self.max_items {
+                let mut count = items.len() + 1;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    count += 1;
+                }
+                return Ok(Err(count));
+            }
+            items.push(item.get());
+        }
+        Ok(Ok(items))
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +153,14 @@ mod tests {
         assert!(matches!(split_body(b"\xff\xfe", 10), Err(BodyError::NotUtf8(_))));
         assert_eq!(split_body(b"[1,2,3]", 2), Err(BodyError::TooManyItems { count: 3, limit: 2 }));
         assert_eq!(split_body(b"1\n2\n3", 2), Err(BodyError::TooManyItems { count: 3, limit: 2 }));
+    }
+
+    #[test]
+    fn whole_body_errors_name_their_field() {
+        let e = BodyError::TooManyItems { count: 3, limit: 2 }.field_error();
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("body", "batch has 3 items, the limit is 2"));
+        let e = BodyError::Field(FieldError::new("device_id", "is missing")).field_error();
+        assert_eq!(e, FieldError::new("device_id", "is missing"));
     }
 
     proptest! {

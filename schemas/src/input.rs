@@ -138,7 +138,7 @@ pub fn parse_position(json: &str, received_at_ms: EpochMillis, limits: &Limits) 
 }
 
 /// Deserialises one JSON document; a failure names the field where it happened.
-pub(crate) fn deserialize_named<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, FieldError> {
+pub(crate) fn deserialize_named<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, FieldError> {
     let mut de = serde_json::Deserializer::from_str(json);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

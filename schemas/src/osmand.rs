@@ -3,19 +3,24 @@
 //! Two shapes reach the OsmAnd port:
 //! - parameters, in the query string of a GET or POST, or a form body:
 //!   `id|deviceid, timestamp, lat, lon | location=lat,lon, speed (knots), bearing|heading,
-//!   altitude, accuracy, hdop, batt, charge, valid, driverUniqueId`; other parameters are kept as
-//!   attributes;
+//!   altitude, accuracy, hdop, batt, charge, valid, driverUniqueId`; `cell` and `wifi` (network
+//!   fixes) may repeat and are kept as arrays; other parameters are kept as attributes, except
+//!   secrets (`token`), which are never stored;
 //! - the JSON body of the newer apps: `{"device_id", "location": {"timestamp", "coords":
 //!   {latitude, longitude, speed (m/s), heading, accuracy, altitude}, "battery": {level (0..1),
 //!   is_charging}, "is_moving", "odometer", "event", "extras", "uuid"}}`, where `location` may
-//!   also be an array (batch sync).
+//!   also be an array (batch sync): [`split_osmand_json`] splits it, bounded like any batch, and
+//!   [`parse_osmand_location`] decodes each location on its own.
 //!
 //! Both end in the same [`crate::input::validate`] as fleetstream's own JSON; errors name the
 //! parameter as the device sent it.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::body::{BodyError, array_items};
+use crate::dead_letter::redact::is_secret_name;
 use crate::input::{FieldError, Fields, Limits, deserialize_named, validate};
 use crate::position::Position;
 use crate::time::{EpochMillis, parse_rfc3339_millis};
@@ -40,11 +45,24 @@ pub const OSMAND_PARAMS: &[&str] = &[
     "hdop",
     "charge",
     "valid",
+    "cell",
+    "wifi",
     "token",
 ];
 
 /// Most parameters one OsmAnd request may carry.
 pub const MAX_PARAMS: usize = 64;
+
+/// Parameters that may repeat: the apps send one `cell` per cell tower
+/// (`mcc,mnc,lac,cid[,signal]`) and one `wifi` per access point (`mac,signal`) with network
+/// fixes. Each becomes an attribute holding an array of the values as sent.
+pub const NETWORK_PARAMS: &[&str] = &["cell", "wifi"];
+
+/// Most values of one network parameter in one request.
+pub const MAX_NETWORK_ENTRIES: usize = 32;
+
+/// Longest value of a network parameter (a cell with signal is under 40 bytes).
+pub const MAX_NETWORK_VALUE_BYTES: usize = 64;
 
 /// OsmAnd timestamps: Unix seconds (with or without a fraction), Unix milliseconds, or ISO 8601
 /// with or without an offset (no offset means UTC, as Traccar reads it).
@@ -90,6 +108,24 @@ fn attribute_value(value: &str) -> Value {
     }
 }
 
+/// Appends one value of a repeatable network parameter to its array attribute.
+fn push_network(attributes: &mut Map<String, Value>, name: &str, value: &str) -> Result<(), FieldError> {
+    if value.len() > MAX_NETWORK_VALUE_BYTES {
+        return Err(FieldError::new(
+            name,
+            format!("a value is {} bytes, the limit is {MAX_NETWORK_VALUE_BYTES}", value.len()),
+        ));
+    }
+    let entries = attributes.entry(name).or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(entries) = entries {
+        if entries.len() == MAX_NETWORK_ENTRIES {
+            return Err(FieldError::new(name, format!("appears more than {MAX_NETWORK_ENTRIES} times")));
+        }
+        entries.push(Value::String(value.into()));
+    }
+    Ok(())
+}
+
 /// Parses the parameters of one OsmAnd request (query string and form body together).
 pub fn parse_osmand_params(
     params: &[(String, String)],
@@ -101,10 +137,20 @@ pub fn parse_osmand_params(
     }
     let mut fields = Fields { fix_time_ms: received_at_ms, ..Fields::default() };
     let (mut id_param, mut heading_param) = ("id", "bearing");
+    // Coordinates from `location=lat,lon` are named `location` in errors, as sent.
+    let (mut lat_param, mut lon_param) = ("lat", "lon");
     let (mut have_id, mut have_lat, mut have_lon) = (false, false, false);
     let mut seen: Vec<&str> = Vec::new();
     for (key, value) in params {
         let key = key.as_str();
+        // Credentials are checked by ingest and never stored.
+        if is_secret_name(key) {
+            continue;
+        }
+        if NETWORK_PARAMS.contains(&key) {
+            push_network(&mut fields.attributes, key, value)?;
+            continue;
+        }
         if seen.contains(&key) {
             return Err(FieldError::new(key, "appears more than once"));
         }
@@ -131,6 +177,7 @@ pub fn parse_osmand_params(
                 fields.lat = parse_number(key, lat)?;
                 fields.lon = parse_number(key, lon)?;
                 (have_lat, have_lon) = (true, true);
+                (lat_param, lon_param) = (key, key);
             }
             "speed" => fields.speed_mps = Some(parse_number(key, value)? * KNOT_MPS),
             "bearing" | "heading" => {
@@ -147,8 +194,6 @@ pub fn parse_osmand_params(
             "charge" | "valid" => {
                 fields.attributes.insert(key.into(), Value::Bool(parse_bool(key, value)?));
             }
-            // Credentials are checked by ingest and never stored.
-            "token" => {}
             other => {
                 fields.attributes.insert(other.into(), attribute_value(value));
             }
@@ -166,6 +211,8 @@ pub fn parse_osmand_params(
     validate(fields, received_at_ms, limits).map_err(|mut e| {
         e.field = match e.field.as_str() {
             "device_id" => id_param,
+            "lat" => lat_param,
+            "lon" => lon_param,
             "fix_time" => "timestamp",
             "heading" => heading_param,
             "battery" => "batt",
@@ -178,16 +225,10 @@ pub fn parse_osmand_params(
 }
 
 #[derive(Debug, Deserialize)]
-struct JsonBody {
+struct JsonBody<'a> {
     device_id: String,
-    location: OneOrMany,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(Box<JsonLocation>),
-    Many(Vec<JsonLocation>),
+    #[serde(borrow)]
+    location: &'a RawValue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,22 +259,71 @@ struct JsonBattery {
     is_charging: Option<bool>,
 }
 
-/// Parses the JSON body variant; one result per location (batch sync sends several).
-/// `Err` when the body as a whole is unreadable.
+/// An OsmAnd JSON body split into its locations, each still its own JSON text.
+#[derive(Debug)]
+pub struct OsmandJson<'a> {
+    pub device_id: String,
+    pub locations: Vec<&'a str>,
+}
+
+/// Splits the JSON body variant into its locations (batch sync sends several), at most
+/// `max_items` of them. `Err` when the body as a whole is refused.
+pub fn split_osmand_json(json: &str, max_items: usize) -> Result<OsmandJson<'_>, BodyError> {
+    let body: JsonBody<'_> = deserialize_named(json).map_err(|e| {
+        // The location is taken as raw text, unread: a syntax error inside it is named where it
+        // is (`location.timestamp`) by a second reading.
+        BodyError::Field(deserialize_named::<Value>(json).err().unwrap_or(e))
+    })?;
+    let location = body.location.get();
+    let locations = if location.starts_with('[') {
+        array_items(location, max_items).map_err(|e| match e {
+            BodyError::BadArray(message) => BodyError::Field(FieldError::new("location", message)),
+            other => other,
+        })?
+    } else {
+        vec![location]
+    };
+    if locations.is_empty() {
+        return Err(BodyError::Field(FieldError::new("location", "holds no location")));
+    }
+    Ok(OsmandJson { device_id: body.device_id, locations })
+}
+
+/// Decodes one location of a split body; errors name the path from the body (`location.…`).
+pub fn parse_osmand_location(
+    device_id: &str,
+    location: &str,
+    received_at_ms: EpochMillis,
+    limits: &Limits,
+) -> Result<Position, FieldError> {
+    let l: JsonLocation = deserialize_named(location).map_err(|e| match e.field.as_str() {
+        "body" => FieldError::new("location", e.message),
+        field => FieldError::new(format!("location.{field}"), e.message),
+    })?;
+    json_location(device_id, l, received_at_ms, limits)
+}
+
+/// Splits and decodes at once, with no batch limit: one result per location.
 pub fn parse_osmand_json(
     json: &str,
     received_at_ms: EpochMillis,
     limits: &Limits,
-) -> Result<Vec<Result<Position, FieldError>>, FieldError> {
-    let body: JsonBody = deserialize_named(json)?;
-    let locations = match body.location {
-        OneOrMany::One(l) => vec![*l],
-        OneOrMany::Many(ls) => ls,
-    };
-    if locations.is_empty() {
-        return Err(FieldError::new("location", "holds no location"));
+) -> Result<Vec<Result<Position, FieldError>>, BodyError> {
+    let body = split_osmand_json(json, usize::MAX)?;
+    Ok(body.locations.iter().map(|l| parse_osmand_location(&body.device_id, l, received_at_ms, limits)).collect())
+}
+
+/// Longest device id [`single_location_body`] keeps.
+const MAX_SINGLE_BODY_DEVICE_ID_BYTES: usize = 256;
+
+/// One location of a body as a body of its own, `{"device_id":…,"location":…}`: what a dead
+/// letter keeps of it. The device id is cut, so that a huge one cannot crowd out the location.
+pub fn single_location_body(device_id: &str, location: &str) -> String {
+    let mut cut = device_id.len().min(MAX_SINGLE_BODY_DEVICE_ID_BYTES);
+    while !device_id.is_char_boundary(cut) {
+        cut -= 1;
     }
-    Ok(locations.into_iter().map(|l| json_location(&body.device_id, l, received_at_ms, limits)).collect())
+    format!(r#"{{"device_id":{},"location":{location}}}"#, Value::from(&device_id[..cut]))
 }
 
 fn json_location(
@@ -245,6 +335,7 @@ fn json_location(
     // The apps send -1 for "unknown" speed, heading and battery level.
     let known = |v: Option<f64>| v.filter(|x| *x >= 0.0);
     let mut attributes = l.extras.unwrap_or_default();
+    attributes.retain(|name, _| !is_secret_name(name));
     if let Some(moving) = l.is_moving {
         attributes.insert("motion".into(), Value::Bool(moving));
     }
@@ -372,6 +463,9 @@ mod tests {
             ("id=a&lat=inf&lon=2", "lat"),
             ("id=a&lat=north&lon=2", "lat"),
             ("id=a&location=1;2", "location"),
+            ("id=a&location=91,0", "location"),
+            ("id=a&location=1,200", "location"),
+            ("id=a&location=1,east", "location"),
             ("id=a&lat=1&lon=2&speed=-3", "speed"),
             ("id=a&lat=1&lon=2&speed=fast", "speed"),
             ("id=a&lat=1&lon=2&bearing=400", "bearing"),
@@ -399,9 +493,37 @@ mod tests {
     }
 
     #[test]
-    fn token_parameter_is_never_stored() {
-        let p = parse("id=a&lat=1&lon=2&token=secret").unwrap();
-        assert!(!p.attributes.contains_key("token"));
+    fn token_parameters_are_never_stored() {
+        let p = parse("id=a&lat=1&lon=2&token=secret&TOKEN=s2&access_token=s3&token=again").unwrap();
+        assert!(p.attributes.is_empty(), "{:?}", p.attributes);
+    }
+
+    #[test]
+    fn repeated_cell_and_wifi_are_kept_as_arrays() {
+        let p = parse(
+            "id=a&lat=1&lon=2&cell=310,410,7033,17811,-70&cell=310,410,7033,17812&wifi=aa-bb-cc-dd-ee-ff,-60\
+             &wifi=11-22-33-44-55-66,-72&driverUniqueId=d7",
+        )
+        .unwrap();
+        assert_eq!(p.attributes["cell"], serde_json::json!(["310,410,7033,17811,-70", "310,410,7033,17812"]));
+        assert_eq!(p.attributes["wifi"], serde_json::json!(["aa-bb-cc-dd-ee-ff,-60", "11-22-33-44-55-66,-72"]));
+        assert_eq!(p.attributes["driverUniqueId"], "d7");
+        // One value is an array of one, so that readers see one type.
+        assert_eq!(
+            parse("id=a&lat=1&lon=2&wifi=aa-bb,-60").unwrap().attributes["wifi"],
+            serde_json::json!(["aa-bb,-60"])
+        );
+    }
+
+    #[test]
+    fn network_parameters_are_bounded_in_count_and_size() {
+        let many: String = (0..=MAX_NETWORK_ENTRIES).map(|i| format!("&cell=1,2,3,{i}")).collect();
+        let e = parse(&format!("id=a&lat=1&lon=2{many}")).unwrap_err();
+        assert_eq!(e.field, "cell", "{e}");
+        let long = "f".repeat(MAX_NETWORK_VALUE_BYTES + 1);
+        let e = parse(&format!("id=a&lat=1&lon=2&wifi={long}")).unwrap_err();
+        assert_eq!(e.field, "wifi", "{e}");
+        assert!(e.message.contains(&MAX_NETWORK_VALUE_BYTES.to_string()), "{e}");
     }
 
     const JSON: &str = r#"{"device_id":"phone-7","location":{"timestamp":"2023-11-14T22:13:20.125Z",
@@ -440,22 +562,64 @@ mod tests {
         assert_eq!(ps[1].as_ref().unwrap_err().field, "location.coords.latitude");
     }
 
+    fn body_error(json: &str) -> String {
+        parse_osmand_json(json, NOW, &Limits::default()).unwrap_err().field_error().field
+    }
+
+    fn location_error(json: &str) -> String {
+        parse_osmand_json(json, NOW, &Limits::default()).unwrap()[0].as_ref().unwrap_err().field.clone()
+    }
+
     #[test]
     fn json_errors_name_the_path() {
         let missing = r#"{"device_id":"p","location":{"timestamp":"2023-11-14T22:13:20Z","coords":{"longitude":2}}}"#;
-        // `location` is untagged (one or many), so serde reports the location as a whole.
-        assert!(parse_osmand_json(missing, NOW, &Limits::default()).unwrap_err().field.starts_with("location"));
-        assert_eq!(parse_osmand_json(r#"{"location":[]}"#, NOW, &Limits::default()).unwrap_err().field, "device_id");
-        assert_eq!(
-            parse_osmand_json(r#"{"device_id":"p","location":[]}"#, NOW, &Limits::default()).unwrap_err().field,
-            "location"
-        );
-        assert_eq!(parse_osmand_json(r#"{"device_id":"p""#, NOW, &Limits::default()).unwrap_err().field, "body");
+        assert_eq!(location_error(missing), "location.coords.latitude");
+        assert_eq!(body_error(r#"{"location":[]}"#), "device_id");
+        assert_eq!(body_error(r#"{"device_id":"p","location":[]}"#), "location");
+        assert_eq!(body_error(r#"{"device_id":"p""#), "body");
+        assert_eq!(body_error(r#"{"device_id":"p","location":{"timestamp":"#), "location.timestamp");
         let bad_time = r#"{"device_id":"p","location":{"timestamp":"later","coords":{"latitude":1,"longitude":2}}}"#;
+        assert_eq!(location_error(bad_time), "location.timestamp");
+        assert_eq!(location_error(r#"{"device_id":"p","location":[7]}"#), "location");
+        assert_eq!(location_error(r#"{"device_id":"p","location":{"timestamp":"1","coords":[]}}"#), "location.coords");
+    }
+
+    #[test]
+    fn json_batches_obey_the_item_limit() {
+        let location = r#"{"timestamp":"2023-11-14T22:13:20Z","coords":{"latitude":1,"longitude":2}}"#;
+        let body = |n: usize| format!(r#"{{"device_id":"p","location":[{}]}}"#, vec![location; n].join(","));
+        assert_eq!(split_osmand_json(&body(3), 3).unwrap().locations, vec![location; 3]);
+        assert_eq!(split_osmand_json(&body(4), 3).unwrap_err(), BodyError::TooManyItems { count: 4, limit: 3 });
+        // A single location counts as one.
+        let one = format!(r#"{{"device_id":"p","location":{location}}}"#);
+        assert_eq!(split_osmand_json(&one, 1).unwrap().locations, vec![location]);
+    }
+
+    #[test]
+    fn each_location_is_its_own_item() {
+        let body = r#"{"device_id":"p","location":[
+            {"timestamp":"2023-11-14T22:13:20Z","coords":{"latitude":1,"longitude":2}},
+            {"timestamp":"2023-11-14T22:13:21Z","coords":{"latitude":95,"longitude":2}}]}"#;
+        let split = split_osmand_json(body, 10).unwrap();
         assert_eq!(
-            parse_osmand_json(bad_time, NOW, &Limits::default()).unwrap()[0].as_ref().unwrap_err().field,
-            "location.timestamp"
+            split.locations[1],
+            r#"{"timestamp":"2023-11-14T22:13:21Z","coords":{"latitude":95,"longitude":2}}"#
         );
+        assert_eq!(
+            single_location_body(&split.device_id, split.locations[1]),
+            format!(r#"{{"device_id":"p","location":{}}}"#, split.locations[1])
+        );
+        let long = "é".repeat(1000);
+        let kept = single_location_body(&long, "{}");
+        assert!(kept.len() < 300 && kept.ends_with(r#","location":{}}"#), "{kept}");
+    }
+
+    #[test]
+    fn secrets_in_extras_are_never_stored() {
+        let body = r#"{"device_id":"p","location":{"timestamp":"2023-11-14T22:13:20Z",
+            "coords":{"latitude":1,"longitude":2},"extras":{"trip":"t9","token":"s","Auth_Token":"s"}}}"#;
+        let p = parse_osmand_json(body, NOW, &Limits::default()).unwrap().remove(0).unwrap();
+        assert_eq!(p.attributes, serde_json::json!({"trip": "t9"}).as_object().unwrap().clone());
     }
 
     proptest! {
