@@ -115,7 +115,7 @@ pub fn fence_row(mut feature: Value, path_id: Option<&str>) -> Result<FenceRow, 
     }
     let text = feature.to_string();
     let fence = fences_from_geojson(&text)
-        .map_err(|e| ApiError::bad("body", e))?
+        .map_err(|e| ApiError::bad("body", e.to_string()))?
         .pop()
         .ok_or_else(|| ApiError::bad("body", "no fence"))?;
     Ok(FenceRow {

@@ -155,7 +155,7 @@ pub async fn latest(State(state): State<ApiState>, Query(params): Query<LatestPa
         None => None,
         Some(id) => {
             let row = state.store().fence(id).await?.ok_or_else(|| ApiError::NotFound(format!("no fence {id:?}")))?;
-            let mut parsed = fences_from_geojson(&row.feature).map_err(|e| ApiError::bad("fence", e))?;
+            let mut parsed = fences_from_geojson(&row.feature).map_err(|e| ApiError::bad("fence", e.to_string()))?;
             parsed.pop()
         }
     };
