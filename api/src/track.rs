@@ -76,9 +76,15 @@ pub fn downsample<T>(rows: Vec<T>, n: usize) -> Vec<T> {
         .collect()
 }
 
-/// Quotes a CSV field when it needs it (RFC 4180).
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+/// A text cell of CSV: neutralised against formula injection, then quoted when it needs it
+/// (RFC 4180). Spreadsheets may run a cell that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return as a formula, and device and fence ids are whatever a device or a user sent:
+/// such a cell gets a leading `'`, as OWASP recommends, and shows as the text it is. Numeric
+/// cells are written from our numbers and never pass through here, so a negative longitude
+/// stays a number.
+fn csv_text(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -95,7 +101,7 @@ fn csv_rows(rows: &[PositionRow]) -> String {
     let mut out = String::new();
     for r in rows {
         let line = [
-            csv_field(&r.device_id),
+            csv_text(&r.device_id),
             format_millis(r.fix_time_ms),
             r.lat.to_string(),
             r.lon.to_string(),
@@ -106,7 +112,7 @@ fn csv_rows(rows: &[PositionRow]) -> String {
             opt(r.distance_m),
             r.distance_total_m.to_string(),
             r.moving.to_string(),
-            csv_field(&r.fence_ids.join(";")),
+            csv_text(&r.fence_ids.join(";")),
         ];
         out.push_str(&line.join(","));
         out.push('\n');
@@ -259,9 +265,41 @@ mod tests {
 
     #[test]
     fn csv_fields_are_quoted_when_needed() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_text("plain"), "plain");
+        assert_eq!(csv_text("a,b"), "\"a,b\"");
+        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn csv_text_cells_cannot_be_formulas() {
+        for (cell, written) in [
+            ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+            ("=1+2", "'=1+2"),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            ("=a,b", "\"'=a,b\""),
+            ("truck=1", "truck=1"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_text(cell), written, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn csv_numbers_stay_numbers_and_text_is_neutralised() {
+        let row = PositionRow {
+            speed_mps: Some(-0.5),
+            fence_ids: vec!["=evil".into(), "pier".into()],
+            ..PositionRow::at("=HYPERLINK(\"http://x\",\"y\")", 1_607_385_600_000, -33.5, -74.25)
+        };
+        let csv = to_csv(&[row]);
+        let line = csv.lines().nth(1).unwrap();
+        assert!(line.starts_with("\"'=HYPERLINK("), "{line}");
+        assert!(line.contains(",2020-12-08T00:00:00.000Z,-33.5,-74.25,-0.5,"), "{line}");
+        assert!(line.ends_with(",'=evil;pier"), "{line}");
     }
 
     #[test]
