@@ -310,7 +310,8 @@ async fn a_streamed_track_holds_its_query_slot_until_its_body_ends() {
     assert_eq!(stream.status(), 200);
     // The headers are out and the reader is not reading: the stream still holds the one slot.
     let busy = client.get(&history).send().await.unwrap();
-    assert_eq!((busy.status().as_u16(), busy.headers()["retry-after"].to_str().unwrap()), (429, "1"));
+    assert_eq!(busy.status(), 429, "a second history query while the stream is unread");
+    assert_eq!(busy.headers()["retry-after"], "1");
     let body: fleetstream_schemas::ErrorBody = busy.json().await.unwrap();
     assert_eq!(body.error.field, None);
 

@@ -124,11 +124,11 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let error = e.into_inner();
-        // Only a value that is JSON but does not fit has a place; broken JSON is the body's fault.
-        let fits = error.classify() == serde_json::error::Category::Data;
+        // Only a JSON value that does not fit has a place; broken JSON is the body's fault.
+        let misfit = error.classify() == serde_json::error::Category::Data;
         let message = without_position(error);
         let field = match (path.as_str(), field_in(&message)) {
-            _ if !fits => "body".to_string(),
+            _ if !misfit => "body".to_string(),
             // A missing field is reported at the object that lacks it.
             (".", Some(name)) => name.to_string(),
             (".", None) => "body".to_string(),
