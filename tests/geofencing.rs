@@ -62,7 +62,8 @@ async fn store_with_counties(name: &str) -> (ClickHouseConfig, Store) {
     let store = Store::open(&config).await.unwrap();
     let counties: Value =
         serde_json::from_str(&std::fs::read_to_string(data_dir().join("nyc-area-counties.geojson")).unwrap()).unwrap();
-    for row in fleetstream_api::fences::fence_rows(counties).unwrap() {
+    let max_vertices = fleetstream_api::ApiConfig::local().max_fence_vertices as usize;
+    for row in fleetstream_api::fences::fence_rows(counties, max_vertices).unwrap() {
         store.put_fence(&row).await.unwrap();
     }
     (config, store)

@@ -12,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use fleetstream_schemas::ErrorBody;
 use sha2::{Digest, Sha256};
 
 use crate::routes::ApiState;
@@ -85,7 +86,7 @@ pub async fn require_token(State(state): State<ApiState>, request: Request, next
         (Access::Read, Some(_)) => "the token is not valid for reading",
         (Access::Write, Some(_)) => "the token is not valid for changing fences or the registry",
     };
-    let body = serde_json::json!({ "error": { "parameter": "authorization", "message": message } });
+    let body = ErrorBody::field("authorization", message);
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response

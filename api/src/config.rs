@@ -41,6 +41,10 @@ pub struct ApiConfig {
     /// streaming request).
     #[arg(long, env = "FLEETSTREAM_STREAM_PAGE_ROWS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
     pub stream_page_rows: u64,
+    /// Most positions one fence may have, all its rings together; larger uploads get 400 (a fence
+    /// is tested against every position near it, by every processor).
+    #[arg(long, env = "FLEETSTREAM_MAX_FENCE_VERTICES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(4..=10_000_000))]
+    pub max_fence_vertices: u64,
 }
 
 impl ApiConfig {
@@ -57,6 +61,7 @@ impl ApiConfig {
             dashboard_tiles: String::new(),
             max_concurrent_queries: 16,
             stream_page_rows: 10_000,
+            max_fence_vertices: 10_000,
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use fleetstream_geofence::{Fence, fences_from_geojson};
@@ -17,7 +17,9 @@ use fleetstream_schemas::time::now_millis;
 use fleetstream_storage::LatestRow;
 use serde::Deserialize;
 
+use crate::checks::{MAX_TEXT_BYTES, check_id, check_text};
 use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::routes::{ApiState, parse_limit};
 use crate::views::LatestView;
 
@@ -85,8 +87,8 @@ pub fn parse_bbox(raw: &str) -> Result<[f64; 4], ApiError> {
 
 fn parse_filters(params: &LatestParams, now_ms: i64) -> Result<Filters, ApiError> {
     let fleet = params.fleet.clone();
-    if fleet.as_ref().is_some_and(|f| f.len() > 256) {
-        return Err(ApiError::bad("fleet", "must be at most 256 bytes"));
+    if let Some(fleet) = &fleet {
+        check_text("fleet", fleet, MAX_TEXT_BYTES)?;
     }
     let moving = match params.state.as_deref() {
         None => None,
@@ -147,15 +149,19 @@ async fn snapshot(state: &ApiState) -> Result<Snapshot, ApiError> {
 }
 
 /// `GET /v1/devices/latest`.
-pub async fn latest(State(state): State<ApiState>, Query(params): Query<LatestParams>) -> Result<Response, ApiError> {
+pub async fn latest(
+    State(state): State<ApiState>,
+    ApiQuery(params): ApiQuery<LatestParams>,
+) -> Result<Response, ApiError> {
     let config = state.config();
     let limit = parse_limit(params.limit.as_deref(), config.max_devices, config.max_devices)? as usize;
     let filters = parse_filters(&params, now_millis())?;
     let fence: Option<Fence> = match params.fence.as_deref() {
         None => None,
         Some(id) => {
+            check_id("fence", id)?;
             let row = state.store().fence(id).await?.ok_or_else(|| ApiError::NotFound(format!("no fence {id:?}")))?;
-            let mut parsed = fences_from_geojson(&row.feature).map_err(|e| ApiError::bad("fence", e))?;
+            let mut parsed = fences_from_geojson(&row.feature).map_err(|e| ApiError::bad("fence", e.to_string()))?;
             parsed.pop()
         }
     };
@@ -211,7 +217,7 @@ mod tests {
     fn bbox_parsing_names_the_parameter() {
         assert_eq!(parse_bbox("-74.1,40.6,-73.9,40.8").unwrap(), [-74.1, 40.6, -73.9, 40.8]);
         for bad in ["", "1,2,3", "a,b,c,d", "0,0,200,1", "1,1,0,0", "0,-91,1,1"] {
-            assert!(matches!(parse_bbox(bad), Err(ApiError::BadParameter { parameter: "bbox", .. })), "{bad}");
+            assert_eq!(parse_bbox(bad).unwrap_err().field(), Some("bbox"), "{bad}");
         }
     }
 
@@ -244,14 +250,8 @@ mod tests {
             state: state.map(String::from),
             stale_minutes: stale.map(String::from),
         };
-        assert!(matches!(
-            parse_filters(&params(Some("parked"), None), 0),
-            Err(ApiError::BadParameter { parameter: "state", .. })
-        ));
-        assert!(matches!(
-            parse_filters(&params(None, Some("0")), 0),
-            Err(ApiError::BadParameter { parameter: "stale_minutes", .. })
-        ));
+        assert_eq!(parse_filters(&params(Some("parked"), None), 0).unwrap_err().field(), Some("state"));
+        assert_eq!(parse_filters(&params(None, Some("0")), 0).unwrap_err().field(), Some("stale_minutes"));
         assert_eq!(parse_filters(&params(None, Some("5")), 600_000).unwrap().stale_before_ms, Some(300_000));
         assert_eq!(parse_filters(&params(Some("stopped"), None), 0).unwrap().moving, Some(false));
     }

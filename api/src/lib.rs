@@ -2,8 +2,11 @@
 //!
 //! - [`config`]: listen address, result bounds, tokens;
 //! - [`auth`]: optional reader and admin tokens;
-//! - [`error`]: JSON errors that name the bad parameter;
+//! - [`checks`]: the one rule for ids and the one for names, on every path;
+//! - [`error`]: JSON errors in the one shape, naming the input at fault; 5xx logging;
+//! - [`extract`]: query, path and JSON extractors that answer our errors, not axum's;
 //! - [`fences`]: fence management (GeoJSON in and out, validated);
+//! - [`limits`]: at most N history queries at once, each holding its slot until answered;
 //! - [`latest`]: the latest position of every device, filtered, from a shared snapshot;
 //! - [`live`]: live aggregates for dashboards, behind a short shared cache;
 //! - [`registry`]: the device registry (name, fleet, type);
@@ -12,9 +15,11 @@
 //! - [`routes`]: the router and the other handlers.
 
 pub mod auth;
+pub mod checks;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod extract;
 pub mod fences;
 pub mod latest;
 pub mod limits;

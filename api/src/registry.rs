@@ -1,8 +1,7 @@
 //! The device registry: name, fleet and type per device, which processors stamp onto positions.
 //! Entries are versioned rows, like fences; processors poll for changes.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -11,11 +10,10 @@ use fleetstream_storage::{DeviceRow, next_version};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, json_body};
-use crate::routes::{ApiState, check_id, parse_limit};
-
-const MAX_ID_BYTES: usize = 128;
-const MAX_FIELD_BYTES: usize = 256;
+use crate::checks::{MAX_ID_BYTES, MAX_TEXT_BYTES, check_text};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::routes::{ApiState, parse_limit};
 
 pub fn routes() -> Router<ApiState> {
     Router::new().route("/v1/registry", get(list)).route("/v1/registry/{id}", get(get_one).put(put).delete(delete))
@@ -33,27 +31,18 @@ pub struct DeviceMeta {
     pub device_type: String,
 }
 
-fn check_text(parameter: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.len() > max || value.chars().any(char::is_control) {
-        return Err(ApiError::bad(parameter, format!("must be at most {max} bytes without control characters")));
-    }
-    Ok(())
-}
-
 fn view(row: &DeviceRow) -> Value {
     json!({ "device_id": row.device_id, "name": row.name, "fleet": row.fleet, "type": row.device_type })
 }
 
 async fn put(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-    body: Result<Json<DeviceMeta>, JsonRejection>,
+    PathId(id): PathId,
+    ApiJson(meta): ApiJson<DeviceMeta>,
 ) -> Result<Json<Value>, ApiError> {
-    check_id("id", &id)?;
-    let meta = json_body(body)?;
-    check_text("name", &meta.name, MAX_FIELD_BYTES)?;
-    check_text("fleet", &meta.fleet, MAX_FIELD_BYTES)?;
-    check_text("type", &meta.device_type, MAX_FIELD_BYTES)?;
+    check_text("name", &meta.name, MAX_TEXT_BYTES)?;
+    check_text("fleet", &meta.fleet, MAX_TEXT_BYTES)?;
+    check_text("type", &meta.device_type, MAX_TEXT_BYTES)?;
     let row = DeviceRow {
         device_id: id,
         version: next_version(),
@@ -67,16 +56,14 @@ async fn put(
     Ok(Json(view(&row)))
 }
 
-async fn get_one(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    check_id("id", &id)?;
+async fn get_one(State(state): State<ApiState>, PathId(id): PathId) -> Result<Json<Value>, ApiError> {
     match state.store().registered_device(&id).await? {
         Some(row) => Ok(Json(view(&row))),
         None => Err(ApiError::NotFound(format!("no registered device {id:?}"))),
     }
 }
 
-async fn delete(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    check_id("id", &id)?;
+async fn delete(State(state): State<ApiState>, PathId(id): PathId) -> Result<StatusCode, ApiError> {
     if state.store().registered_device(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no registered device {id:?}")));
     }
@@ -100,7 +87,7 @@ struct ListParams {
 }
 
 /// Registered devices by id; page with `after` = the last id of the previous page.
-async fn list(State(state): State<ApiState>, Query(params): Query<ListParams>) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<ApiState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<Value>, ApiError> {
     let max = state.config().max_devices;
     let limit = parse_limit(params.limit.as_deref(), max, max)?;
     let after = params.after.unwrap_or_default();

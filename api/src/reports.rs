@@ -4,15 +4,17 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use fleetstream_schemas::time::format_millis;
 use fleetstream_storage::{EVENT_ENTER, EventQuery, GeofenceEventRow, PositionRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::checks::optional_id;
 use crate::error::ApiError;
-use crate::routes::{ApiState, check_id, parse_limit, parse_range};
+use crate::extract::{ApiQuery, PathId};
+use crate::routes::{ApiState, parse_limit, parse_range};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -21,14 +23,6 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/devices/{id}/trips", get(trips))
         .route("/v1/reports/distance", get(distance))
         .route("/v1/visits", get(visits))
-}
-
-/// An id from the query: absent means any (`""`); otherwise checked like every id.
-pub(crate) fn optional_id(name: &'static str, raw: Option<&str>) -> Result<String, ApiError> {
-    match raw {
-        None => Ok(String::new()),
-        Some(id) => check_id(name, id).map(|()| id.to_string()),
-    }
 }
 
 /// One piece of a day: driving between stops, or standing still.
@@ -134,10 +128,9 @@ fn parse_day(raw: Option<&str>) -> Result<i64, ApiError> {
 /// `GET /v1/devices/{id}/trips?date=&min_stop_minutes=`.
 async fn trips(
     State(state): State<ApiState>,
-    Path(device_id): Path<String>,
-    Query(params): Query<TripParams>,
+    PathId(device_id): PathId,
+    ApiQuery(params): ApiQuery<TripParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let device_id = optional_id("id", Some(&device_id))?;
     let day = parse_day(params.date.as_deref())?;
     let min_stop_minutes = match params.min_stop_minutes.as_deref() {
         None => 5,
@@ -186,7 +179,10 @@ struct RangeParams {
 }
 
 /// `GET /v1/reports/distance?from=&to=&device=&limit=`: metres per device per UTC day.
-async fn distance(State(state): State<ApiState>, Query(params): Query<RangeParams>) -> Result<Json<Value>, ApiError> {
+async fn distance(
+    State(state): State<ApiState>,
+    ApiQuery(params): ApiQuery<RangeParams>,
+) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
     let device = optional_id("device", params.device.as_deref())?;
     let limit = parse_limit(params.limit.as_deref(), 10_000, 100_000)?;
@@ -254,7 +250,10 @@ pub fn pair_visits(events: &[GeofenceEventRow]) -> Vec<Visit> {
 }
 
 /// `GET /v1/visits?device=&fence=&from=&to=&min_dwell_minutes=&limit=`.
-async fn visits(State(state): State<ApiState>, Query(params): Query<RangeParams>) -> Result<Json<Value>, ApiError> {
+async fn visits(
+    State(state): State<ApiState>,
+    ApiQuery(params): ApiQuery<RangeParams>,
+) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
     let device = optional_id("device", params.device.as_deref())?;
     let fence = optional_id("fence", params.fence.as_deref())?;
@@ -380,9 +379,7 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        assert!(matches!(parse_day(Some("2020-13-01")), Err(ApiError::BadParameter { parameter: "date", .. })));
+        assert_eq!(parse_day(Some("2020-13-01")).unwrap_err().field(), Some("date"));
         assert_eq!(parse_day(Some("2020-12-08")).unwrap(), 1_607_385_600_000);
-        assert!(matches!(optional_id("device", Some("")), Err(ApiError::BadParameter { parameter: "device", .. })));
-        assert_eq!(optional_id("fence", None).unwrap(), "");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,8 +12,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::ApiTokens;
+use crate::checks::optional_id;
 use crate::config::ApiConfig;
-use crate::error::ApiError;
+use crate::error::{self, ApiError};
+use crate::extract::ApiQuery;
 use crate::limits::{self, QuerySlots};
 use crate::live::{self, LiveCache};
 use crate::views::EventView;
@@ -79,6 +81,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        // Every answer is JSON, even for paths and methods no route serves (after all routes:
+        // the 405 fallback is set on the routes present).
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(axum::middleware::from_fn(error::log_server_errors))
         .with_state(state)
 }
 
@@ -90,15 +97,6 @@ pub(crate) struct LatestParams {
 
 const DEFAULT_WINDOW_MS: i64 = 24 * 3600 * 1000;
 const MAX_EVENTS: u64 = 100_000;
-
-/// Ids of devices and fences, in paths and queries: 1 to 128 bytes, no control characters.
-pub(crate) fn check_id(name: &'static str, id: &str) -> Result<(), ApiError> {
-    const MAX_ID_BYTES: usize = 128;
-    if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
-        return Err(ApiError::bad(name, format!("must be 1 to {MAX_ID_BYTES} bytes without control characters")));
-    }
-    Ok(())
-}
 
 pub(crate) fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
     let Some(raw) = raw else { return Ok(default.min(max)) };
@@ -118,7 +116,7 @@ pub(crate) fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, 
     Ok((from, to))
 }
 
-fn parse_time(name: &'static str, raw: Option<&str>, default: i64) -> Result<i64, ApiError> {
+fn parse_time(name: &str, raw: Option<&str>, default: i64) -> Result<i64, ApiError> {
     raw.map_or(Ok(default), |r| parse_time_param(r).map_err(|e| ApiError::bad(name, e)))
 }
 
@@ -136,7 +134,7 @@ struct EventParams {
 /// given, oldest first (`order=desc`: newest first). Defaults: the last 24 h.
 async fn geofence_events(
     State(state): State<ApiState>,
-    Query(params): Query<EventParams>,
+    ApiQuery(params): ApiQuery<EventParams>,
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
     let limit = parse_limit(params.limit.as_deref(), 10_000, MAX_EVENTS)?;
@@ -145,8 +143,8 @@ async fn geofence_events(
         Some("desc") => true,
         Some(other) => return Err(ApiError::bad("order", format!("must be asc or desc, got {other:?}"))),
     };
-    let device = reports::optional_id("device", params.device.as_deref())?;
-    let fence = reports::optional_id("fence", params.fence.as_deref())?;
+    let device = optional_id("device", params.device.as_deref())?;
+    let fence = optional_id("fence", params.fence.as_deref())?;
     let query = EventQuery { from_ms: from, to_ms: to, device_id: &device, fence_id: &fence, limit, newest_first };
     let rows = state.store().geofence_events_where(&query).await?;
     let events: Vec<EventView> = rows.into_iter().map(Into::into).collect();
@@ -171,10 +169,7 @@ mod tests {
         assert_eq!(parse_limit(None, 500, 100).unwrap(), 100);
         assert_eq!(parse_limit(Some("7"), 50, 100).unwrap(), 7);
         for bad in ["0", "101", "-1", "ten", ""] {
-            assert!(
-                matches!(parse_limit(Some(bad), 50, 100), Err(ApiError::BadParameter { parameter: "limit", .. })),
-                "{bad}"
-            );
+            assert_eq!(parse_limit(Some(bad), 50, 100).unwrap_err().field(), Some("limit"), "{bad}");
         }
     }
 
@@ -182,9 +177,6 @@ mod tests {
     fn times_name_their_parameter() {
         assert_eq!(parse_time("from", Some("1000"), 5).unwrap(), 1000);
         assert_eq!(parse_time("from", None, 5).unwrap(), 5);
-        match parse_time("to", Some("soon"), 0) {
-            Err(ApiError::BadParameter { parameter, .. }) => assert_eq!(parameter, "to"),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(parse_time("to", Some("soon"), 0).unwrap_err().field(), Some("to"));
     }
 }

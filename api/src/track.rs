@@ -3,7 +3,7 @@
 //! stream the whole range, page by page from ClickHouse, in bounded memory.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use fleetstream_schemas::time::format_millis;
@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::routes::{ApiState, check_id, parse_limit, parse_range};
+use crate::extract::{ApiQuery, PathId};
+use crate::routes::{ApiState, parse_limit, parse_range};
 use crate::views::{TrackPointView, TrackResponse};
 
 #[derive(Debug, Deserialize)]
@@ -76,9 +77,15 @@ pub fn downsample<T>(rows: Vec<T>, n: usize) -> Vec<T> {
         .collect()
 }
 
-/// Quotes a CSV field when it needs it (RFC 4180).
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+/// A text cell of CSV: neutralised against formula injection, then quoted when it needs it
+/// (RFC 4180). Spreadsheets may run a cell that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return as a formula, and device and fence ids are whatever a device or a user sent:
+/// such a cell gets a leading `'`, as OWASP recommends, and shows as the text it is. Numeric
+/// cells are written from our numbers and never pass through here, so a negative longitude
+/// stays a number.
+fn csv_text(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -95,7 +102,7 @@ fn csv_rows(rows: &[PositionRow]) -> String {
     let mut out = String::new();
     for r in rows {
         let line = [
-            csv_field(&r.device_id),
+            csv_text(&r.device_id),
             format_millis(r.fix_time_ms),
             r.lat.to_string(),
             r.lon.to_string(),
@@ -106,7 +113,7 @@ fn csv_rows(rows: &[PositionRow]) -> String {
             opt(r.distance_m),
             r.distance_total_m.to_string(),
             r.moving.to_string(),
-            csv_field(&r.fence_ids.join(";")),
+            csv_text(&r.fence_ids.join(";")),
         ];
         out.push_str(&line.join(","));
         out.push('\n');
@@ -178,10 +185,9 @@ pub fn to_geojson_points(rows: Vec<PositionRow>) -> Value {
 /// Positions of one device with `from <= fix_time < to`, oldest first. Defaults: the last 24 h.
 pub async fn track(
     State(state): State<ApiState>,
-    Path(device_id): Path<String>,
-    Query(params): Query<TrackParams>,
+    PathId(device_id): PathId,
+    ApiQuery(params): ApiQuery<TrackParams>,
 ) -> Result<Response, ApiError> {
-    check_id("id", &device_id)?;
     let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
     let format = parse_format(params.format.as_deref(), params.geometry.as_deref())?;
     let max = state.config().max_track_points;
@@ -259,18 +265,47 @@ mod tests {
 
     #[test]
     fn csv_fields_are_quoted_when_needed() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_text("plain"), "plain");
+        assert_eq!(csv_text("a,b"), "\"a,b\"");
+        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn csv_text_cells_cannot_be_formulas() {
+        for (cell, written) in [
+            ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+            ("=1+2", "'=1+2"),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            ("=a,b", "\"'=a,b\""),
+            ("truck=1", "truck=1"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_text(cell), written, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn csv_numbers_stay_numbers_and_text_is_neutralised() {
+        let row = PositionRow {
+            speed_mps: Some(-0.5),
+            fence_ids: vec!["=evil".into(), "pier".into()],
+            ..PositionRow::at("=HYPERLINK(\"http://x\",\"y\")", 1_607_385_600_000, -33.5, -74.25)
+        };
+        let csv = to_csv(&[row]);
+        let line = csv.lines().nth(1).unwrap();
+        assert!(line.starts_with("\"'=HYPERLINK("), "{line}");
+        assert!(line.contains(",2020-12-08T00:00:00.000Z,-33.5,-74.25,-0.5,"), "{line}");
+        assert!(line.ends_with(",'=evil;pier"), "{line}");
     }
 
     #[test]
     fn formats_name_their_parameter() {
-        assert!(matches!(parse_format(Some("xml"), None), Err(ApiError::BadParameter { parameter: "format", .. })));
-        assert!(matches!(
-            parse_format(Some("geojson"), Some("polygon")),
-            Err(ApiError::BadParameter { parameter: "geometry", .. })
-        ));
+        assert_eq!(parse_format(Some("xml"), None).err().unwrap().field(), Some("format"));
+        assert_eq!(parse_format(Some("geojson"), Some("polygon")).err().unwrap().field(), Some("geometry"));
         assert!(matches!(parse_format(None, None), Ok(Format::Json)));
         assert!(matches!(parse_format(Some("geojson"), Some("points")), Ok(Format::GeoJsonPoints)));
     }
