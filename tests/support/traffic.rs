@@ -30,7 +30,8 @@ pub fn east_fence() -> Value {
 
 /// Puts [`east_fence`] into the store.
 pub async fn put_east_fence(store: &Store) {
-    for row in fleetstream_api::fences::fence_rows(east_fence()).unwrap() {
+    let max_vertices = fleetstream_api::ApiConfig::local().max_fence_vertices as usize;
+    for row in fleetstream_api::fences::fence_rows(east_fence(), max_vertices).unwrap() {
         store.put_fence(&row).await.unwrap();
     }
 }
