@@ -32,6 +32,13 @@ pub struct ProcessorConfig {
     /// died without leaving (kill -9, lost host) before its partitions move to another.
     #[arg(long, env = "FLEETSTREAM_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(6_000..=300_000))]
     pub session_timeout_ms: u32,
+    /// How far behind its device's newest fix a fix may arrive, in seconds, and still be placed in
+    /// order (the fixes after it corrected); older ones are stored flagged late.
+    #[arg(long, env = "FLEETSTREAM_MAX_LATENESS_SECS", default_value_t = 600)]
+    pub max_lateness_secs: u64,
+    /// Most fixes a device's history keeps within the lateness bound (memory per device).
+    #[arg(long, env = "FLEETSTREAM_MAX_HISTORY_FIXES", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_history_fixes: u64,
     /// Address for the processor's Prometheus metrics (`GET /metrics`); empty disables them.
     #[arg(
         long = "processor-metrics-listen",
@@ -53,6 +60,8 @@ impl ProcessorConfig {
                 min_distance_m: self.fence_min_distance_m,
             },
             moving_speed_mps: self.moving_speed_mps,
+            max_lateness_ms: (self.max_lateness_secs as i64).saturating_mul(1000),
+            max_history_fixes: self.max_history_fixes as usize,
         }
     }
 
@@ -66,6 +75,8 @@ impl ProcessorConfig {
             fences_poll_ms: 500,
             moving_speed_mps: 0.5,
             session_timeout_ms: 10_000,
+            max_lateness_secs: 600,
+            max_history_fixes: 256,
             metrics_listen: String::new(),
         }
     }

@@ -17,7 +17,7 @@ use fleetstream_kafka::KafkaConfig;
 use fleetstream_schemas::Position;
 use fleetstream_schemas::processing_dlq::{ProcessingDeadLetter, Stage};
 use fleetstream_schemas::time::now_millis;
-use fleetstream_storage::{DeviceStateRow, Store};
+use fleetstream_storage::{DeviceStateRow, PositionRow, Store, WindowRow};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Message};
@@ -25,7 +25,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ProcessorConfig;
-use crate::enrich::{Applied, DeviceState, Settings, Source, Tracker};
+use crate::enrich::{Applied, Correction, DeviceState, Output, Settings, Source, Tracker};
 use crate::metrics::Metrics;
 use crate::reference::Reference;
 use crate::retry::retry_transient;
@@ -185,7 +185,11 @@ impl Processor {
             return Ok(());
         }
 
-        let out = self.apply(batch)?;
+        let (mut out, corrections) = self.apply(batch)?;
+        if !self.correct(&mut out, corrections, shutdown).await {
+            batch.clear();
+            return Ok(());
+        }
         if !self.sink.write(&out, shutdown).await {
             batch.clear();
             return Ok(());
@@ -198,8 +202,9 @@ impl Processor {
 
     /// Applies each message to its device's state: the batch's outputs, dead letters and the
     /// states of the devices it touched.
-    fn apply(&mut self, batch: &[Pending]) -> anyhow::Result<Batch> {
+    fn apply(&mut self, batch: &[Pending]) -> anyhow::Result<(Batch, Vec<Correction>)> {
         let mut out = Batch::default();
+        let mut corrections = Vec::new();
         let mut touched: HashSet<&str> = HashSet::new();
         for p in batch {
             let position = match &p.position {
@@ -221,13 +226,15 @@ impl Processor {
                 Applied::Duplicate => {
                     self.metrics.duplicates.inc();
                 }
-                Applied::Stored { mut row, events } => {
+                Applied::Stored(output) => {
+                    let Output { mut row, corrections: corrected, events } = *output;
                     if row.late == 1 {
                         self.metrics.late_positions.inc();
                     }
                     self.reference.annotate(&mut row);
-                    out.positions.push(*row);
+                    out.positions.push(row);
                     out.events.extend(events);
+                    corrections.extend(corrected);
                 }
             }
             touched.insert(&position.device_id);
@@ -245,7 +252,73 @@ impl Processor {
                 updated_at_ms: now,
             });
         }
-        Ok(out)
+        Ok((out, corrections))
+    }
+
+    /// Applies corrections to the rows they concern: rows of this batch in place, earlier rows
+    /// read back from storage (everything but their enrichment stays as stored) and added to
+    /// the batch. False when shutdown came first.
+    async fn correct(&self, out: &mut Batch, corrections: Vec<Correction>, shutdown: &CancellationToken) -> bool {
+        if corrections.is_empty() {
+            return true;
+        }
+        self.metrics.corrections.inc_by(corrections.len() as u64);
+        let mut in_batch: HashMap<(&str, i64), usize> = HashMap::new();
+        for (i, row) in out.positions.iter().enumerate() {
+            in_batch.insert((row.device_id.as_str(), row.fix_time_ms), i);
+        }
+        let mut stored: Vec<Correction> = Vec::new();
+        let mut patches: Vec<(usize, Correction)> = Vec::new();
+        for c in corrections {
+            match in_batch.get(&(c.device_id.as_str(), c.fix_time_ms)) {
+                Some(&i) => patches.push((i, c)),
+                None => stored.push(c),
+            }
+        }
+        for (i, c) in patches {
+            c.apply_to(&mut out.positions[i]);
+        }
+        if stored.is_empty() {
+            return true;
+        }
+        let devices: Vec<String> =
+            stored.iter().map(|c| c.device_id.clone()).collect::<HashSet<_>>().into_iter().collect();
+        let from = stored.iter().map(|c| c.fix_time_ms).min().unwrap_or_default();
+        let to = stored.iter().map(|c| c.fix_time_ms).max().unwrap_or_default();
+        let store = self.sink.store();
+        let retried = || self.metrics.retried("load positions to correct");
+        let rows = match retry_transient("loading positions to correct", shutdown, &retried, || {
+            store.positions_of_devices(&devices, from, to)
+        })
+        .await
+        {
+            None => return false,
+            Some(Ok(rows)) => rows,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, corrections = stored.len(), "positions to correct could not be read; left as they were");
+                return true;
+            }
+        };
+        let mut by_key: HashMap<(String, i64), PositionRow> =
+            rows.into_iter().map(|r| ((r.device_id.clone(), r.fix_time_ms), r)).collect();
+        let mut corrected: Vec<(String, i64)> = Vec::new();
+        // Several corrections of one row in a batch come in order: the later one wins.
+        for c in stored {
+            let key = (c.device_id.clone(), c.fix_time_ms);
+            match by_key.get_mut(&key) {
+                Some(row) => {
+                    c.apply_to(row);
+                    corrected.push(key);
+                }
+                None => {
+                    tracing::warn!(device = %c.device_id, fix_time_ms = c.fix_time_ms, "a position to correct is not stored")
+                }
+            }
+        }
+        corrected.sort_unstable();
+        corrected.dedup();
+        out.positions.extend(corrected.into_iter().filter_map(|key| by_key.remove(&key)));
+        true
     }
 
     /// Stores the offsets of a written batch, for the next (automatic) commit.
@@ -296,20 +369,58 @@ impl Processor {
                 rows
             }
         };
+        let mut states: Vec<(String, DeviceState)> = Vec::with_capacity(rows.len());
         for row in rows {
             match serde_json::from_str::<DeviceState>(&row.state) {
-                Ok(state) => self.tracker.restore(&row.device_id, state),
+                Ok(state) => states.push((row.device_id, state)),
                 Err(e) => {
                     tracing::error!(device = %row.device_id, error = %e, "stored state unreadable; starting afresh")
                 }
             }
         }
+        let mut windows = self.load_windows(&states, shutdown).await?;
+        for (device_id, state) in states {
+            let window = windows.remove(&device_id).unwrap_or_default();
+            if !self.tracker.restore(&device_id, state, &window) {
+                tracing::warn!(device = %device_id, "recent positions incomplete in storage; history restarts at the newest fix");
+                self.metrics.histories_restarted.inc();
+            }
+        }
         for id in ids {
             if !self.tracker.knows(&id) && !self.unloadable.contains_key(&id) {
-                self.tracker.restore(&id, DeviceState::default());
+                self.tracker.restore(&id, DeviceState::default(), &[]);
             }
         }
         Ok(())
+    }
+
+    /// The stored positions the restored devices' histories are rebuilt from, by device. Should
+    /// storage refuse the query, the histories restart at their newest fix (they are checked).
+    async fn load_windows(
+        &self,
+        states: &[(String, DeviceState)],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<HashMap<String, Vec<WindowRow>>> {
+        let wanted: Vec<&(String, DeviceState)> = states.iter().filter(|(_, s)| s.history.window_len > 0).collect();
+        let mut by_device: HashMap<String, Vec<WindowRow>> = HashMap::new();
+        let Some(after) = wanted.iter().map(|(_, s)| s.history.window_start_ms()).min() else {
+            return Ok(by_device);
+        };
+        let ids: Vec<String> = wanted.iter().map(|(id, _)| id.clone()).collect();
+        let store = self.sink.store();
+        let retried = || self.metrics.retried("load recent positions");
+        let loaded = retry_transient("loading recent positions", shutdown, &retried, || store.window_rows(&ids, after))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("stopped before recent positions could be loaded"))?;
+        match loaded {
+            Ok(rows) => {
+                for row in rows {
+                    by_device.entry(row.device_id.clone()).or_default().push(row);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "recent positions refused; histories restart at the newest fix"),
+        }
+        Ok(by_device)
     }
 
     /// The stored states of `ids`, retrying transient failures; `Err` inside when refused.

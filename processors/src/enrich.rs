@@ -1,30 +1,25 @@
 //! What one position means for its device: distance, time, speed and heading since the previous
 //! fix, odometer, moving or stopped, H3 cell, the fences containing it, and the geofence
-//! transitions it confirms.
+//! transitions it confirms — in event time, whatever the order the fixes arrive in.
 //!
 //! Pure and synchronous, and deterministic given a device's [`DeviceState`]: replaying the same
 //! messages from the same state gives the same rows and events, which is what makes a crash or a
-//! rebalance invisible in the output. Event time, not arrival time, orders a device's fixes: a
-//! late position is stored (with the fences containing it) but gets no deltas and never moves
-//! the device's state backwards; an exact duplicate (same device and fix time) is ignored.
+//! rebalance invisible in the output. Each device keeps its recent history ([`crate::history`]):
+//! a fix up to `max_lateness` behind the device's newest fix is placed where it belongs, and the
+//! fixes after it are corrected (versioned rows that win in ClickHouse, events added or
+//! withdrawn); an older fix is stored with its fences, flagged late, and changes nothing else; a
+//! copy of a fix already applied (same device and fix time) is ignored.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use fleetstream_geofence::{FenceIndex, FenceState, Hysteresis, Transition};
+use fleetstream_geofence::{FenceIndex, Hysteresis, Transition};
 use fleetstream_schemas::Position;
-use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT, GeofenceEventRow, PositionRow, version};
-use geo::{Bearing, Distance, Haversine, Point};
+use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT, GeofenceEventRow, PositionRow, WindowRow, version};
 use serde::{Deserialize, Serialize};
 
-/// Great-circle distance in metres.
-pub fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
-    Haversine.distance(Point::new(a.1, a.0), Point::new(b.1, b.0))
-}
+use crate::history::{Enrichment, FenceTransition, Fix, History, Placement};
 
-/// Initial bearing from `a` to `b`, degrees clockwise from north in [0, 360).
-pub fn bearing_deg(a: (f64, f64), b: (f64, f64)) -> f64 {
-    Haversine.bearing(Point::new(a.1, a.0), Point::new(b.1, b.0)).rem_euclid(360.0)
-}
+pub use crate::history::{bearing_deg, distance_m};
 
 /// Where a message came from in Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,23 +28,14 @@ pub struct Source {
     pub offset: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LastFix {
-    pub fix_time_ms: i64,
-    pub lat: f64,
-    pub lon: f64,
-}
-
-/// Everything the processors remember about one device; persisted with every batch.
+/// Everything the processors remember about one device; persisted with every batch (the
+/// history's window itself is rebuilt from the stored positions, see [`Tracker::restore`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceState {
-    pub last: Option<LastFix>,
-    pub distance_total_m: f64,
+    #[serde(flatten)]
+    pub history: History,
     /// The last message applied to this device: anything at or before it is a redelivery.
     pub applied: Option<Source>,
-    /// Fences the device is inside or about to change for; idle pairs are not kept.
-    #[serde(default)]
-    pub fences: BTreeMap<String, FenceState>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,11 +43,20 @@ pub struct Settings {
     pub hysteresis: Hysteresis,
     /// At or above this speed a device counts as moving.
     pub moving_speed_mps: f64,
+    /// How far behind its device's newest fix a fix may arrive and still be placed in order.
+    pub max_lateness_ms: i64,
+    /// Most fixes a device's history keeps (a bound on memory for devices reporting often).
+    pub max_history_fixes: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { hysteresis: Hysteresis::NONE, moving_speed_mps: 0.5 }
+        Settings {
+            hysteresis: Hysteresis::NONE,
+            moving_speed_mps: 0.5,
+            max_lateness_ms: 10 * 60 * 1000,
+            max_history_fixes: 256,
+        }
     }
 }
 
@@ -70,12 +65,50 @@ impl Default for Settings {
 pub enum Applied {
     /// Already applied before (a redelivery after a crash or rebalance): write nothing.
     Redelivered,
-    /// The same device and fix time as the newest fix: ignored.
+    /// The same device and fix time as a fix already applied: ignored.
     Duplicate,
-    Stored {
-        row: Box<PositionRow>,
-        events: Vec<GeofenceEventRow>,
-    },
+    Stored(Box<Output>),
+}
+
+/// What one position adds to the output.
+#[derive(Debug, PartialEq)]
+pub struct Output {
+    /// The position's own row (flagged late when it fell outside its device's history).
+    pub row: PositionRow,
+    /// Earlier positions of the device whose enrichment this one changed.
+    pub corrections: Vec<Correction>,
+    /// Geofence events confirmed by this position, or new, changed or withdrawn
+    /// (`retracted = 1`) because it was placed before others.
+    pub events: Vec<GeofenceEventRow>,
+}
+
+/// A stored position's new enrichment: applied to its row, with a version that wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correction {
+    pub device_id: String,
+    pub fix_time_ms: i64,
+    pub enrichment: Enrichment,
+    pub version: u64,
+}
+
+impl Correction {
+    /// Rewrites the row's enrichment (everything else about a position never changes).
+    pub fn apply_to(&self, row: &mut PositionRow) {
+        set_enrichment(row, &self.enrichment);
+        row.late = 0;
+        row.version = self.version;
+    }
+}
+
+fn set_enrichment(row: &mut PositionRow, e: &Enrichment) {
+    row.prev_fix_ms = e.prev_fix_ms;
+    row.distance_m = e.distance_m;
+    row.speed_mps = e.speed_mps;
+    row.speed_derived = u8::from(e.speed_derived);
+    row.heading_deg = e.heading_deg;
+    row.heading_derived = u8::from(e.heading_derived);
+    row.distance_total_m = e.distance_total_m;
+    row.moving = u8::from(e.moving);
 }
 
 /// Per-device state of one processor.
@@ -93,14 +126,32 @@ impl Tracker {
         self.devices.get(device_id)
     }
 
-    /// Installs a device's state loaded from storage.
-    pub fn restore(&mut self, device_id: &str, state: DeviceState) {
+    /// Installs a device's state loaded from storage, with `window`: its stored positions after
+    /// the history's base (every stored version; those the state does not cover are ignored).
+    /// When they do not add up to the window the state describes (a row refused by storage,
+    /// say), the history restarts at the head: later fixes are still placed, earlier ones are
+    /// flagged late. Returns false then.
+    pub fn restore(&mut self, device_id: &str, mut state: DeviceState, window: &[WindowRow]) -> bool {
+        let complete = state.history.rebuild_window(window, state.applied);
+        if !complete {
+            state.history.forget_window();
+        }
         self.devices.insert(device_id.to_string(), state);
+        complete
     }
 
     /// Forgets every device (after a rebalance: another instance may have moved them on).
     pub fn clear(&mut self) {
         self.devices.clear();
+    }
+
+    /// Devices held in memory.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
     }
 
     pub fn apply(&mut self, p: &Position, source: Source, fences: &FenceIndex, settings: &Settings) -> Applied {
@@ -112,101 +163,47 @@ impl Tracker {
             return Applied::Redelivered;
         }
         state.applied = Some(source);
-        if state.last.is_some_and(|l| l.fix_time_ms == p.fix_time_ms) {
+        // A copy runs no geometry.
+        if state.history.place(p.fix_time_ms, settings) == Placement::Copy {
             return Applied::Duplicate;
         }
-
-        let containing = fences.containing(p.lat, p.lon);
-        let fence_ids: Vec<String> = containing.iter().map(|f| f.id.clone()).collect();
-        let previous = state.last.filter(|l| l.fix_time_ms < p.fix_time_ms);
-        let is_late = state.last.is_some() && previous.is_none();
-        let here = (p.lat, p.lon);
-
-        let distance = previous.map(|prev| distance_m((prev.lat, prev.lon), here));
-        let (mut speed, mut speed_derived) = (p.speed_mps, false);
-        let (mut heading, mut heading_derived) = (p.heading_deg, false);
-        if let (Some(prev), Some(d)) = (previous, distance) {
-            if speed.is_none() {
-                speed = Some(d / ((p.fix_time_ms - prev.fix_time_ms) as f64 / 1000.0));
-                speed_derived = true;
-            }
-            if heading.is_none() && d > 0.0 {
-                heading = Some(bearing_deg((prev.lat, prev.lon), here));
-                heading_derived = true;
-            }
-        }
-
-        let mut events = Vec::new();
-        if !is_late {
-            state.distance_total_m += distance.unwrap_or(0.0);
-            state.last = Some(LastFix { fix_time_ms: p.fix_time_ms, lat: p.lat, lon: p.lon });
-            let candidates: BTreeSet<String> = fence_ids.iter().chain(state.fences.keys()).cloned().collect();
-            let mut transitions = Vec::new();
-            for fence_id in candidates {
-                let fence_id = fence_id.as_str();
-                let mut fence_state = state.fences.get(fence_id).cloned().unwrap_or_default();
-                let transition = match fences.get(fence_id) {
-                    Some(fence) => {
-                        let inside = fence_ids.iter().any(|id| id == fence_id);
-                        let past = if inside != fence_state.inside && settings.hysteresis.min_distance_m > 0.0 {
-                            fence.distance_to_boundary_m(p.lat, p.lon)
-                        } else {
-                            0.0
-                        };
-                        fence_state.step(inside, past, p.fix_time_ms, settings.hysteresis)
-                    }
-                    // The fence was deleted while the device was inside or pending: it leaves now.
-                    None if fence_state.inside => Some(fence_state.confirm(false, p.fix_time_ms)),
-                    None => {
-                        fence_state = FenceState::default();
-                        None
-                    }
-                };
-                if let Some(t) = transition {
-                    transitions.push((fence_id.to_string(), t));
-                }
-                if fence_state.is_idle() {
-                    state.fences.remove(fence_id);
-                } else {
-                    state.fences.insert(fence_id.to_string(), fence_state);
-                }
-            }
-            events = transitions.into_iter().map(|(fence_id, t)| event_row(p, source, fence_id, t)).collect();
-        }
-
-        let row = PositionRow {
-            event_id: p.event_id.clone(),
-            device_id: p.device_id.clone(),
-            fix_time_ms: p.fix_time_ms,
-            received_at_ms: p.received_at_ms,
+        let fix = Fix {
+            t: p.fix_time_ms,
             lat: p.lat,
             lon: p.lon,
-            speed_mps: speed,
-            speed_derived: u8::from(speed_derived),
-            heading_deg: heading,
-            altitude_m: p.altitude_m,
-            accuracy_m: p.accuracy_m,
-            satellites: p.satellites,
-            ignition: p.ignition.map(u8::from),
-            odometer_m: p.odometer_m,
-            battery_pct: p.battery_pct,
-            attributes: serde_json::Value::Object(p.attributes.clone()).to_string(),
-            prev_fix_ms: previous.map(|prev| prev.fix_time_ms),
-            distance_m: distance,
-            kafka_partition: source.partition,
-            kafka_offset: source.offset,
-            heading_derived: u8::from(heading_derived),
-            distance_total_m: state.distance_total_m,
-            moving: u8::from(speed.is_some_and(|s| s >= settings.moving_speed_mps)),
-            h3_cell: h3_cell(p.lat, p.lon),
-            fence_ids,
-            device_name: String::new(),
-            fleet: String::new(),
-            device_type: String::new(),
-            late: u8::from(is_late),
-            version: if is_late { version::late(source.offset) } else { version::current(source.offset) },
+            speed: p.speed_mps,
+            heading: p.heading_deg,
+            fences: fences.containing(p.lat, p.lon).iter().map(|f| f.id.clone()).collect(),
+            source,
         };
-        Applied::Stored { row: Box::new(row), events }
+        let outside = state.history.outside_enrichment(&fix, settings);
+        let Some(placed) = state.history.apply(fix.clone(), fences, settings) else {
+            return Applied::Duplicate;
+        };
+        let current = version::current(source.offset);
+        let row = match &placed.enrichment {
+            Some(e) => position_row(p, &fix, e, false, current),
+            None => position_row(p, &fix, &outside, true, version::late(source.offset)),
+        };
+        let device = &p.device_id;
+        let events = placed
+            .transitions
+            .iter()
+            .map(|t| event_row(device, &fix, t, current, false))
+            .chain(placed.confirmed.iter().map(|(f, t)| event_row(device, f, t, current, false)))
+            .chain(placed.withdrawn.iter().map(|(f, t)| event_row(device, f, t, current, true)))
+            .collect();
+        let corrections = placed
+            .corrected
+            .into_iter()
+            .map(|(f, enrichment)| Correction {
+                device_id: device.clone(),
+                fix_time_ms: f.t,
+                enrichment,
+                version: current,
+            })
+            .collect();
+        Applied::Stored(Box::new(Output { row, corrections, events }))
     }
 }
 
@@ -215,31 +212,70 @@ pub fn h3_cell(lat: f64, lon: f64) -> u64 {
     h3o::LatLng::new(lat, lon).map(|ll| u64::from(ll.to_cell(h3o::Resolution::Nine))).unwrap_or(0)
 }
 
-fn event_row(p: &Position, source: Source, fence_id: String, t: Transition) -> GeofenceEventRow {
-    let (event_type, name, at_ms, dwell_ms) = match t {
+fn position_row(p: &Position, fix: &Fix, e: &Enrichment, late: bool, version: u64) -> PositionRow {
+    let mut row = PositionRow {
+        event_id: p.event_id.clone(),
+        device_id: p.device_id.clone(),
+        fix_time_ms: p.fix_time_ms,
+        received_at_ms: p.received_at_ms,
+        lat: p.lat,
+        lon: p.lon,
+        speed_mps: None,
+        speed_derived: 0,
+        heading_deg: None,
+        altitude_m: p.altitude_m,
+        accuracy_m: p.accuracy_m,
+        satellites: p.satellites,
+        ignition: p.ignition.map(u8::from),
+        odometer_m: p.odometer_m,
+        battery_pct: p.battery_pct,
+        attributes: serde_json::Value::Object(p.attributes.clone()).to_string(),
+        prev_fix_ms: None,
+        distance_m: None,
+        kafka_partition: fix.source.partition,
+        kafka_offset: fix.source.offset,
+        heading_derived: 0,
+        distance_total_m: 0.0,
+        moving: 0,
+        h3_cell: h3_cell(p.lat, p.lon),
+        fence_ids: fix.fences.clone(),
+        device_name: String::new(),
+        fleet: String::new(),
+        device_type: String::new(),
+        late: u8::from(late),
+        version,
+    };
+    set_enrichment(&mut row, e);
+    row
+}
+
+fn event_row(device_id: &str, fix: &Fix, t: &FenceTransition, version: u64, retracted: bool) -> GeofenceEventRow {
+    let (event_type, name, at_ms, dwell_ms) = match t.transition {
         Transition::Enter { at_ms } => (EVENT_ENTER, "enter", at_ms, None),
         Transition::Exit { at_ms, dwell_ms } => (EVENT_EXIT, "exit", at_ms, Some(dwell_ms)),
     };
     GeofenceEventRow {
-        event_id: format!("{}|{fence_id}|{name}|{at_ms}", p.device_id),
-        device_id: p.device_id.clone(),
-        fence_id,
+        event_id: format!("{device_id}|{}|{name}|{at_ms}", t.fence_id),
+        device_id: device_id.to_string(),
+        fence_id: t.fence_id.clone(),
         event_type,
         event_time_ms: at_ms,
         dwell_ms,
-        fix_time_ms: p.fix_time_ms,
-        lat: p.lat,
-        lon: p.lon,
-        kafka_partition: source.partition,
-        kafka_offset: source.offset,
-        version: version::current(source.offset),
-        retracted: 0,
+        fix_time_ms: fix.t,
+        lat: fix.lat,
+        lon: fix.lon,
+        kafka_partition: fix.source.partition,
+        kafka_offset: fix.source.offset,
+        version,
+        retracted: u8::from(retracted),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
     use fleetstream_geofence::Fence;
     use fleetstream_schemas::POSITION_SCHEMA_VERSION;
     use proptest::prelude::*;
@@ -274,9 +310,9 @@ mod tests {
         Source { partition: 0, offset }
     }
 
-    fn stored(a: Applied) -> (PositionRow, Vec<GeofenceEventRow>) {
+    fn stored(a: Applied) -> Output {
         match a {
-            Applied::Stored { row, events } => (*row, events),
+            Applied::Stored(output) => *output,
             other => panic!("not stored: {other:?}"),
         }
     }
@@ -287,9 +323,9 @@ mod tests {
     #[test]
     fn deltas_odometer_speed_heading_and_h3() {
         let (mut t, f, s) = (Tracker::default(), FenceIndex::default(), Settings::default());
-        let (first, _) = stored(t.apply(&pos("a", 0, 40.0, -74.0, None), src(0), &f, &s));
+        let first = stored(t.apply(&pos("a", 0, 40.0, -74.0, None), src(0), &f, &s)).row;
         assert_eq!((first.prev_fix_ms, first.distance_m, first.speed_mps, first.moving), (None, None, None, 0));
-        let (row, _) = stored(t.apply(&pos("a", 100_000, 40.01, -74.0, None), src(1), &f, &s));
+        let row = stored(t.apply(&pos("a", 100_000, 40.01, -74.0, None), src(1), &f, &s)).row;
         let d = row.distance_m.unwrap();
         assert!((d - 1_111.95).abs() < 1.0, "{d}");
         assert!((row.speed_mps.unwrap() - d / 100.0).abs() < 1e-9);
@@ -299,7 +335,8 @@ mod tests {
         assert_eq!(row.distance_total_m, d);
         assert_ne!(row.h3_cell, 0);
         assert_eq!(row.h3_cell, h3_cell(40.01, -74.0));
-        let (row, _) = stored(t.apply(&pos("a", 200_000, 40.01, -74.01, Some(0.1)), src(2), &f, &s));
+        assert_eq!((row.late, row.version), (0, version::current(1)));
+        let row = stored(t.apply(&pos("a", 200_000, 40.01, -74.01, Some(0.1)), src(2), &f, &s)).row;
         assert_eq!((row.speed_mps, row.speed_derived, row.moving), (Some(0.1), 0, 0));
         assert!((row.heading_deg.unwrap() - 270.0).abs() < 0.1, "due west");
         assert!(row.distance_total_m > d);
@@ -308,101 +345,274 @@ mod tests {
     #[test]
     fn enter_then_exit_with_dwell() {
         let (mut t, f, s) = (Tracker::default(), fences(), Settings::default());
-        let (_, e) = stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(0), &f, &s));
-        assert!(e.is_empty());
-        let (row, e) = stored(t.apply(&pos("a", 10_000, IN.0, IN.1, None), src(1), &f, &s));
-        assert_eq!(row.fence_ids, vec!["pier"]);
+        let out = stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(0), &f, &s));
+        assert!(out.events.is_empty());
+        let out = stored(t.apply(&pos("a", 10_000, IN.0, IN.1, None), src(1), &f, &s));
+        assert_eq!(out.row.fence_ids, vec!["pier"]);
+        let e = &out.events;
         assert_eq!((e.len(), e[0].event_type, e[0].event_time_ms), (1, EVENT_ENTER, 10_000));
-        let (_, e) = stored(t.apply(&pos("a", 70_000, OUT.0, OUT.1, None), src(2), &f, &s));
+        let e = stored(t.apply(&pos("a", 70_000, OUT.0, OUT.1, None), src(2), &f, &s)).events;
         assert_eq!((e[0].event_type, e[0].event_time_ms, e[0].dwell_ms), (EVENT_EXIT, 70_000, Some(60_000)));
-        assert_eq!(e[0].event_id, "a|pier|exit|70000");
-        assert!(t.state("a").unwrap().fences.is_empty(), "idle pairs are dropped");
+        assert_eq!((e[0].event_id.as_str(), e[0].retracted), ("a|pier|exit|70000", 0));
+        assert!(t.state("a").unwrap().history.head.fences.is_empty(), "idle pairs are dropped");
     }
 
     #[test]
-    fn redeliveries_duplicates_and_late_fixes() {
+    fn a_late_fix_is_placed_in_order_and_corrects_what_follows() {
         let (mut t, f, s) = (Tracker::default(), fences(), Settings::default());
-        stored(t.apply(&pos("a", 10_000, IN.0, IN.1, None), src(5), &f, &s));
-        assert_eq!(t.apply(&pos("a", 10_000, IN.0, IN.1, None), src(5), &f, &s), Applied::Redelivered);
-        assert_eq!(t.apply(&pos("a", 9_000, OUT.0, OUT.1, None), src(3), &f, &s), Applied::Redelivered);
-        assert_eq!(t.apply(&pos("a", 10_000, IN.0, IN.1, None), src(6), &f, &s), Applied::Duplicate);
-        // Late: stored with its fences, no deltas, no transition, state unchanged.
-        let (row, e) = stored(t.apply(&pos("a", 5_000, OUT.0, OUT.1, None), src(7), &f, &s));
-        assert!(e.is_empty());
-        assert_eq!((row.prev_fix_ms, row.distance_m), (None, None));
-        assert!(row.fence_ids.is_empty());
-        assert_eq!(row.late, 1);
-        assert_eq!(version::tier(row.version), version::LATE);
-        assert_eq!(t.state("a").unwrap().last.unwrap().fix_time_ms, 10_000);
-        assert!(t.state("a").unwrap().fences["pier"].inside);
+        stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(0), &f, &s));
+        let exit_row = stored(t.apply(&pos("a", 120_000, OUT.0, OUT.1 + 0.01, None), src(1), &f, &s)).row;
+        // The fix in between arrives last: it was inside the fence.
+        let out = stored(t.apply(&pos("a", 60_000, IN.0, IN.1, None), src(2), &f, &s));
+        assert_eq!((out.row.late, out.row.prev_fix_ms), (0, Some(0)));
+        assert_eq!(out.row.version, version::current(2));
+        assert_eq!(out.corrections.len(), 1, "{:?}", out.corrections);
+        let c = &out.corrections[0];
+        assert_eq!((c.fix_time_ms, c.enrichment.prev_fix_ms, c.version), (120_000, Some(60_000), version::current(2)));
+        assert!(c.enrichment.distance_total_m > exit_row.distance_total_m, "the detour adds distance");
+        let kinds: Vec<(i8, i64, u8)> =
+            out.events.iter().map(|e| (e.event_type, e.event_time_ms, e.retracted)).collect();
+        assert_eq!(
+            kinds,
+            vec![(EVENT_ENTER, 60_000, 0), (EVENT_EXIT, 120_000, 0)],
+            "enter at the late fix, exit after it"
+        );
+        assert_eq!(out.events[1].dwell_ms, Some(60_000));
+    }
+
+    #[test]
+    fn copies_redeliveries_and_fixes_beyond_the_bound() {
+        let s = Settings { max_lateness_ms: 30_000, ..Settings::default() };
+        let (mut t, f) = (Tracker::default(), fences());
+        stored(t.apply(&pos("a", 100_000, IN.0, IN.1, None), src(5), &f, &s));
+        assert_eq!(t.apply(&pos("a", 100_000, IN.0, IN.1, None), src(5), &f, &s), Applied::Redelivered);
+        assert_eq!(t.apply(&pos("a", 90_000, OUT.0, OUT.1, None), src(3), &f, &s), Applied::Redelivered);
+        assert_eq!(t.apply(&pos("a", 100_000, IN.0, IN.1, None), src(6), &f, &s), Applied::Duplicate);
+        // 50 s behind the newest, beyond the 30 s bound: stored with its fences, flagged late.
+        let out = stored(t.apply(&pos("a", 50_000, OUT.0, OUT.1, None), src(7), &f, &s));
+        assert!(out.events.is_empty() && out.corrections.is_empty());
+        assert_eq!((out.row.prev_fix_ms, out.row.distance_m, out.row.late), (None, None, 1));
+        assert!(out.row.fence_ids.is_empty());
+        assert_eq!(version::tier(out.row.version), version::LATE);
+        let state = &t.state("a").unwrap().history;
+        assert_eq!(state.head.last.unwrap().fix_time_ms, 100_000);
+        assert!(state.head.fences["pier"].inside);
+        // A copy of the late one is a copy too (beyond the bound: a late copy, which loses).
+        let again = stored(t.apply(&pos("a", 50_000, OUT.0, OUT.1, None), src(8), &f, &s)).row;
+        assert!(again.version < out.row.version, "the first late copy wins");
     }
 
     #[test]
     fn a_deleted_fence_ends_the_visit() {
         let (mut t, s) = (Tracker::default(), Settings::default());
         stored(t.apply(&pos("a", 0, IN.0, IN.1, None), src(0), &fences(), &s));
-        let (_, e) = stored(t.apply(&pos("a", 5_000, IN.0, IN.1, None), src(1), &FenceIndex::default(), &s));
+        let e = stored(t.apply(&pos("a", 5_000, IN.0, IN.1, None), src(1), &FenceIndex::default(), &s)).events;
         assert_eq!((e[0].event_type, e[0].dwell_ms), (EVENT_EXIT, Some(5_000)));
     }
 
-    #[test]
-    fn state_survives_serialisation_and_resumes_identically() {
-        let (f, s) = (
-            fences(),
-            Settings { hysteresis: Hysteresis { min_time_ms: 20_000, min_distance_m: 50.0 }, ..Settings::default() },
-        );
-        let track: Vec<Position> = (0..40)
-            .map(|i| {
-                let (lat, lon) = if (i / 7) % 2 == 0 { OUT } else { IN };
-                pos("a", i * 5_000, lat, lon, None)
-            })
-            .collect();
-        let mut straight = Tracker::default();
-        let all: Vec<Applied> =
-            track.iter().enumerate().map(|(i, p)| straight.apply(p, src(i as i64), &f, &s)).collect();
-        // Stop after 17 messages, persist, restore elsewhere, and redeliver from message 10.
-        let mut first = Tracker::default();
-        for (i, p) in track[..17].iter().enumerate() {
-            first.apply(p, src(i as i64), &f, &s);
-        }
-        let saved = serde_json::to_string(first.state("a").unwrap()).unwrap();
-        let mut second = Tracker::default();
-        second.restore("a", serde_json::from_str(&saved).unwrap());
-        for (i, p) in track.iter().enumerate().skip(10) {
-            let out = second.apply(p, src(i as i64), &f, &s);
-            if i < 17 {
-                assert_eq!(out, Applied::Redelivered);
-            } else {
-                assert_eq!(out, all[i], "message {i}");
+    /// The processor and a store that keeps every version written, as ClickHouse does.
+    #[derive(Default)]
+    struct Sim {
+        tracker: Tracker,
+        rows: Vec<PositionRow>,
+        events: Vec<GeofenceEventRow>,
+        /// States as last persisted (at batch ends), by device.
+        saved: HashMap<String, String>,
+    }
+
+    impl Sim {
+        fn feed(&mut self, p: &Position, offset: i64, f: &FenceIndex, s: &Settings) {
+            if let Applied::Stored(out) = self.tracker.apply(p, src(offset), f, s) {
+                self.rows.push(out.row);
+                for c in out.corrections {
+                    let mut row =
+                        self.newest_row(&c.device_id, c.fix_time_ms).expect("a corrected row is stored").clone();
+                    c.apply_to(&mut row);
+                    self.rows.push(row);
+                }
+                self.events.extend(out.events);
             }
         }
-        assert_eq!(second.state("a"), straight.state("a"));
+
+        fn newest_row(&self, device: &str, t: i64) -> Option<&PositionRow> {
+            self.rows.iter().filter(|r| r.device_id == device && r.fix_time_ms == t).max_by_key(|r| r.version)
+        }
+
+        /// Ends a batch: states are persisted after the outputs.
+        fn persist(&mut self) {
+            for device in ["d"] {
+                if let Some(state) = self.tracker.state(device) {
+                    self.saved.insert(device.into(), serde_json::to_string(state).unwrap());
+                }
+            }
+        }
+
+        /// A new processor takes over from the persisted states and the stored rows.
+        fn restart(&mut self) {
+            self.tracker = Tracker::default();
+            for (device, state) in &self.saved {
+                let window: Vec<WindowRow> = self
+                    .rows
+                    .iter()
+                    .filter(|r| &r.device_id == device)
+                    .map(|r| WindowRow {
+                        device_id: r.device_id.clone(),
+                        fix_time_ms: r.fix_time_ms,
+                        lat: r.lat,
+                        lon: r.lon,
+                        speed_mps: r.speed_mps,
+                        speed_derived: r.speed_derived,
+                        heading_deg: r.heading_deg,
+                        heading_derived: r.heading_derived,
+                        fence_ids: r.fence_ids.clone(),
+                        kafka_partition: r.kafka_partition,
+                        kafka_offset: r.kafka_offset,
+                        version: r.version,
+                    })
+                    .collect();
+                let restored = self.tracker.restore(device, serde_json::from_str(state).unwrap(), &window);
+                assert!(restored, "the window comes back from the stored rows");
+            }
+        }
+
+        /// What readers see: per fix time the newest version; per event id the newest, unless
+        /// withdrawn. Versions and provenance (offsets differ between arrival orders) left out.
+        fn view(&self) -> (BTreeMap<i64, String>, BTreeMap<String, String>) {
+            let mut rows: BTreeMap<i64, &PositionRow> = BTreeMap::new();
+            for r in &self.rows {
+                if rows.get(&r.fix_time_ms).is_none_or(|kept| r.version > kept.version) {
+                    rows.insert(r.fix_time_ms, r);
+                }
+            }
+            let mut events: BTreeMap<String, &GeofenceEventRow> = BTreeMap::new();
+            for e in &self.events {
+                if events.get(&e.event_id).is_none_or(|kept| e.version > kept.version) {
+                    events.insert(e.event_id.clone(), e);
+                }
+            }
+            let rows = rows
+                .into_iter()
+                .map(|(t, r)| {
+                    let enrichment = format!(
+                        "prev={:?} d={:?} v={:?}/{} h={:?}/{} total={} moving={} fences={:?} late={}",
+                        r.prev_fix_ms,
+                        r.distance_m,
+                        r.speed_mps,
+                        r.speed_derived,
+                        r.heading_deg,
+                        r.heading_derived,
+                        r.distance_total_m,
+                        r.moving,
+                        r.fence_ids,
+                        r.late
+                    );
+                    (t, enrichment)
+                })
+                .collect();
+            let events = events
+                .into_iter()
+                .filter(|(_, e)| e.retracted == 0)
+                .map(|(id, e)| {
+                    (id, format!("{} {} dwell={:?} by {}", e.event_type, e.event_time_ms, e.dwell_ms, e.fix_time_ms))
+                })
+                .collect();
+            (rows, events)
+        }
+    }
+
+    /// A track of `n` fixes (gaps of 5 to 120 s) going in and out of the fence.
+    fn track(gaps: &[(i64, bool)]) -> Vec<Position> {
+        let mut t = 0;
+        gaps.iter()
+            .map(|(gap, inside)| {
+                t += gap * 1_000;
+                let (lat, lon) = if *inside { IN } else { OUT };
+                pos("d", t, lat + (t % 7) as f64 * 1e-4, lon, None)
+            })
+            .collect()
+    }
+
+    fn settings(min_time_ms: i64) -> Settings {
+        Settings {
+            hysteresis: Hysteresis { min_time_ms, min_distance_m: 0.0 },
+            max_lateness_ms: 600_000,
+            max_history_fixes: 100_000,
+            ..Settings::default()
+        }
     }
 
     proptest! {
-        /// In any arrival order, with duplicates: per fence, events alternate enter/exit starting
-        /// with enter, in time order, and the device's state never goes back in time.
+        /// Any arrival order within the lateness bound, with copies sent again at any time and
+        /// a restart anywhere (from the states of the last batch end): what readers see equals
+        /// the output of the same fixes in time order.
+        #[test]
+        fn the_output_does_not_depend_on_arrival_order(
+            gaps in proptest::collection::vec((5i64..120, any::<bool>()), 1..60),
+            delays in proptest::collection::vec(0i64..600, 60),
+            copies in proptest::collection::vec((0usize..60, 0i64..3_000), 0..10),
+            hysteresis in prop_oneof![Just(0i64), Just(90_000i64)],
+            batch in 1usize..8,
+            restart_at in proptest::option::of(0usize..80),
+        ) {
+            let fixes = track(&gaps);
+            let (f, s) = (fences(), settings(hysteresis));
+            let mut ordered = Sim::default();
+            for (i, p) in fixes.iter().enumerate() {
+                ordered.feed(p, i as i64, &f, &s);
+            }
+            // Arrival: each fix delayed by less than the bound; copies at any later time.
+            let mut arrivals: Vec<(i64, &Position)> =
+                fixes.iter().zip(&delays).map(|(p, d)| (p.fix_time_ms + d * 999, p)).collect();
+            for (which, later) in &copies {
+                let p = &fixes[which % fixes.len()];
+                arrivals.push((p.fix_time_ms + later * 1_000, p));
+            }
+            arrivals.sort_by_key(|(at, _)| *at);
+            let mut shuffled = Sim::default();
+            let (mut persisted_upto, mut restart_at) = (0, restart_at);
+            let mut i = 0;
+            while i < arrivals.len() {
+                shuffled.feed(arrivals[i].1, i as i64, &f, &s);
+                i += 1;
+                if i % batch == 0 {
+                    shuffled.persist();
+                    persisted_upto = i;
+                }
+                if restart_at == Some(i) {
+                    restart_at = None;
+                    // Crash: outputs of the unfinished batch are stored, its states are not;
+                    // the new owner redelivers from the last persisted batch end.
+                    shuffled.restart();
+                    i = persisted_upto;
+                }
+            }
+            prop_assert_eq!(shuffled.view(), ordered.view());
+        }
+
+        /// Per fence, the events readers see alternate enter/exit in time order, whatever the
+        /// arrival order.
         #[test]
         fn events_alternate_whatever_the_arrival_order(
             fixes in proptest::collection::vec((0i64..500, any::<bool>()), 1..120),
         ) {
-            let (mut t, f, s) = (Tracker::default(), fences(), Settings::default());
-            let mut last_type = EVENT_EXIT;
-            let mut last_time = i64::MIN;
-            let mut newest = i64::MIN;
+            let (f, s) = (fences(), settings(0));
+            let mut sim = Sim::default();
             for (offset, (minute, inside)) in fixes.into_iter().enumerate() {
                 let (lat, lon) = if inside { IN } else { OUT };
-                if let Applied::Stored { events, .. } = t.apply(&pos("d", minute * 60_000, lat, lon, None), src(offset as i64), &f, &s) {
-                    for e in events {
-                        prop_assert_ne!(e.event_type, last_type);
-                        prop_assert!(e.event_time_ms >= last_time);
-                        last_type = e.event_type;
-                        last_time = e.event_time_ms;
-                    }
-                }
-                let now = t.state("d").unwrap().last.unwrap().fix_time_ms;
-                prop_assert!(now >= newest);
-                newest = now;
+                sim.feed(&pos("d", minute * 60_000, lat, lon, None), offset as i64, &f, &s);
+            }
+            let (_, events) = sim.view();
+            let mut last = (EVENT_EXIT.to_string(), i64::MIN);
+            let mut times: Vec<(i64, String)> = events.values().map(|e| {
+                let mut parts = e.split(' ');
+                let kind = parts.next().unwrap().to_string();
+                (parts.next().unwrap().parse().unwrap(), kind)
+            }).collect();
+            times.sort();
+            for (time, kind) in times {
+                prop_assert_ne!(&kind, &last.0, "{:?}", events);
+                prop_assert!(time >= last.1);
+                last = (kind, time);
             }
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: consumer group, batching, hysteresis settings;
 //! - [`enrich`]: pure per-device logic: deltas, odometer, H3, fences and geofence transitions;
+//! - [`history`]: each device's recent fixes in event time, so late fixes are placed in order;
 //! - [`reference`]: fences and the device registry, reloaded when they change;
 //! - [`consumer`]: the loop that batches messages and stores offsets only after the output is
 //!   durable;
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod consumer;
 pub mod enrich;
+pub mod history;
 pub mod metrics;
 pub mod reference;
 pub mod retry;

@@ -31,13 +31,17 @@ pub struct Inner {
     registry: Registry,
     /// Positions written (stored, or set aside by a dead letter), by how they were placed.
     pub positions: Counter,
-    /// Positions that arrived after a newer fix of their device: stored flagged late.
+    /// Positions too late for their device's history: stored flagged late.
     pub late_positions: Counter,
     /// Copies of a position already applied (same device and fix time): ignored.
     pub duplicates: Counter,
     /// Messages at or before a device's applied offset after a restart or rebalance: skipped.
     pub redelivered: Counter,
     pub events: Counter,
+    /// Stored positions re-enriched because a late fix was placed before them.
+    pub corrections: Counter,
+    /// Devices whose recent history could not be rebuilt from storage after a restart.
+    pub histories_restarted: Counter,
     pub batches: Counter,
     pub batch_seconds: Histogram,
     /// Items set aside on the processing dead-letter topic, by stage.
@@ -55,6 +59,8 @@ impl Default for Metrics {
             duplicates: Counter::default(),
             redelivered: Counter::default(),
             events: Counter::default(),
+            corrections: Counter::default(),
+            histories_restarted: Counter::default(),
             batches: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             dead_letters: Family::default(),
@@ -68,7 +74,7 @@ impl Default for Metrics {
         );
         registry.register(
             "late_positions",
-            "Positions older than their device's newest fix, stored flagged late",
+            "Positions older than their device's history (the lateness bound), stored flagged late",
             inner.late_positions.clone(),
         );
         registry.register(
@@ -82,6 +88,16 @@ impl Default for Metrics {
             inner.redelivered.clone(),
         );
         registry.register("geofence_events", "Geofence events written", inner.events.clone());
+        registry.register(
+            "corrections",
+            "Stored positions re-enriched because a late fix was placed before them",
+            inner.corrections.clone(),
+        );
+        registry.register(
+            "histories_restarted",
+            "Devices whose recent history could not be rebuilt from storage after a restart",
+            inner.histories_restarted.clone(),
+        );
         registry.register("batches", "Batches written", inner.batches.clone());
         registry.register(
             "batch_write_seconds",

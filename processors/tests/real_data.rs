@@ -32,10 +32,8 @@ fn run(positions: &[Position], fences: &FenceIndex, hysteresis: Hysteresis) -> V
     let mut tracker = Tracker::default();
     let mut events = Vec::new();
     for (i, p) in positions.iter().enumerate() {
-        if let Applied::Stored { events: e, .. } =
-            tracker.apply(p, Source { partition: 0, offset: i as i64 }, fences, &settings)
-        {
-            events.extend(e);
+        if let Applied::Stored(out) = tracker.apply(p, Source { partition: 0, offset: i as i64 }, fences, &settings) {
+            events.extend(out.events);
         }
     }
     events

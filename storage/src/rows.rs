@@ -90,6 +90,23 @@ impl PositionRow {
     }
 }
 
+/// What rebuilding a device's recent history needs of a stored position (any version of it).
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct WindowRow {
+    pub device_id: String,
+    pub fix_time_ms: i64,
+    pub lat: f64,
+    pub lon: f64,
+    pub speed_mps: Option<f64>,
+    pub speed_derived: u8,
+    pub heading_deg: Option<f64>,
+    pub heading_derived: u8,
+    pub fence_ids: Vec<String>,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub version: u64,
+}
+
 /// One version of a device's registry entry in `devices`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct DeviceRow {

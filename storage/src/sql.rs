@@ -36,6 +36,14 @@ pub const TRACK: &str = "SELECT ?fields FROM positions FINAL \
      WHERE device_id = ? AND fix_time_ms >= ? AND fix_time_ms < ? \
      ORDER BY fix_time_ms LIMIT ?";
 
+/// Every stored version of these devices' positions after a time (no FINAL: the processors
+/// choose the version their state covers).
+pub const WINDOW_ROWS: &str = "SELECT ?fields FROM positions WHERE has(?, device_id) AND fix_time_ms > ?";
+
+/// These devices' positions within a time range, as readers see them.
+pub const POSITIONS_OF_DEVICES: &str =
+    "SELECT ?fields FROM positions FINAL WHERE has(?, device_id) AND fix_time_ms >= ? AND fix_time_ms <= ?";
+
 pub const DEVICE_STATES: &str = "SELECT ?fields FROM processor_state FINAL WHERE has(?, device_id)";
 
 pub const FENCES_VERSION: &str = "SELECT max(version) FROM geofences";

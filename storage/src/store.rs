@@ -7,6 +7,7 @@ use crate::engine::{Engine, ReadRow, WriteRow, args};
 use crate::error::{Context, Result, StoreError};
 use crate::rows::{
     DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow, Throughput,
+    WindowRow,
 };
 use crate::{migrate, sql};
 
@@ -138,6 +139,35 @@ impl Store {
             states.extend(rows);
         }
         Ok(states)
+    }
+
+    /// Every stored version of these devices' positions with a fix time after `after_ms`: what
+    /// their recent histories are rebuilt from.
+    pub async fn window_rows(&self, device_ids: &[String], after_ms: i64) -> Result<Vec<WindowRow>> {
+        let mut rows = Vec::new();
+        for ids in chunks_by_literal_size(device_ids, MAX_ID_LIST_BYTES) {
+            let chunk: Vec<WindowRow> =
+                self.client.fetch_all(sql::WINDOW_ROWS, args![ids, after_ms]).await.context("load recent positions")?;
+            rows.extend(chunk);
+        }
+        Ok(rows)
+    }
+
+    /// These devices' positions with `from_ms <= fix_time <= to_ms` (the newest version of each).
+    pub async fn positions_of_devices(
+        &self,
+        device_ids: &[String],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<PositionRow>> {
+        let mut rows = Vec::new();
+        for ids in chunks_by_literal_size(device_ids, MAX_ID_LIST_BYTES) {
+            let args = args![ids, from_ms, to_ms];
+            let chunk: Vec<PositionRow> =
+                self.client.fetch_all(sql::POSITIONS_OF_DEVICES, args).await.context("load positions to correct")?;
+            rows.extend(chunk);
+        }
+        Ok(rows)
     }
 
     /// Writes a new version of a fence (a deletion is a version with `deleted = 1`).

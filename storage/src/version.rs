@@ -44,6 +44,11 @@ pub fn tier(version: u64) -> u64 {
     version >> TIER_SHIFT
 }
 
+/// The offset a [`CURRENT`] version was written at.
+pub fn sequence(version: u64) -> i64 {
+    (version & MAX_SEQUENCE as u64) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +68,7 @@ mod tests {
             prop_assert!(current(a) > MIGRATED_VERSION);
             prop_assert!(MIGRATED_VERSION > late(b));
             prop_assert_eq!(tier(current(a)), CURRENT);
+            prop_assert_eq!(sequence(current(a)), a.clamp(0, MAX_SEQUENCE));
             prop_assert_eq!(tier(late(a)), LATE);
         }
 

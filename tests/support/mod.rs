@@ -6,6 +6,7 @@
 
 pub mod own;
 pub mod traffic;
+pub mod week;
 
 #[allow(unused_imports)]
 pub use own::{OwnBroker, OwnClickHouse};

@@ -65,10 +65,10 @@ fn main() {
             let mut tracker = Tracker::default();
             let mut events = 0usize;
             for (i, p) in positions.iter().enumerate() {
-                if let Applied::Stored { events: e, .. } =
+                if let Applied::Stored(out) =
                     tracker.apply(p, Source { partition: 0, offset: i as i64 }, &index, &settings)
                 {
-                    events += e.len();
+                    events += out.events.len();
                 }
             }
             events

@@ -1,0 +1,402 @@
+//! A device's recent history in event time: what makes the output independent of arrival order.
+//!
+//! Each device keeps a *window*: its fixes of the last `max_lateness` of event time (behind its
+//! newest fix, at most `max_fixes` of them), with the device's state just before the window
+//! (`base`) and after it (`head`). A fix newer than the head is applied to the head, as any
+//! in-order fix is. A fix that falls inside the window is placed where it belongs: the window
+//! is replayed from the base with the fix inserted, and whatever the replay changes comes out as
+//! corrections: the enrichment of later fixes (previous fix, distance, derived speed and heading,
+//! odometer, moving), and the geofence events that now hold, change or no longer hold. Replays
+//! use each fix's fences as computed when it arrived (geometry runs once per fix), so a replay
+//! of unchanged fixes reproduces exactly what was written before.
+//!
+//! Pure and synchronous: [`Tracker`] in `enrich.rs` drives it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use fleetstream_geofence::{FenceIndex, FenceState, Transition};
+use fleetstream_storage::{WindowRow, version};
+use geo::{Bearing, Distance, Haversine, Point};
+use serde::{Deserialize, Serialize};
+
+use crate::enrich::{Settings, Source};
+
+/// Great-circle distance in metres.
+pub fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
+    Haversine.distance(Point::new(a.1, a.0), Point::new(b.1, b.0))
+}
+
+/// Initial bearing from `a` to `b`, degrees clockwise from north in [0, 360).
+pub fn bearing_deg(a: (f64, f64), b: (f64, f64)) -> f64 {
+    Haversine.bearing(Point::new(a.1, a.0), Point::new(b.1, b.0)).rem_euclid(360.0)
+}
+
+/// One fix as history keeps it: everything re-applying it needs, nothing more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fix {
+    pub t: i64,
+    pub lat: f64,
+    pub lon: f64,
+    /// Speed and heading as the device sent them (not derived ones).
+    pub speed: Option<f64>,
+    pub heading: Option<f64>,
+    /// The fences containing it, by id, computed when it arrived.
+    pub fences: Vec<String>,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LastFix {
+    pub fix_time_ms: i64,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// A device's state after some of its fixes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub last: Option<LastFix>,
+    pub distance_total_m: f64,
+    /// Fences the device is inside or about to change for; idle pairs are not kept.
+    #[serde(default)]
+    pub fences: BTreeMap<String, FenceState>,
+}
+
+/// What a fix's position row gets from the fix before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enrichment {
+    pub prev_fix_ms: Option<i64>,
+    pub distance_m: Option<f64>,
+    pub speed_mps: Option<f64>,
+    pub speed_derived: bool,
+    pub heading_deg: Option<f64>,
+    pub heading_derived: bool,
+    pub distance_total_m: f64,
+    pub moving: bool,
+}
+
+impl Fix {
+    /// A fix as stored in `positions` (speed and heading the processor derived are not the
+    /// device's).
+    fn from_row(row: &WindowRow) -> Fix {
+        Fix {
+            t: row.fix_time_ms,
+            lat: row.lat,
+            lon: row.lon,
+            speed: if row.speed_derived == 0 { row.speed_mps } else { None },
+            heading: if row.heading_derived == 0 { row.heading_deg } else { None },
+            fences: row.fence_ids.clone(),
+            source: Source { partition: row.kafka_partition, offset: row.kafka_offset },
+        }
+    }
+}
+
+/// A transition confirmed by a fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FenceTransition {
+    pub fence_id: String,
+    pub transition: Transition,
+}
+
+impl Snapshot {
+    /// Applies one fix (newer than `last`): its enrichment and the transitions it confirms.
+    pub fn step(&mut self, fix: &Fix, index: &FenceIndex, settings: &Settings) -> (Enrichment, Vec<FenceTransition>) {
+        let here = (fix.lat, fix.lon);
+        let previous = self.last.filter(|l| l.fix_time_ms < fix.t);
+        let distance = previous.map(|prev| distance_m((prev.lat, prev.lon), here));
+        let (mut speed, mut speed_derived) = (fix.speed, false);
+        let (mut heading, mut heading_derived) = (fix.heading, false);
+        if let (Some(prev), Some(d)) = (previous, distance) {
+            if speed.is_none() {
+                speed = Some(d / ((fix.t - prev.fix_time_ms) as f64 / 1000.0));
+                speed_derived = true;
+            }
+            if heading.is_none() && d > 0.0 {
+                heading = Some(bearing_deg((prev.lat, prev.lon), here));
+                heading_derived = true;
+            }
+        }
+        self.distance_total_m += distance.unwrap_or(0.0);
+        self.last = Some(LastFix { fix_time_ms: fix.t, lat: fix.lat, lon: fix.lon });
+        let transitions = self.step_fences(fix, index, settings);
+        let enrichment = Enrichment {
+            prev_fix_ms: previous.map(|p| p.fix_time_ms),
+            distance_m: distance,
+            speed_mps: speed,
+            speed_derived,
+            heading_deg: heading,
+            heading_derived,
+            distance_total_m: self.distance_total_m,
+            moving: speed.is_some_and(|s| s >= settings.moving_speed_mps),
+        };
+        (enrichment, transitions)
+    }
+
+    fn step_fences(&mut self, fix: &Fix, index: &FenceIndex, settings: &Settings) -> Vec<FenceTransition> {
+        let candidates: BTreeSet<String> = fix.fences.iter().chain(self.fences.keys()).cloned().collect();
+        let mut transitions = Vec::new();
+        for fence_id in candidates {
+            let mut state = self.fences.get(&fence_id).cloned().unwrap_or_default();
+            let transition = match index.get(&fence_id) {
+                Some(fence) => {
+                    let inside = fix.fences.contains(&fence_id);
+                    let past = if inside != state.inside && settings.hysteresis.min_distance_m > 0.0 {
+                        fence.distance_to_boundary_m(fix.lat, fix.lon)
+                    } else {
+                        0.0
+                    };
+                    state.step(inside, past, fix.t, settings.hysteresis)
+                }
+                // The fence was deleted while the device was inside or pending: it leaves now.
+                None if state.inside => Some(state.confirm(false, fix.t)),
+                None => {
+                    state = FenceState::default();
+                    None
+                }
+            };
+            if let Some(transition) = transition {
+                transitions.push(FenceTransition { fence_id: fence_id.clone(), transition });
+            }
+            if state.is_idle() {
+                self.fences.remove(&fence_id);
+            } else {
+                self.fences.insert(fence_id, state);
+            }
+        }
+        transitions
+    }
+}
+
+/// Where a fix belongs in its device's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Newer than every fix: applied to the head.
+    Newest,
+    /// The same fix time as one already applied: a copy.
+    Copy,
+    /// Inside the window, before the fix at this index.
+    Before(usize),
+    /// Too old for the window: stored without history.
+    Outside,
+}
+
+/// The outcome of placing one fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    /// The fix's own enrichment (`None` when placed outside the history).
+    pub enrichment: Option<Enrichment>,
+    pub transitions: Vec<FenceTransition>,
+    /// Earlier-placed fixes whose enrichment the new one changed: (fix, new enrichment).
+    pub corrected: Vec<(Fix, Enrichment)>,
+    /// Transitions of earlier fixes that no longer hold: (confirming fix, transition).
+    pub withdrawn: Vec<(Fix, FenceTransition)>,
+    /// Transitions of earlier fixes that hold now and did not, or hold differently.
+    pub confirmed: Vec<(Fix, FenceTransition)>,
+}
+
+/// A device's history: the state before the window, the window, and the state after it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// The device's state after every fix it has: the next in-order fix applies here.
+    #[serde(flatten)]
+    pub head: Snapshot,
+    /// The state before the window's first fix. Absent in states written before windows
+    /// existed: then the window starts empty at the head.
+    #[serde(default)]
+    pub base: Option<Snapshot>,
+    /// How many fixes the window holds. The fixes themselves are not persisted with the state:
+    /// they are the device's stored positions after the base, rebuilt from storage after a
+    /// restart ([`History::rebuild_window`]), and this checks they all came back.
+    #[serde(default)]
+    pub window_len: usize,
+    #[serde(skip)]
+    pub window: VecDeque<Fix>,
+}
+
+impl History {
+    /// The state the window starts from: the base, or the head when there is no window yet.
+    fn start(&self) -> &Snapshot {
+        self.base.as_ref().unwrap_or(&self.head)
+    }
+
+    /// The enrichment of a fix placed outside the history: nothing derived from neighbours,
+    /// and the odometer of the oldest state kept.
+    pub fn outside_enrichment(&self, fix: &Fix, settings: &Settings) -> Enrichment {
+        Enrichment {
+            prev_fix_ms: None,
+            distance_m: None,
+            speed_mps: fix.speed,
+            speed_derived: false,
+            heading_deg: fix.heading,
+            heading_derived: false,
+            distance_total_m: self.start().distance_total_m,
+            moving: fix.speed.is_some_and(|s| s >= settings.moving_speed_mps),
+        }
+    }
+
+    /// Rebuilds the window after a restart from the device's stored positions: `rows` holds
+    /// every stored version of them (and may hold more); the window is, per fix time after the
+    /// base, the newest version written by a message the state covers (at or before `applied`):
+    /// a version written by a batch whose states were never stored is not history yet. True
+    /// when that gives back exactly the window the state describes.
+    pub fn rebuild_window(&mut self, rows: &[WindowRow], applied: Option<Source>) -> bool {
+        self.window.clear();
+        if self.window_len == 0 {
+            return true;
+        }
+        let (Some(newest_fix), Some(applied)) = (self.head.last, applied) else { return false };
+        let from = self.start().last.map(|l| l.fix_time_ms);
+        let mut newest: BTreeMap<i64, &WindowRow> = BTreeMap::new();
+        for row in rows {
+            let in_window = from.is_none_or(|f| row.fix_time_ms > f) && row.fix_time_ms <= newest_fix.fix_time_ms;
+            let covered = version::tier(row.version) == version::CURRENT
+                && row.kafka_partition == applied.partition
+                && version::sequence(row.version) <= applied.offset;
+            if in_window && covered && newest.get(&row.fix_time_ms).is_none_or(|kept| row.version > kept.version) {
+                newest.insert(row.fix_time_ms, row);
+            }
+        }
+        if newest.len() != self.window_len || newest.keys().next_back() != Some(&newest_fix.fix_time_ms) {
+            return false;
+        }
+        self.window = newest.values().map(|row| Fix::from_row(row)).collect();
+        true
+    }
+
+    /// The fix time after which the window's fixes lie (`i64::MIN` for a device's first ones).
+    pub fn window_start_ms(&self) -> i64 {
+        self.start().last.map_or(i64::MIN, |l| l.fix_time_ms)
+    }
+
+    /// Drops the window: the history restarts at the head.
+    pub fn forget_window(&mut self) {
+        self.window.clear();
+        self.window_len = 0;
+        self.base = Some(self.head.clone());
+    }
+
+    /// Where a fix taken at `t` belongs.
+    pub fn place(&self, t: i64, settings: &Settings) -> Placement {
+        let Some(newest) = self.head.last else { return Placement::Newest };
+        if t > newest.fix_time_ms {
+            return Placement::Newest;
+        }
+        if t == newest.fix_time_ms {
+            return Placement::Copy;
+        }
+        // Without a base (a state from before windows), the window starts at the head.
+        let base_t = self.start().last.map(|l| l.fix_time_ms);
+        if base_t == Some(t) {
+            return Placement::Copy;
+        }
+        if t < newest.fix_time_ms - settings.max_lateness_ms || base_t.is_some_and(|b| t < b) {
+            return Placement::Outside;
+        }
+        match self.window.binary_search_by_key(&t, |f| f.t) {
+            Ok(_) => Placement::Copy,
+            Err(k) => Placement::Before(k),
+        }
+    }
+
+    /// Applies `fix` where it belongs. `None` for a copy of a fix already applied.
+    pub fn apply(&mut self, fix: Fix, index: &FenceIndex, settings: &Settings) -> Option<Placed> {
+        let placed = match self.place(fix.t, settings) {
+            Placement::Copy => return None,
+            Placement::Outside => Placed::empty(),
+            Placement::Newest => {
+                if self.base.is_none() {
+                    // A new device, or a state from before windows: the window starts here.
+                    debug_assert!(self.window.is_empty());
+                    self.base = Some(self.head.clone());
+                }
+                let (enrichment, transitions) = self.head.step(&fix, index, settings);
+                self.window.push_back(fix);
+                Placed { enrichment: Some(enrichment), transitions, ..Placed::empty() }
+            }
+            Placement::Before(k) => self.insert(k, fix, index, settings),
+        };
+        self.slide(index, settings);
+        Some(placed)
+    }
+
+    /// Replays the window from the base with `fix` inserted before position `k`.
+    fn insert(&mut self, k: usize, fix: Fix, index: &FenceIndex, settings: &Settings) -> Placed {
+        let mut before = self.base.clone().unwrap_or_default();
+        for f in self.window.range(..k) {
+            before.step(f, index, settings);
+        }
+        let mut old_state = before.clone();
+        let old: Vec<(Enrichment, Vec<FenceTransition>)> =
+            self.window.range(k..).map(|f| old_state.step(f, index, settings)).collect();
+        let mut new_state = before;
+        let (enrichment, transitions) = new_state.step(&fix, index, settings);
+        let new: Vec<(Enrichment, Vec<FenceTransition>)> =
+            self.window.range(k..).map(|f| new_state.step(f, index, settings)).collect();
+        debug_assert_eq!(old_state, self.head, "a replay of unchanged fixes reproduces the head");
+
+        let mut placed = Placed { enrichment: Some(enrichment), transitions, ..Placed::empty() };
+        // Events are compared by identity (device, fence, kind, time): what the old replay
+        // confirmed and the new one does not is withdrawn; what is new or now different (dwell,
+        // confirming fix) is confirmed. The new fix's own transitions are reported as its own.
+        let mut old_events: HashMap<(String, bool, i64), (Fix, FenceTransition)> = HashMap::new();
+        for (f, (_, ts)) in self.window.range(k..).zip(&old) {
+            for t in ts {
+                old_events.insert(event_key(t), (f.clone(), t.clone()));
+            }
+        }
+        for t in &placed.transitions {
+            old_events.remove(&event_key(t));
+        }
+        for (f, (_, ts)) in self.window.range(k..).zip(&new) {
+            for t in ts {
+                match old_events.remove(&event_key(t)) {
+                    Some((old_fix, old_t)) if old_t == *t && old_fix.source == f.source => {}
+                    _ => placed.confirmed.push((f.clone(), t.clone())),
+                }
+            }
+        }
+        placed.withdrawn = old_events.into_values().collect();
+        placed.withdrawn.sort_by_key(|(f, t)| (f.t, t.fence_id.clone()));
+        for (f, ((old_e, _), (new_e, _))) in self.window.range(k..).zip(old.iter().zip(&new)) {
+            if old_e != new_e {
+                placed.corrected.push((f.clone(), new_e.clone()));
+            }
+        }
+        self.head = new_state;
+        self.window.insert(k, fix);
+        placed
+    }
+
+    /// Moves fixes that fell out of the lateness bound (or beyond the count cap) into the base.
+    fn slide(&mut self, index: &FenceIndex, settings: &Settings) {
+        let Some(newest) = self.head.last else { return };
+        while let Some(front) = self.window.front() {
+            let too_old = front.t < newest.fix_time_ms - settings.max_lateness_ms;
+            if !too_old && self.window.len() <= settings.max_history_fixes {
+                break;
+            }
+            let fix = self.window.pop_front().expect("front exists");
+            self.base.get_or_insert_with(Snapshot::default).step(&fix, index, settings);
+        }
+        self.window_len = self.window.len();
+    }
+}
+
+impl Placed {
+    fn empty() -> Placed {
+        Placed {
+            enrichment: None,
+            transitions: Vec::new(),
+            corrected: Vec::new(),
+            withdrawn: Vec::new(),
+            confirmed: Vec::new(),
+        }
+    }
+}
+
+fn event_key(t: &FenceTransition) -> (String, bool, i64) {
+    match t.transition {
+        Transition::Enter { at_ms } => (t.fence_id.clone(), true, at_ms),
+        Transition::Exit { at_ms, .. } => (t.fence_id.clone(), false, at_ms),
+    }
+}

@@ -1,0 +1,185 @@
+//! The recorded week of NY Harbor positions (172,679 fixes, 140 vessels) through the processors
+//! on the real broker and ClickHouse: producing it, processors running in this process, waiting
+//! until they are done, and what they wrote, in forms that compare exactly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use fleetstream_kafka::KafkaConfig;
+use fleetstream_processors::ProcessorConfig;
+use fleetstream_schemas::{Limits, Position, parse_position};
+use fleetstream_storage::{ClickHouseConfig, GeofenceEventRow, Store};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{clickhouse_config, data_dir, eventually, query_one, read_fixes};
+
+pub const WEEK: &str = "nyharbor-2020-12-week1.csv.gz";
+
+/// What the topic holds: the number of distinct (device, fix time) and each device's last offset.
+pub struct Produced {
+    pub distinct: u64,
+    pub last_offsets: HashMap<String, i64>,
+}
+
+/// The week's fixes as positions, in the file's order (time order).
+pub fn week_positions() -> Vec<Position> {
+    let fixes = read_fixes(WEEK, usize::MAX);
+    assert_eq!(fixes.len(), 172_679);
+    let now = fleetstream_schemas::time::now_millis();
+    fixes.iter().map(|fix| parse_position(&fix.to_json().to_string(), now, &Limits::default()).unwrap()).collect()
+}
+
+pub async fn produce_week(kafka: &KafkaConfig) -> Produced {
+    produce(kafka, &week_positions()).await
+}
+
+/// Produces `positions` in this order, keyed by device, and waits for every acknowledgement.
+pub async fn produce(kafka: &KafkaConfig, positions: &[Position]) -> Produced {
+    fleetstream_kafka::ensure_topics(kafka, &[kafka.positions_topic.as_str()]).await.unwrap();
+    let producer: FutureProducer = kafka.durable_producer_config("test-producer").create().unwrap();
+    let mut deliveries = Vec::with_capacity(positions.len());
+    let mut keys = std::collections::HashSet::new();
+    for p in positions {
+        keys.insert((p.device_id.clone(), p.fix_time_ms));
+        let payload = p.to_message();
+        let record = FutureRecord::to(&kafka.positions_topic).key(&p.device_id).payload(&payload);
+        deliveries.push((p.device_id.clone(), producer.send_result(record).map_err(|(e, _)| e).unwrap()));
+    }
+    let mut last_offsets = HashMap::new();
+    for (device, delivery) in deliveries {
+        let d = delivery.await.unwrap().unwrap();
+        let last = last_offsets.entry(device).or_insert(d.offset);
+        *last = (*last).max(d.offset);
+    }
+    Produced { distinct: keys.len() as u64, last_offsets }
+}
+
+pub async fn store_with_counties(name: &str) -> (ClickHouseConfig, Store) {
+    let config = clickhouse_config(&format!("fs_{name}"));
+    let store = Store::open(&config).await.unwrap();
+    let counties: Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir().join("nyc-area-counties.geojson")).unwrap()).unwrap();
+    let max_vertices = fleetstream_api::ApiConfig::local().max_fence_vertices as usize;
+    for row in fleetstream_api::fences::fence_rows(counties, max_vertices).unwrap() {
+        store.put_fence(&row).await.unwrap();
+    }
+    (config, store)
+}
+
+/// Waits until every device's stored state has reached its last message (states are written
+/// last in a batch, so then every position and event is written too).
+pub async fn wait_until_done(store: &Store, produced: &Produced, within: Duration) {
+    let expected: i64 = produced.last_offsets.values().sum();
+    let expected_devices = produced.last_offsets.len();
+    eventually("every device's state at its last message", within, move || async move {
+        let (devices, offsets): (u64, i64) =
+            query_one(store, "SELECT count(), sum(kafka_offset) FROM processor_state FINAL").await;
+        if devices as usize == expected_devices && offsets == expected {
+            Ok(())
+        } else {
+            Err(format!("{devices} devices, offsets {offsets} of {expected}"))
+        }
+    })
+    .await;
+}
+
+/// Processors running in this process, stopped gracefully by [`Running::stop`].
+pub struct Running {
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// `instances` processors in one group, each counting into metrics of its own.
+    pub fn start(kafka: &KafkaConfig, store: &Store, group: &str, instances: usize) -> Running {
+        Running::start_each(kafka, store, group, (0..instances).map(|_| Default::default()).collect())
+    }
+
+    /// One processor counting into `metrics`.
+    pub fn start_with_metrics(
+        kafka: &KafkaConfig,
+        store: &Store,
+        group: &str,
+        metrics: fleetstream_processors::Metrics,
+    ) -> Running {
+        Running::start_each(kafka, store, group, vec![metrics])
+    }
+
+    fn start_each(
+        kafka: &KafkaConfig,
+        store: &Store,
+        group: &str,
+        metrics: Vec<fleetstream_processors::Metrics>,
+    ) -> Running {
+        let shutdown = CancellationToken::new();
+        let tasks = metrics
+            .into_iter()
+            .map(|metrics| {
+                let config = ProcessorConfig::local(group);
+                tokio::spawn(fleetstream_processors::run(
+                    config,
+                    kafka.clone(),
+                    store.clone(),
+                    metrics,
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        Running { shutdown, tasks }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            tokio::time::timeout(Duration::from_secs(30), task).await.expect("processor stops").unwrap().unwrap();
+        }
+    }
+}
+
+/// Everything the processors wrote, in a form that compares exactly: positions (with their
+/// enrichment) hashed, and the events in order.
+pub async fn output(store: &Store) -> (u64, u64, Vec<GeofenceEventRow>) {
+    let (count, hash): (u64, u64) = query_one(
+        store,
+        "SELECT count(), groupBitXor(cityHash64(device_id, fix_time_ms, toString(lat), toString(lon), \
+         toString(distance_total_m), toString(ifNull(distance_m, -1)), toString(ifNull(speed_mps, -1)), \
+         arrayStringConcat(fence_ids, ','), moving, h3_cell)) FROM positions FINAL",
+    )
+    .await;
+    let events = store.geofence_events(i64::MIN, i64::MAX, 10_000_000).await.unwrap();
+    (count, hash, events)
+}
+
+/// The same input topic, with output topics of the run's own.
+pub fn outputs_of(kafka: &KafkaConfig, run: &str) -> KafkaConfig {
+    KafkaConfig {
+        enriched_topic: format!("{}.{run}", kafka.enriched_topic),
+        events_topic: format!("{}.{run}", kafka.events_topic),
+        processing_dlq_topic: format!("{}.{run}", kafka.processing_dlq_topic),
+        ..kafka.clone()
+    }
+}
+
+/// What a run produced to its output topics, each id's newest version: positions by (device,
+/// fix time) and events by id.
+pub fn topic_output(kafka: &KafkaConfig) -> (BTreeMap<(String, i64), Value>, BTreeMap<String, Value>) {
+    fn newest<K: Ord>(messages: Vec<Vec<u8>>, key: impl Fn(&Value) -> K) -> BTreeMap<K, Value> {
+        let mut out: BTreeMap<K, Value> = BTreeMap::new();
+        for message in messages {
+            let m: Value = serde_json::from_slice(&message).unwrap();
+            let k = key(&m);
+            if out.get(&k).is_none_or(|old| m["version"].as_u64() > old["version"].as_u64()) {
+                out.insert(k, m);
+            }
+        }
+        out
+    }
+    let positions = newest(super::read_topic(&kafka.brokers, &kafka.enriched_topic), |m| {
+        (m["device_id"].as_str().unwrap().to_string(), m["fix_time_ms"].as_i64().unwrap())
+    });
+    let events =
+        newest(super::read_topic(&kafka.brokers, &kafka.events_topic), |m| m["event_id"].as_str().unwrap().to_string());
+    (positions, events)
+}
