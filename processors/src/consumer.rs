@@ -64,7 +64,12 @@ struct Processor {
     metrics: Metrics,
     /// Devices of the current batch whose stored state storage refused to return, with the error.
     unloadable: HashMap<String, String>,
+    last_eviction: Instant,
 }
+
+/// A device that sent nothing for this long is dropped from memory (and restored from storage
+/// when it comes back).
+const IDLE_DEVICE: Duration = Duration::from_secs(15 * 60);
 
 /// Runs until `shutdown` is cancelled; writes what it holds and commits before returning.
 /// Serves `metrics` on `config.metrics_listen` when set.
@@ -118,6 +123,7 @@ pub async fn run(
         settings: config.settings(),
         metrics,
         unloadable: HashMap::new(),
+        last_eviction: Instant::now(),
     };
     let mut batch: Vec<Pending> = Vec::with_capacity(config.batch_max_rows);
     let mut deadline = Instant::now() + config.batch_max_wait();
@@ -195,6 +201,7 @@ impl Processor {
             return Ok(());
         }
         self.store_offsets(batch);
+        self.evict_idle_devices();
         tracing::debug!(positions = out.positions.len(), events = out.events.len(), "batch written");
         batch.clear();
         Ok(())
@@ -319,6 +326,19 @@ impl Processor {
         corrected.dedup();
         out.positions.extend(corrected.into_iter().filter_map(|key| by_key.remove(&key)));
         true
+    }
+
+    /// Drops devices that sent nothing for [`IDLE_DEVICE`] from memory, at most once a minute:
+    /// memory follows the devices that are active, not every device ever seen.
+    fn evict_idle_devices(&mut self) {
+        if self.last_eviction.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        self.last_eviction = Instant::now();
+        let dropped = self.tracker.evict_idle(IDLE_DEVICE);
+        if dropped > 0 {
+            tracing::debug!(dropped, kept = self.tracker.len(), "idle devices dropped from memory");
+        }
     }
 
     /// Stores the offsets of a written batch, for the next (automatic) commit.

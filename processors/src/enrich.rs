@@ -11,6 +11,7 @@
 //! copy of a fix already applied (same device and fix time) is ignored.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use fleetstream_geofence::{FenceIndex, Hysteresis, Transition};
 use fleetstream_schemas::Position;
@@ -36,6 +37,10 @@ pub struct DeviceState {
     pub history: History,
     /// The last message applied to this device: anything at or before it is a redelivery.
     pub applied: Option<Source>,
+    /// When a message of this device was last applied here (not persisted): idle devices are
+    /// dropped from memory and restored from storage if they come back.
+    #[serde(skip)]
+    pub touched: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -136,8 +141,19 @@ impl Tracker {
         if !complete {
             state.history.forget_window();
         }
+        state.touched = Some(Instant::now());
         self.devices.insert(device_id.to_string(), state);
         complete
+    }
+
+    /// Forgets devices that sent nothing for `idle` (their states are stored: a device that
+    /// comes back is restored from storage). Call only between batches, once the last one is
+    /// written. Returns how many were dropped.
+    pub fn evict_idle(&mut self, idle: Duration) -> usize {
+        let before = self.devices.len();
+        let now = Instant::now();
+        self.devices.retain(|_, s| s.touched.is_some_and(|t| now.duration_since(t) < idle));
+        before - self.devices.len()
     }
 
     /// Forgets every device (after a rebalance: another instance may have moved them on).
@@ -163,6 +179,7 @@ impl Tracker {
             return Applied::Redelivered;
         }
         state.applied = Some(source);
+        state.touched = Some(Instant::now());
         // A copy runs no geometry.
         if state.history.place(p.fix_time_ms, settings) == Placement::Copy {
             return Applied::Duplicate;
@@ -173,7 +190,7 @@ impl Tracker {
             lon: p.lon,
             speed: p.speed_mps,
             heading: p.heading_deg,
-            fences: fences.containing(p.lat, p.lon).iter().map(|f| f.id.clone()).collect(),
+            fences: fences.containing(p.lat, p.lon).iter().map(|f| f.id.clone()).collect::<Vec<_>>().into(),
             source,
         };
         let outside = state.history.outside_enrichment(&fix, settings);
@@ -238,7 +255,7 @@ fn position_row(p: &Position, fix: &Fix, e: &Enrichment, late: bool, version: u6
         distance_total_m: 0.0,
         moving: 0,
         h3_cell: h3_cell(p.lat, p.lon),
-        fence_ids: fix.fences.clone(),
+        fence_ids: fix.fences.to_vec(),
         device_name: String::new(),
         fleet: String::new(),
         device_type: String::new(),

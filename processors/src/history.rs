@@ -13,6 +13,7 @@
 //! Pure and synchronous: [`Tracker`] in `enrich.rs` drives it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use fleetstream_geofence::{FenceIndex, FenceState, Transition};
 use fleetstream_storage::{WindowRow, version};
@@ -32,7 +33,7 @@ pub fn bearing_deg(a: (f64, f64), b: (f64, f64)) -> f64 {
 }
 
 /// One fix as history keeps it: everything re-applying it needs, nothing more.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fix {
     pub t: i64,
     pub lat: f64,
@@ -40,8 +41,9 @@ pub struct Fix {
     /// Speed and heading as the device sent them (not derived ones).
     pub speed: Option<f64>,
     pub heading: Option<f64>,
-    /// The fences containing it, by id, computed when it arrived.
-    pub fences: Vec<String>,
+    /// The fences containing it, by id, computed when it arrived (shared: fixes are cloned into
+    /// outputs and replays).
+    pub fences: Arc<[String]>,
     pub source: Source,
 }
 
@@ -85,7 +87,7 @@ impl Fix {
             lon: row.lon,
             speed: if row.speed_derived == 0 { row.speed_mps } else { None },
             heading: if row.heading_derived == 0 { row.heading_deg } else { None },
-            fences: row.fence_ids.clone(),
+            fences: row.fence_ids.as_slice().into(),
             source: Source { partition: row.kafka_partition, offset: row.kafka_offset },
         }
     }
@@ -133,6 +135,9 @@ impl Snapshot {
     }
 
     fn step_fences(&mut self, fix: &Fix, index: &FenceIndex, settings: &Settings) -> Vec<FenceTransition> {
+        if fix.fences.is_empty() && self.fences.is_empty() {
+            return Vec::new();
+        }
         let candidates: BTreeSet<String> = fix.fences.iter().chain(self.fences.keys()).cloned().collect();
         let mut transitions = Vec::new();
         for fence_id in candidates {
@@ -259,7 +264,11 @@ impl History {
         if newest.len() != self.window_len || newest.keys().next_back() != Some(&newest_fix.fix_time_ms) {
             return false;
         }
-        self.window = newest.values().map(|row| Fix::from_row(row)).collect();
+        for row in newest.values() {
+            let mut fix = Fix::from_row(row);
+            share_fences(&mut fix, self.window.back());
+            self.window.push_back(fix);
+        }
         true
     }
 
@@ -310,6 +319,12 @@ impl History {
                     self.base = Some(self.head.clone());
                 }
                 let (enrichment, transitions) = self.head.step(&fix, index, settings);
+                let mut fix = fix;
+                share_fences(&mut fix, self.window.back());
+                // Make room first, so that a full window never grows its buffer.
+                if self.window.len() >= settings.max_history_fixes {
+                    self.pop_into_base(index, settings);
+                }
                 self.window.push_back(fix);
                 Placed { enrichment: Some(enrichment), transitions, ..Placed::empty() }
             }
@@ -363,6 +378,8 @@ impl History {
             }
         }
         self.head = new_state;
+        let mut fix = fix;
+        share_fences(&mut fix, self.window.get(k).or(k.checked_sub(1).and_then(|i| self.window.get(i))));
         self.window.insert(k, fix);
         placed
     }
@@ -375,10 +392,16 @@ impl History {
             if !too_old && self.window.len() <= settings.max_history_fixes {
                 break;
             }
-            let fix = self.window.pop_front().expect("front exists");
-            self.base.get_or_insert_with(Snapshot::default).step(&fix, index, settings);
+            self.pop_into_base(index, settings);
         }
         self.window_len = self.window.len();
+    }
+
+    /// Moves the oldest fix of the window into the base.
+    fn pop_into_base(&mut self, index: &FenceIndex, settings: &Settings) {
+        if let Some(fix) = self.window.pop_front() {
+            self.base.get_or_insert_with(Snapshot::default).step(&fix, index, settings);
+        }
     }
 }
 
@@ -391,6 +414,15 @@ impl Placed {
             withdrawn: Vec::new(),
             confirmed: Vec::new(),
         }
+    }
+}
+
+/// A device usually stays in the same fences for many fixes: those fixes share one list.
+fn share_fences(fix: &mut Fix, neighbour: Option<&Fix>) {
+    if let Some(n) = neighbour
+        && n.fences == fix.fences
+    {
+        fix.fences = n.fences.clone();
     }
 }
 
