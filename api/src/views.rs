@@ -60,6 +60,8 @@ pub struct TrackPointView {
     /// H3 cell (resolution 9) as the usual hex string.
     pub h3_cell: String,
     pub fence_ids: Vec<String>,
+    /// The fix arrived beyond the lateness bound: stored without distance or speed.
+    pub late: bool,
 }
 
 impl From<PositionRow> for TrackPointView {
@@ -86,6 +88,7 @@ impl From<PositionRow> for TrackPointView {
             moving: r.moving != 0,
             h3_cell: format!("{:x}", r.h3_cell),
             fence_ids: r.fence_ids,
+            late: r.late != 0,
         }
     }
 }
