@@ -15,6 +15,10 @@ pub struct ProcessorConfig {
     /// Longest a position waits in a batch before it is written, in milliseconds.
     #[arg(long, env = "FLEETSTREAM_BATCH_MAX_WAIT_MS", default_value_t = 500)]
     pub batch_max_wait_ms: u64,
+    /// A batch is written as soon as no message came for this long, in milliseconds: a lone
+    /// fix is not held for the full wait, a stream of them still fills batches.
+    #[arg(long, env = "FLEETSTREAM_BATCH_IDLE_MS", default_value_t = 10)]
+    pub batch_idle_ms: u64,
     /// Hysteresis: seconds a device must stay on the other side of a fence boundary before an
     /// enter or exit counts (0: at once).
     #[arg(long, env = "FLEETSTREAM_FENCE_MIN_SECS", default_value_t = 0)]
@@ -70,6 +74,7 @@ impl ProcessorConfig {
             group_id: group_id.into(),
             batch_max_rows: 10_000,
             batch_max_wait_ms: 200,
+            batch_idle_ms: 10,
             fence_min_secs: 0,
             fence_min_distance_m: 0.0,
             fences_poll_ms: 500,
