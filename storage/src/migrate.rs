@@ -1,7 +1,7 @@
 //! Applies the DDL from `schemas/migrations/` and checks table shapes at startup.
 //!
-//! Safe to run from every process at once: statements are idempotent and the ledger collapses
-//! duplicate records. A migration whose text changed after it was applied stops startup, because
+//! Safe to run from every process at once: one process at a time migrates (see [`lock`]), the
+//! others wait for it and then find the ledger complete. A migration whose text changed after it was applied stops startup, because
 //! silently running old and new schemas side by side corrupts data.
 
 use clickhouse::Row;
@@ -12,6 +12,8 @@ use crate::engine::{Engine, args};
 use crate::error::{Context, Result, StoreError};
 use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow};
 use crate::sql;
+
+mod lock;
 
 /// One row of the migration ledger.
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
@@ -35,21 +37,41 @@ pub(crate) async fn create_database(server: &Engine, name: &str) -> Result<()> {
 
 /// Applies every migration not yet in the ledger; returns the versions it applied now.
 pub(crate) async fn apply_migrations(client: &Engine) -> Result<Vec<u32>> {
+    apply_migrations_to(client, u32::MAX).await
+}
+
+/// [`apply_migrations`], but only those up to version `last`: a database as an older release
+/// left it (for tests of upgrades).
+pub(crate) async fn apply_migrations_to(client: &Engine, last: u32) -> Result<Vec<u32>> {
     for (_, stmt) in statements(LEDGER_DDL) {
         client.execute(&stmt, args![]).await.context("create the migration ledger")?;
     }
+    let wanted = || MIGRATIONS.iter().filter(|m| m.version <= last);
+    // Every start of every process reads the ledger; only one with something to apply locks.
     let applied = applied_migrations(client).await?;
-    let mut newly = Vec::new();
-    for migration in MIGRATIONS {
-        match applied.iter().find(|a| a.version == migration.version) {
-            Some(done) => check_unchanged(migration, done)?,
-            None => {
-                apply_one(client, migration).await?;
-                newly.push(migration.version);
+    if wanted().all(|m| applied.iter().any(|a| a.version == m.version)) {
+        for migration in wanted() {
+            let done = applied.iter().find(|a| a.version == migration.version).expect("checked above");
+            check_unchanged(migration, done)?;
+        }
+        return Ok(Vec::new());
+    }
+    lock::with_lock(client, async || {
+        // Read again under the lock: whoever held it before may have applied them all.
+        let applied = applied_migrations(client).await?;
+        let mut newly = Vec::new();
+        for migration in wanted() {
+            match applied.iter().find(|a| a.version == migration.version) {
+                Some(done) => check_unchanged(migration, done)?,
+                None => {
+                    apply_one(client, migration).await?;
+                    newly.push(migration.version);
+                }
             }
         }
-    }
-    Ok(newly)
+        Ok(newly)
+    })
+    .await
 }
 
 /// The ledger: every migration applied to this database, by version.

@@ -27,6 +27,17 @@ pub const LEDGER_APPLIED: &str = "SELECT version, name, checksum FROM schema_mig
 pub const LEDGER_RECORD: &str =
     "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())";
 
+/// The migration lock (see `migrate::lock`): created without IF NOT EXISTS, so that exactly one
+/// process succeeds.
+pub const MIGRATION_LOCK_CREATE: &str =
+    "CREATE TABLE schema_migrations_lock (holder String, since DateTime('UTC')) ENGINE = TinyLog";
+pub const MIGRATION_LOCK_HOLD: &str = "INSERT INTO schema_migrations_lock (holder, since) VALUES (?, now())";
+pub const MIGRATION_LOCK_EXISTS: &str =
+    "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations_lock'";
+pub const MIGRATION_LOCK_HOLDER: &str =
+    "SELECT holder, toUInt64(greatest(toInt64(now()) - toInt64(since), 0)) AS age_secs FROM schema_migrations_lock LIMIT 1";
+pub const MIGRATION_LOCK_DROP: &str = "DROP TABLE IF EXISTS schema_migrations_lock";
+
 pub const TABLE_COLUMNS: &str =
     "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ? ORDER BY name";
 

@@ -1,0 +1,132 @@
+//! A lock so that one process at a time applies migrations to a database.
+//!
+//! Every processor and the API migrate at startup, and on a first start (or an upgrade) several
+//! start together. Most statements are idempotent, but a migration that copies a table and swaps
+//! it in by RENAME (0006) is not safe to interleave: two copies, two renames, and one process
+//! drops what the other just filled. ClickHouse has no transactions; what it does have is that
+//! exactly one `CREATE TABLE` of a name succeeds. So the lock is a table: whoever creates it
+//! holds it, writes who it is and since when, migrates, and drops it. The others wait, and then
+//! read the ledger again: usually there is nothing left to do.
+//!
+//! A holder that died leaves its table behind. A lock older than [`STALE_AFTER`] (by the
+//! server's clock), or one still without its holder row after [`STALE_EMPTY_AFTER`], is taken
+//! for abandoned and dropped; a live migration of that length would have to be a copy of a very
+//! large table, and the log says who held it.
+
+use std::time::{Duration, Instant};
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use crate::engine::{Engine, args};
+use crate::error::{Context, Result};
+use crate::sql;
+
+/// Age after which a held lock is taken for abandoned.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How long a lock table may stay without its holder row (its creator died between the two
+/// statements) before it is taken for abandoned.
+pub const STALE_EMPTY_AFTER: Duration = Duration::from_secs(60);
+/// Between two looks at a held lock.
+const POLL: Duration = Duration::from_millis(250);
+/// Between two log lines about the same wait.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The holder row of the lock table, with its age by the server's clock.
+#[derive(Debug, Row, Deserialize)]
+struct Holder {
+    holder: String,
+    age_secs: u64,
+}
+
+/// The migration lock while this process holds it. Release with [`MigrationLock::release`];
+/// a holder that fails releases too (see [`with_lock`]).
+pub(crate) struct MigrationLock<'a> {
+    client: &'a Engine,
+}
+
+impl MigrationLock<'_> {
+    pub(crate) async fn release(self) -> Result<()> {
+        self.client.execute(sql::MIGRATION_LOCK_DROP, args![]).await.context("release the migration lock")
+    }
+}
+
+/// Runs `work` while holding the migration lock, waiting for it as long as another live
+/// process holds it; releases it whether `work` succeeds or not.
+pub(crate) async fn with_lock<T, F>(client: &Engine, work: F) -> Result<T>
+where
+    F: AsyncFnOnce() -> Result<T>,
+{
+    let lock = acquire(client).await?;
+    let result = work().await;
+    let released = lock.release().await;
+    let value = result?;
+    released?;
+    Ok(value)
+}
+
+/// Waits until this process holds the lock.
+pub(crate) async fn acquire(client: &Engine) -> Result<MigrationLock<'_>> {
+    let me = holder_name();
+    let mut empty_since: Option<Instant> = None;
+    let mut logged_at: Option<Instant> = None;
+    let mut failed_creates = 0;
+    loop {
+        let created = client.execute(sql::MIGRATION_LOCK_CREATE, args![]).await;
+        let Err(create_error) = created else {
+            client.execute(sql::MIGRATION_LOCK_HOLD, args![me.as_str()]).await.context("record the migration lock")?;
+            tracing::debug!(holder = %me, "migration lock taken");
+            return Ok(MigrationLock { client });
+        };
+        // Creating failed: someone holds it, or the engine is failing. Which one?
+        let exists: u64 =
+            client.fetch_one(sql::MIGRATION_LOCK_EXISTS, args![]).await.context("look for the migration lock")?;
+        if exists == 0 {
+            // Released between our attempt and our look, or the CREATE failed for a reason of
+            // its own: that one fails again, and then it is the error to report.
+            failed_creates += 1;
+            if failed_creates >= 3 {
+                return Err(create_error).context("take the migration lock");
+            }
+            continue;
+        }
+        failed_creates = 0;
+        let holder: Option<Holder> = match client.fetch_optional(sql::MIGRATION_LOCK_HOLDER, args![]).await {
+            Ok(holder) => holder,
+            Err(e) => {
+                // Released between our look and our read: try to take it again.
+                let exists: u64 =
+                    client.fetch_one(sql::MIGRATION_LOCK_EXISTS, args![]).await.context("look for the migration lock")?;
+                if exists == 0 {
+                    continue;
+                }
+                return Err(e).context("read the migration lock");
+            }
+        };
+        let abandoned = match &holder {
+            Some(h) => Duration::from_secs(h.age_secs) >= STALE_AFTER,
+            None => empty_since.get_or_insert_with(Instant::now).elapsed() >= STALE_EMPTY_AFTER,
+        };
+        if abandoned {
+            tracing::warn!(holder = ?holder.map(|h| h.holder), "the migration lock looks abandoned; taking it over");
+            client.execute(sql::MIGRATION_LOCK_DROP, args![]).await.context("drop an abandoned migration lock")?;
+            empty_since = None;
+            continue;
+        }
+        if holder.is_some() {
+            empty_since = None;
+        }
+        if logged_at.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            let holder = holder.as_ref().map(|h| (h.holder.as_str(), h.age_secs));
+            tracing::info!(?holder, "another process is migrating this database; waiting for it (holder, seconds held)");
+            logged_at = Some(Instant::now());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Who holds the lock, for the log of whoever waits: host and process.
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
+}
