@@ -93,6 +93,10 @@ pub async fn run(
         // `batch_max_rows` positions, so a few MB ahead keep it busy at a fraction of the memory.
         .set("queued.max.messages.kbytes", "8192")
         .set("fetch.max.bytes", "4194304")
+        // A fetch waits at most this long for data (librdkafka: 500 ms) before answering empty:
+        // on an idle topic it bounds how late a single fix is seen when a broker answers a
+        // fetch only at the deadline. Cheap: an empty fetch every 50 ms per broker.
+        .set("fetch.wait.max.ms", "50")
         .create_with_context(rebalances.clone())
         .context("create the Kafka consumer")?;
     consumer.subscribe(&[&kafka.positions_topic]).context("subscribe")?;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole pipeline, measured: (a) one processor draining a pre-filled topic against the raw
+# insert rate of ClickHouse, (b) ingest and processor under sustained load, (c) post-to-queryable
+# latency idle and under load, (d) CPU per million positions and peak RSS of each service.
+# Starts its own nisshi broker (memory storage) and ClickHouse 18.16, builds release binaries.
+# Arguments: `drain`, `load`, `many` (default all). BENCH_SECONDS sets the length of (b) (default 20).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=../scripts/lib/services.sh
+source scripts/lib/services.sh
+fs_scratch_dir
+fs_ensure_tools
+fs_ensure_nisshi
+fs_say "building release binaries"
+cargo build --release -q --bin fleetstream -p fleetstream
+cargo build --release -q -p fleetstream-benches --bin pipeline
+# (e) holds a thousand connections open on each side.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+fs_start_broker "$FS_RUN_DIR/broker" memory
+fs_start_clickhouse "$FS_RUN_DIR/clickhouse"
+TARGET=${CARGO_TARGET_DIR:-target}
+fs_say "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; broker, ClickHouse, services and load generator share them"
+FLEETSTREAM_BIN=$TARGET/release/fleetstream FLEETSTREAM_BROKERS=$FS_BROKERS \
+  FLEETSTREAM_CLICKHOUSE_URL=$FS_CLICKHOUSE_URL RUST_LOG=warn "$TARGET/release/pipeline" "$@"

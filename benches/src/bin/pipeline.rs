@@ -1,0 +1,437 @@
+//! The whole pipeline, measured (run by `benches/pipeline.sh`, which starts the broker and
+//! ClickHouse and passes their addresses):
+//!
+//! - (a) drain: one `fleetstream process` on a topic pre-filled with the NY Harbor week three
+//!   times over (518,037 positions), against inserting the same rows, exported as RowBinary,
+//!   into an empty copy of `positions` over the same HTTP interface: the database's limit here;
+//! - (b) sustained: `fleetstream ingest` and `fleetstream process` together under a load
+//!   generator (batches of 100 from many devices): positions/s acknowledged and stored, lag;
+//! - (c) post-to-queryable latency of single fixes, on the idle pipeline and during (b);
+//! - (d) CPU seconds per million positions and peak RSS of each service (from /proc);
+//! - (e) many devices, one fix each: 1,000 clients (`BENCH_CLIENTS`) posting single positions
+//!   to ingest alone: requests/s and acknowledgement latency p50/p99/p999.
+//!
+//! Environment: `FLEETSTREAM_BIN` (the release binary), `FLEETSTREAM_BROKERS`,
+//! `FLEETSTREAM_CLICKHOUSE_URL`; `BENCH_SECONDS` for (b) (default 20).
+
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fleetstream_benches::recorded_positions_json;
+use fleetstream_kafka::KafkaConfig;
+use fleetstream_schemas::{Limits, Position, parse_position};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run benches/pipeline.sh"))
+}
+
+/// A service of ours as a child process, watched through /proc.
+struct Service {
+    child: Child,
+    name: &'static str,
+}
+
+impl Service {
+    fn start(name: &'static str, subcommand: &str, vars: &[(&str, String)]) -> Service {
+        let child = Command::new(env("FLEETSTREAM_BIN"))
+            .arg(subcommand)
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("FLEETSTREAM_PROCESSOR_METRICS_LISTEN", "")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("start fleetstream");
+        Service { child, name }
+    }
+
+    /// CPU seconds (user + system) used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        ticks / 100.0
+    }
+
+    /// Peak resident memory in MB.
+    fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        kb / 1024.0
+    }
+
+    fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+struct ClickHouse {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl ClickHouse {
+    async fn query(&self, database: &str, sql: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/?database={database}", self.url))
+            .body(sql.to_string())
+            .send()
+            .await
+            .expect("ClickHouse answers");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{sql}: {text}");
+        text
+    }
+
+    async fn count(&self, database: &str, sql: &str) -> u64 {
+        self.query(database, sql).await.trim().parse().unwrap_or(0)
+    }
+}
+
+/// The week three times over, device ids shifted per copy, in time order per copy.
+fn three_weeks() -> Vec<Position> {
+    let week = recorded_positions_json("nyharbor-2020-12-week1.csv.gz");
+    let mut out = Vec::with_capacity(week.len() * 3);
+    for copy in 0..3 {
+        for json in &week {
+            let mut p = parse_position(json, 1_700_000_000_000, &Limits::default()).expect("a recorded position");
+            p.device_id = format!("{}-{copy}", p.device_id);
+            p.event_id = Position::derived_event_id(&p.device_id, p.fix_time_ms);
+            out.push(p);
+        }
+    }
+    out
+}
+
+async fn produce(kafka: &KafkaConfig, positions: &[Position]) {
+    fleetstream_kafka::ensure_topics(kafka, &[kafka.positions_topic.as_str()]).await.expect("topic");
+    let producer: FutureProducer = kafka.durable_producer_config("bench-fill").create().expect("producer");
+    let mut deliveries = Vec::with_capacity(positions.len());
+    for p in positions {
+        let payload = p.to_message();
+        let mut record = FutureRecord::to(&kafka.positions_topic).key(&p.device_id).payload(&payload);
+        loop {
+            match producer.send_result(record) {
+                Ok(d) => {
+                    deliveries.push(d);
+                    break;
+                }
+                // The local queue is full: wait for deliveries, then try again.
+                Err((_, back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    for d in deliveries {
+        d.await.expect("delivered").expect("acknowledged");
+    }
+}
+
+fn processor_vars(kafka: &KafkaConfig, database: &str, group: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("FLEETSTREAM_BROKERS", kafka.brokers.clone()),
+        ("FLEETSTREAM_POSITIONS_TOPIC", kafka.positions_topic.clone()),
+        ("FLEETSTREAM_ENRICHED_TOPIC", kafka.enriched_topic.clone()),
+        ("FLEETSTREAM_EVENTS_TOPIC", kafka.events_topic.clone()),
+        ("FLEETSTREAM_PROCESSING_DLQ_TOPIC", kafka.processing_dlq_topic.clone()),
+        ("FLEETSTREAM_CLICKHOUSE_URL", env("FLEETSTREAM_CLICKHOUSE_URL")),
+        ("FLEETSTREAM_CLICKHOUSE_DATABASE", database.to_string()),
+        ("FLEETSTREAM_GROUP_ID", group.to_string()),
+    ]
+}
+
+async fn wait_for(ch: &ClickHouse, database: &str, rows: u64, within: Duration) -> Duration {
+    let started = Instant::now();
+    while ch.count(database, "SELECT count() FROM positions").await < rows {
+        assert!(started.elapsed() < within, "not all {rows} rows stored within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+/// (a) One processor draining a pre-filled topic, against the raw insert of the same rows.
+async fn drain(ch: &ClickHouse, run: &str) {
+    let positions = three_weeks();
+    let n = positions.len() as u64;
+    let kafka = KafkaConfig::with_topic_suffix(&env("FLEETSTREAM_BROKERS"), &format!("drain_{run}"));
+    produce(&kafka, &positions).await;
+    drop(positions);
+    let database = format!("bench_drain_{run}");
+    let processor = Service::start("processor", "process", &processor_vars(&kafka, &database, "drain"));
+    // Time from the first row stored (the schema is ready) to the last.
+    let started = Instant::now();
+    while ch
+        .count(
+            "system",
+            &format!("SELECT count() FROM system.tables WHERE database = '{database}' AND name = 'positions'"),
+        )
+        .await
+        == 0
+        || ch.count(&database, "SELECT count() FROM positions").await == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(120), "the processor did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu_before = processor.cpu_seconds();
+    let took = wait_for(ch, &database, n, Duration::from_secs(900)).await;
+    let cpu = processor.cpu_seconds() - cpu_before;
+    let rss = processor.peak_rss_mb();
+    processor.stop();
+    let drain_rate = n as f64 / took.as_secs_f64();
+
+    let rows = ch
+        .http
+        .post(format!("{}/?database={database}", ch.url))
+        .body("SELECT * FROM positions FORMAT RowBinary")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    ch.query(&database, "CREATE TABLE positions_copy AS positions").await;
+    let started = Instant::now();
+    let insert = ch
+        .http
+        .post(format!("{}/?database={database}&query=INSERT%20INTO%20positions_copy%20FORMAT%20RowBinary", ch.url))
+        .body(rows.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(insert.status().is_success(), "{}", insert.text().await.unwrap_or_default());
+    let raw = started.elapsed();
+    let raw_rate = n as f64 / raw.as_secs_f64();
+    println!("(a) drain of {n} positions by one processor: {:.1} s = {drain_rate:.0}/s", took.as_secs_f64());
+    println!(
+        "    raw RowBinary insert of the same rows ({:.0} MB): {:.2} s = {raw_rate:.0}/s; ratio {:.2}",
+        rows.len() as f64 / 1e6,
+        raw.as_secs_f64(),
+        drain_rate / raw_rate
+    );
+    println!("    processor: {:.2} CPU s per million positions, peak RSS {rss:.0} MB", cpu / n as f64 * 1e6);
+}
+
+/// Percentiles of a sample, in milliseconds.
+fn percentiles(mut samples: Vec<f64>) -> String {
+    if samples.is_empty() {
+        return "no samples".into();
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!("p50 {:.0} ms, p99 {:.0} ms ({} fixes)", at(0.5), at(0.99), samples.len())
+}
+
+/// Posts single fixes of one device every `every`, each followed until it is queryable, for
+/// `count` fixes or until `budget` has passed.
+async fn probe(ingest: &str, ch: &ClickHouse, database: &str, count: usize, every: Duration, budget: Duration) -> Vec<f64> {
+    let http = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    let base = fleetstream_schemas::time::now_millis() - 60_000;
+    let started = Instant::now();
+    for i in 0..count {
+        if started.elapsed() >= budget {
+            break;
+        }
+        let fix_ms = base + i as i64 * 100;
+        let body = format!(r#"{{"device_id":"probe","fix_time":{fix_ms},"lat":40.7,"lon":-74.0}}"#);
+        let sent = Instant::now();
+        let answer = http.post(format!("{ingest}/v1/positions")).body(body).send().await.unwrap();
+        assert!(answer.status().is_success());
+        let sql = format!("SELECT count() FROM positions WHERE device_id = 'probe' AND fix_time_ms = {fix_ms}");
+        while ch.count(database, &sql).await == 0 {
+            assert!(sent.elapsed() < Duration::from_secs(60), "a probe fix never became queryable");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(every).await;
+    }
+    latencies
+}
+
+/// (b)-(d) Ingest and processor together under load, with latency probes.
+async fn sustained(ch: &ClickHouse, run: &str) {
+    let kafka = KafkaConfig::with_topic_suffix(&env("FLEETSTREAM_BROKERS"), &format!("load_{run}"));
+    let database = format!("bench_load_{run}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ingest_url = format!("http://127.0.0.1:{port}");
+    let mut ingest_vars = processor_vars(&kafka, &database, "load");
+    ingest_vars.push(("FLEETSTREAM_INGEST_LISTEN", format!("127.0.0.1:{port}")));
+    ingest_vars.push(("FLEETSTREAM_OSMAND_LISTEN", String::new()));
+    let ingest = Service::start("ingest", "ingest", &ingest_vars);
+    let processor = Service::start("processor", "process", &processor_vars(&kafka, &database, "load"));
+    let http = reqwest::Client::new();
+    while !http.get(format!("{ingest_url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Warm-up and the idle latency: single fixes on an otherwise idle pipeline.
+    let forever = Duration::from_secs(3600);
+    let warm = probe(&ingest_url, ch, &database, 5, Duration::from_millis(50), forever).await;
+    let idle = probe(&ingest_url, ch, &database, 100, Duration::from_millis(20), forever).await;
+    let probes_before = warm.len() + idle.len();
+
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let (ingest_cpu, processor_cpu) = (ingest.cpu_seconds(), processor.cpu_seconds());
+    let stored_before = ch.count(&database, "SELECT count() FROM positions").await;
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for c in 0..16u64 {
+        let (stop, acked, url) = (stop.clone(), acked.clone(), format!("{ingest_url}/v1/positions"));
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut t = 1_700_000_000_000i64;
+            while !stop.load(Ordering::Relaxed) {
+                t += 1_000;
+                let body: Vec<String> = (0..100)
+                    .map(|d| {
+                        format!(
+                            r#"{{"device_id":"load-{c}-{d}","fix_time":{t},"lat":{},"lon":-74.0}}"#,
+                            40.6 + d as f64 * 1e-3
+                        )
+                    })
+                    .collect();
+                if let Ok(r) = http.post(&url).body(format!("[{}]", body.join(","))).send().await
+                    && r.status().is_success()
+                {
+                    acked.fetch_add(100, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let under_load = probe(
+        &ingest_url,
+        ch,
+        &database,
+        usize::MAX,
+        Duration::from_millis(250),
+        Duration::from_secs(seconds),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.await;
+    }
+    let acked = acked.load(Ordering::Relaxed);
+    let stored_at_stop = ch.count(&database, "SELECT count() FROM positions").await - stored_before;
+    let expected = stored_before + acked + under_load.len() as u64;
+    let drained_in = wait_for(ch, &database, expected, Duration::from_secs(600)).await;
+    let total = acked + (under_load.len() + probes_before) as u64;
+    let ingest_cpu = ingest.cpu_seconds() - ingest_cpu;
+    let processor_cpu = processor.cpu_seconds() - processor_cpu;
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "(b) sustained, 16 clients posting batches of 100 for {secs:.0} s: {:.0} positions/s acknowledged, {:.0}/s stored \
+         meanwhile; lag at the end {} positions, stored {:.1} s later",
+        acked as f64 / secs,
+        stored_at_stop as f64 / secs,
+        acked.saturating_sub(stored_at_stop),
+        drained_in.as_secs_f64()
+    );
+    println!("(c) post-to-queryable, single fixes: idle {}; during (b) {}", percentiles(idle), percentiles(under_load));
+    for (service, cpu) in [(&ingest, ingest_cpu), (&processor, processor_cpu)] {
+        println!(
+            "(d) {}: {:.2} CPU s per million positions, peak RSS {:.0} MB",
+            service.name,
+            cpu / total as f64 * 1e6,
+            service.peak_rss_mb()
+        );
+    }
+    ingest.stop();
+    processor.stop();
+}
+
+/// (e) Many devices, one fix each: `clients` concurrent clients, each posting single-position
+/// requests one after the other, against `fleetstream ingest` alone; requests/s and the
+/// acknowledgement latency.
+async fn many_devices(run: &str, clients: usize) {
+    let kafka = KafkaConfig::with_topic_suffix(&env("FLEETSTREAM_BROKERS"), &format!("many_{run}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut vars = processor_vars(&kafka, "unused", "unused");
+    vars.push(("FLEETSTREAM_INGEST_LISTEN", format!("127.0.0.1:{port}")));
+    vars.push(("FLEETSTREAM_OSMAND_LISTEN", String::new()));
+    let ingest = Service::start("ingest", "ingest", &vars);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    while !http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20).min(10);
+    let cpu_before = ingest.cpu_seconds();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (http, url) = (http.clone(), format!("{url}/v1/positions"));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failed = 0u64;
+                let mut t = 1_700_000_000_000i64;
+                while Instant::now() < deadline {
+                    t += 1_000;
+                    let body = format!(r#"{{"device_id":"many-{c}","fix_time":{t},"lat":40.7,"lon":-74.0}}"#);
+                    let sent = Instant::now();
+                    match http.post(&url).body(body).send().await {
+                        Ok(r) if r.status().is_success() => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
+                        _ => failed += 1,
+                    }
+                }
+                (latencies, failed)
+            })
+        })
+        .collect();
+    let (mut latencies, mut failed) = (Vec::new(), 0);
+    for task in tasks {
+        let (l, f) = task.await.unwrap();
+        latencies.extend(l);
+        failed += f;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = ingest.cpu_seconds() - cpu_before;
+    let n = latencies.len();
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies.get(((n.max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(f64::NAN);
+    println!(
+        "(e) {clients} clients posting single positions for {secs:.0} s: {:.0} requests/s acknowledged ({failed} failed); \
+         acknowledgement p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms; ingest {:.2} CPU s per million, peak RSS {:.0} MB",
+        n as f64 / secs,
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        cpu / n.max(1) as f64 * 1e6,
+        ingest.peak_rss_mb()
+    );
+    ingest.stop();
+}
+
+/// `pipeline [drain] [load] [many]`: all parts by default.
+#[tokio::main]
+async fn main() {
+    let ch = ClickHouse { http: reqwest::Client::new(), url: env("FLEETSTREAM_CLICKHOUSE_URL") };
+    let run = std::process::id().to_string();
+    let parts: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    if wanted("drain") {
+        drain(&ch, &run).await;
+    }
+    if wanted("load") {
+        sustained(&ch, &run).await;
+    }
+    if wanted("many") {
+        let clients = std::env::var("BENCH_CLIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+        many_devices(&run, clients).await;
+    }
+}
