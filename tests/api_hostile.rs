@@ -327,3 +327,44 @@ async fn a_streamed_track_holds_its_query_slot_until_its_body_ends() {
     .await;
     pipeline.stop().await;
 }
+
+/// The other side of holding a slot until the body ends: a reader that opens streamed tracks
+/// and stops reading holds the slots for as long as it keeps the connections open, and there
+/// is no bound on that. With `--max-concurrent-queries` (16) such connections, held by anyone
+/// who may read (everyone, with no reader tokens configured), every history query of every
+/// other reader gets 429, for good. A stalled stream must give its slot back at some point; 45 s
+/// here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_that_stops_reading_does_not_hold_a_query_slot_for_good() {
+    let api_config = fleetstream_api::ApiConfig { max_concurrent_queries: 1, ..fleetstream_api::ApiConfig::local() };
+    let pipeline = Pipeline::start_with("stalledslot", fleetstream_ingest::IngestConfig::local(), api_config).await;
+    let client = reqwest::Client::new();
+    let api = &pipeline.api_url;
+    // About 30 MB of CSV, far more than the socket buffers hold (as in the test above).
+    let device = "stalled-".repeat(12);
+    let fences: Vec<String> = (0..4).map(|i| format!("{i}-{}", "f".repeat(100))).collect();
+    let start_ms = 1_607_385_600_000; // 2020-12-08
+    let rows: Vec<PositionRow> = (0..50_000)
+        .map(|i| PositionRow {
+            fence_ids: fences.clone(),
+            ..PositionRow::at(&device, start_ms + i * 1000, 40.7, -74.0)
+        })
+        .collect();
+    pipeline.store.insert_positions(&rows).await.unwrap();
+
+    let track = format!("{api}/v1/devices/{device}/track?from=2020-12-08T00:00:00Z&to=2020-12-09T00:00:00Z&format=csv");
+    let stalled = client.get(&track).send().await.unwrap();
+    assert_eq!(stalled.status(), 200);
+    // Never read, never closed.
+    let history = format!("{api}/v1/reports/distance?from=2020-12-08T00:00:00Z&to=2020-12-09T00:00:00Z");
+    let (client_ref, history_ref) = (&client, &history);
+    eventually("another reader's history query answered", Duration::from_secs(45), move || async move {
+        match client_ref.get(history_ref).send().await.unwrap().status().as_u16() {
+            200 => Ok(()),
+            other => Err(format!("status {other}")),
+        }
+    })
+    .await;
+    drop(stalled);
+    pipeline.stop().await;
+}

@@ -196,3 +196,134 @@ const PROCESSOR_ENV: &[(&str, &str)] = &[
     ("FLEETSTREAM_BATCH_MAX_WAIT_MS", "200"),
     ("FLEETSTREAM_FENCES_POLL_MS", "500"),
 ];
+
+/// A fence table that cannot be read for a while (here: a column an operator dropped and then
+/// added back; in real life a ClickHouse blip between the two queries of a poll) must not leave
+/// the processor without fences once it can be read again. (The poll used to record the newest
+/// fence version as loaded before reading the fences: when that read failed, the processor never
+/// loaded them again until someone changed a fence.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fences_that_failed_to_load_are_loaded_once_they_can_be() {
+    let pipeline = Pipeline::start("stale_fences").await;
+    // A running processor, its fences (none yet) loaded.
+    let start = fleetstream_schemas::time::now_millis() - 180_000;
+    post_fix(&pipeline, "visitor", start).await;
+    wait_fix_stored(&pipeline.store, "visitor", start).await;
+
+    // A fence is added; then the fences cannot be read, but their version can.
+    put_pier(&pipeline).await;
+    pipeline.store.execute_trusted("ALTER TABLE geofences DROP COLUMN name").await.unwrap();
+    assert!(pipeline.store.live_fences().await.is_err(), "the fence table is unreadable");
+    assert!(pipeline.store.fences_version().await.is_ok(), "its version is readable");
+
+    tokio::time::sleep(Duration::from_secs(1)).await; // the poll is due
+    let first = start + 60_000;
+    post_fix(&pipeline, "visitor", first).await;
+    wait_fix_stored(&pipeline.store, "visitor", first).await;
+
+    // The operator repairs the table; no fence changes.
+    pipeline.store.execute_trusted("ALTER TABLE geofences ADD COLUMN name String").await.unwrap();
+    assert_eq!(pipeline.store.live_fences().await.unwrap().len(), 1, "the fence table is readable again");
+    tokio::time::sleep(Duration::from_secs(2)).await; // several poll intervals (500 ms)
+
+    let second = first + 60_000;
+    post_fix(&pipeline, "visitor", second).await;
+    wait_fix_stored(&pipeline.store, "visitor", second).await;
+    let in_pier: Vec<u8> = pipeline
+        .store
+        .query_trusted(&format!(
+            "SELECT has(fence_ids, 'pier') FROM positions FINAL WHERE device_id = 'visitor' AND fix_time_ms = {second}"
+        ))
+        .await
+        .unwrap();
+    let events = pipeline.store.geofence_events(i64::MIN, i64::MAX, 100).await.unwrap();
+    assert_eq!(
+        (in_pier[0], events.len()),
+        (1, 1),
+        "a fix inside the pier once its fence can be read again: stored in the pier, and an enter event"
+    );
+    pipeline.stop().await;
+}
+
+/// A processor that starts (after a crash, a deploy, a rebalance onto a new instance) while the
+/// fences cannot be read processes its first batches with no fences at all: to the geofence
+/// rules a fence missing from the index was deleted, so every device its stored state has
+/// inside a fence gets an exit it never made, and an enter once the fences are back. The
+/// processor must wait for the fences as it waits for device states, not run without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_processor_that_starts_while_fences_cannot_be_read_makes_no_false_exits() {
+    let name = unique("fenceless_start");
+    let clickhouse = clickhouse_config(&format!("fs_{name}"));
+    let brokers = brokers();
+    let start = || Pipeline::start_on(&name, &brokers, clickhouse.clone(), IngestConfig::local(), ApiConfig::local());
+    let first = fleetstream_schemas::time::now_millis() - 300_000;
+
+    let pipeline = start().await;
+    put_pier(&pipeline).await;
+    post_fix(&pipeline, "visitor", first).await;
+    wait_fix_stored(&pipeline.store, "visitor", first).await;
+    pipeline.stop().await;
+
+    // A new processor; its fences cannot be read (their version can) while its first batch comes.
+    let pipeline = start().await;
+    pipeline.store.execute_trusted("ALTER TABLE geofences DROP COLUMN name").await.unwrap();
+    post_fix(&pipeline, "visitor", first + 60_000).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pipeline.store.execute_trusted("ALTER TABLE geofences ADD COLUMN name String").await.unwrap();
+    wait_fix_stored(&pipeline.store, "visitor", first + 60_000).await;
+    post_fix(&pipeline, "visitor", first + 120_000).await;
+    wait_fix_stored(&pipeline.store, "visitor", first + 120_000).await;
+
+    let in_pier: Vec<u8> = pipeline
+        .store
+        .query_trusted(
+            "SELECT has(fence_ids, 'pier') FROM positions FINAL WHERE device_id = 'visitor' ORDER BY fix_time_ms",
+        )
+        .await
+        .unwrap();
+    let events: Vec<String> = pipeline
+        .store
+        .geofence_events(i64::MIN, i64::MAX, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} at +{} s",
+                if e.event_type == fleetstream_storage::EVENT_ENTER { "enter" } else { "exit" },
+                (e.event_time_ms - first) / 1000
+            )
+        })
+        .collect();
+    assert_eq!(
+        (in_pier, events),
+        (vec![1, 1, 1], vec!["enter at +0 s".to_string()]),
+        "three fixes inside the pier: each stored in it, and one enter"
+    );
+    pipeline.stop().await;
+}
+
+/// Fence `pier`: 1 km around (40.7, -74.0), through the API.
+async fn put_pier(pipeline: &Pipeline) {
+    let pier = serde_json::json!({"type": "Feature", "properties": {"name": "Pier", "radius_m": 1000},
+        "geometry": {"type": "Point", "coordinates": [-74.0, 40.7]}});
+    let url = format!("{}/v1/fences/pier", pipeline.api_url);
+    assert_eq!(reqwest::Client::new().put(url).json(&pier).send().await.unwrap().status(), 200);
+}
+
+/// Posts a fix of `device` at (40.7, -74.0), in the pier.
+async fn post_fix(pipeline: &Pipeline, device: &str, fix_ms: i64) {
+    let body = serde_json::json!({"device_id": device, "fix_time": fix_ms, "lat": 40.7, "lon": -74.0});
+    let url = format!("{}/v1/positions", pipeline.ingest_url);
+    assert_eq!(reqwest::Client::new().post(url).json(&body).send().await.unwrap().status(), 200);
+}
+
+async fn wait_fix_stored(store: &Store, device: &str, fix_ms: i64) {
+    let sql = format!("SELECT count() FROM positions WHERE device_id = '{device}' AND fix_time_ms = {fix_ms}");
+    let sql = sql.as_str();
+    eventually("the fix stored", Duration::from_secs(30), || async move {
+        let n: Vec<u64> = store.query_trusted(sql).await.map_err(|e| e.to_string())?;
+        if n[0] > 0 { Ok(()) } else { Err("not yet".into()) }
+    })
+    .await
+}

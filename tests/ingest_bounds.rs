@@ -179,6 +179,40 @@ async fn no_token_text_reaches_a_topic_or_an_answer() {
     pipeline.stop().await;
 }
 
+/// Accepted positions are stored (`positions.raw`, then ClickHouse) with their attributes, so
+/// the secrets that are kept out of dead letters must be kept out of attributes too: a field
+/// named like a secret at any depth of the JSON `attributes` or of the apps' `extras`, and the
+/// text of the token the request presented wherever it appears. Today only the OsmAnd
+/// parameters and the top level of `extras` are filtered: fleetstream's own JSON keeps
+/// `attributes.token`, `extras` keeps a nested one, and the presented token is kept as a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_token_text_reaches_a_topic_in_accepted_attributes() {
+    let pipeline = start_with_token("secret_attributes").await;
+    let client = Client::new();
+    let positions = format!("{}/v1/positions", pipeline.ingest_url);
+    let own = json!([
+        {"device_id": "own-by-name", "fix_time": 1_607_389_900_000i64, "lat": 1, "lon": 1,
+         "attributes": {"token": OTHER_SECRET, "config": {"api_token": OTHER_SECRET}}},
+        {"device_id": "own-by-value", "fix_time": 1_607_389_900_000i64, "lat": 1, "lon": 1,
+         "attributes": {"note": format!("auth={TOKEN}")}},
+    ]);
+    answer(client.post(&positions).bearer_auth(TOKEN).json(&own), StatusCode::OK).await;
+    let apps = json!({"device_id": "apps", "location": {"timestamp": "1607389900",
+        "coords": {"latitude": 1, "longitude": 1}, "extras": {"auth": {"password": OTHER_SECRET}, "note": TOKEN}}});
+    answer(client.post(format!("{}/", pipeline.osmand_url)).bearer_auth(TOKEN).json(&apps), StatusCode::OK).await;
+
+    let (brokers, topic) = (&pipeline.kafka.brokers, &pipeline.kafka.positions_topic);
+    eventually("the three accepted positions", Duration::from_secs(30), move || async move {
+        if topic_len(brokers, topic) == 3 { Ok(()) } else { Err("not yet".into()) }
+    })
+    .await;
+    for message in read_topic(brokers, topic) {
+        let text = String::from_utf8(message).unwrap();
+        assert!(!text.contains(TOKEN) && !text.contains(OTHER_SECRET), "a secret reached positions.raw: {text}");
+    }
+    pipeline.stop().await;
+}
+
 /// The text of the answer to `request`, which must have `status`.
 async fn answer(request: reqwest::RequestBuilder, status: StatusCode) -> String {
     let response = request.send().await.unwrap();

@@ -109,7 +109,7 @@ pub(crate) fn parse_limit(raw: Option<&str>, default: u64, max: u64) -> Result<u
 /// A `from`/`to` pair: `to` defaults to now, `from` to a day before `to`, and `from < to`.
 pub(crate) fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
     let to = parse_time("to", to, now_millis())?;
-    let from = parse_time("from", from, to - DEFAULT_WINDOW_MS)?;
+    let from = parse_time("from", from, to.saturating_sub(DEFAULT_WINDOW_MS))?;
     if from >= to {
         return Err(ApiError::bad("from", "must be before `to`"));
     }
@@ -171,6 +171,17 @@ mod tests {
         for bad in ["0", "101", "-1", "ten", ""] {
             assert_eq!(parse_limit(Some(bad), 50, 100).unwrap_err().field(), Some("limit"), "{bad}");
         }
+    }
+
+    /// `to` is any integer of milliseconds; the default `from` a day before it must not
+    /// overflow (a panic closes the connection in debug builds and wraps in release builds,
+    /// where the answer then blames a `from` the reader never sent).
+    #[test]
+    fn the_earliest_to_is_refused_by_name_not_a_panic() {
+        let refused = parse_range(None, Some("-9223372036854775808")).unwrap_err();
+        assert_eq!(refused.field(), Some("from"), "{refused:?}");
+        assert!(parse_range(None, Some("-9223372036854775000")).is_ok());
+        assert!(parse_range(Some("-9223372036854775808"), Some("-9223372036854775807")).is_ok());
     }
 
     #[test]

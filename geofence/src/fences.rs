@@ -48,8 +48,16 @@ impl Fence {
             return Err(format!("fence {id}: radius_m must be within (0, 1000000], got {radius_m}"));
         }
         let dlat = radius_m / M_PER_DEG_LAT;
-        let dlon = radius_m / (M_PER_DEG_LAT * lat.to_radians().cos().max(0.01));
-        let bbox = Rect::new((lon - dlon, lat - dlat), (lon + dlon, lat + dlat));
+        let cos_lat = lat.to_radians().cos();
+        let dlon = radius_m / (M_PER_DEG_LAT * cos_lat.max(0.01));
+        // A circle over the antimeridian or near a pole has points at every longitude the box
+        // could wrap to: its box then spans them all.
+        let wraps = lon - dlon < -180.0 || lon + dlon > 180.0 || lat + dlat > 90.0 || lat - dlat < -90.0;
+        let bbox = if wraps || cos_lat < 0.01 {
+            Rect::new((-180.0, (lat - dlat).max(-90.0)), (180.0, (lat + dlat).min(90.0)))
+        } else {
+            Rect::new((lon - dlon, lat - dlat), (lon + dlon, lat + dlat))
+        };
         Ok(Fence { id, name: name.into(), shape: Shape::Circle { center: Point::new(lon, lat), radius_m }, bbox })
     }
 
@@ -340,6 +348,27 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// The index finds fences by bounding box first; a circle's box must hold the whole circle.
+    /// One that crosses the antimeridian (a port in Fiji, the Bering Strait) or reaches over a
+    /// pole has points on the other side of longitude ±180, which a box from lon - dlon to
+    /// lon + dlon misses: a device inside the circle is stored outside it and never enters.
+    #[test]
+    fn circles_over_the_antimeridian_or_a_pole_contain_what_they_contain() {
+        let cases = [
+            // (circle centre lat, lon, radius m; a point inside it on the other side)
+            (-16.8, 179.99, 5_000.0, (-16.8, -179.99)),
+            (-16.8, -179.99, 5_000.0, (-16.8, 179.99)),
+            (89.9, 0.0, 50_000.0, (89.9, 180.0)),
+            (89.5, 10.0, 100_000.0, (89.6, 100.0)),
+        ];
+        for (lat, lon, radius, (plat, plon)) in cases {
+            let fence = Fence::circle("c", "", lat, lon, radius).unwrap();
+            assert!(fence.contains(plat, plon), "({plat}, {plon}) is inside the circle at ({lat}, {lon})");
+            let index = FenceIndex::new(vec![fence]);
+            assert_eq!(index.containing(plat, plon).len(), 1, "the index misses ({plat}, {plon}) for ({lat}, {lon})");
+        }
+    }
 
     const SQUARE_WITH_HOLE: &str = r#"{"type":"FeatureCollection","features":[
         {"type":"Feature","id":"sq","properties":{"name":"Square"},"geometry":{"type":"Polygon","coordinates":[

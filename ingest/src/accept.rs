@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use fleetstream_schemas::dead_letter::redact::redact_presented;
+use fleetstream_schemas::dead_letter::redact::{redact_presented, scrub_attributes};
 use fleetstream_schemas::dead_letter::{Origin, Raw};
 use fleetstream_schemas::time::now_millis;
 use fleetstream_schemas::{BodyError, DeadLetter, ErrorDetail, FieldError, Limits, Position};
@@ -200,7 +200,11 @@ pub async fn accept(
             _ => Ok(p),
         });
         match result {
-            Ok(position) => accepted.push(position),
+            Ok(mut position) => {
+                // Stored and passed on: no secret may ride along in the attributes.
+                scrub_attributes(&mut position.attributes, request.token());
+                accepted.push(position)
+            }
             Err(error) => {
                 let error = request.redact(error);
                 state.count_rejected(request.protocol, &error.field);

@@ -18,7 +18,7 @@ use crate::consumer::{Pending, RebalanceCounter};
 use crate::enrich::{Applied, Correction, DeviceState, Output, Settings, Source, Tracker};
 use crate::metrics::Metrics;
 use crate::reference::Reference;
-use crate::retry::retry_transient;
+use crate::retry::{Backoff, retry_transient};
 use crate::sink::{Batch, Sink};
 use crate::writer::{Job, Writer};
 
@@ -58,8 +58,9 @@ impl Processor {
             self.tracker.clear();
             self.seen_rebalances = rebalances;
         }
-        if let Err(e) = self.reference.refresh(self.sink.store()).await {
-            tracing::warn!(error = %e, "could not refresh fences or registry; keeping what is loaded");
+        if !self.refresh_reference(shutdown).await {
+            tracing::warn!("stopping with an unprocessed batch");
+            return false;
         }
         if let Err(e) = self.restore_unknown_devices(batch, shutdown).await {
             tracing::warn!(error = %e, "stopping with an unprocessed batch");
@@ -81,6 +82,29 @@ impl Processor {
         }
         self.evict_idle_devices();
         true
+    }
+
+    /// Refreshes the fences and the registry. Once they are loaded, a failure keeps what is
+    /// loaded; until then, transient failures are waited out as for device states, because a
+    /// batch applied without fences would take every fence for deleted. False when shutdown
+    /// came first.
+    async fn refresh_reference(&mut self, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.reference.refresh(self.sink.store()).await {
+                Ok(()) => return true,
+                Err(e) if self.reference.is_loaded() || e.is_permanent() => {
+                    tracing::warn!(error = %e, "could not refresh fences or registry; keeping what is loaded");
+                    return true;
+                }
+                Err(e) => {
+                    self.metrics.retried("load fences and registry");
+                    if backoff.wait("loading fences and the registry", &e.to_string(), shutdown).await.is_none() {
+                        return false;
+                    }
+                }
+            }
+        }
     }
 
     /// Applies each message to its device's state: the batch's outputs, dead letters and the

@@ -22,16 +22,21 @@ impl PollClock {
         PollClock { version: None, checked_at: None, every }
     }
 
+    /// Time to check again; always, while nothing is loaded.
     fn due(&self) -> bool {
-        self.checked_at.is_none_or(|t| t.elapsed() >= self.every)
+        self.version.is_none() || self.checked_at.is_none_or(|t| t.elapsed() >= self.every)
     }
 
-    /// Records a check; true when the version moved (or on the first check).
+    /// Records a check; true when the version moved from the last one loaded (or nothing is).
     fn changed(&mut self, version: u64) -> bool {
         self.checked_at = Some(Instant::now());
-        let changed = self.version != Some(version);
+        self.version != Some(version)
+    }
+
+    /// Records that `version` is now loaded: only once the load succeeded, so that a failed
+    /// load is tried again at the next poll.
+    fn loaded(&mut self, version: u64) {
         self.version = Some(version);
-        changed
     }
 }
 
@@ -74,20 +79,34 @@ impl Reference {
         }
     }
 
+    /// True once the fences and the registry have each been loaded: before that, positions
+    /// would be processed as if no fence existed (a device inside one would leave it).
+    pub fn is_loaded(&self) -> bool {
+        self.fences_clock.version.is_some() && self.registry_clock.version.is_some()
+    }
+
     /// Reloads what changed, once per poll interval.
     pub async fn refresh(&mut self, store: &Store) -> Result<(), StoreError> {
-        if self.fences_clock.due() && self.fences_clock.changed(store.fences_version().await?) {
-            self.fences = index_of(&store.live_fences().await?);
-            tracing::info!(fences = self.fences.len(), "fences loaded");
+        if self.fences_clock.due() {
+            let version = store.fences_version().await?;
+            if self.fences_clock.changed(version) {
+                self.fences = index_of(&store.live_fences().await?);
+                self.fences_clock.loaded(version);
+                tracing::info!(fences = self.fences.len(), "fences loaded");
+            }
         }
-        if self.registry_clock.due() && self.registry_clock.changed(store.registry_version().await?) {
-            self.registry = store
-                .all_registered_devices()
-                .await?
-                .into_iter()
-                .map(|r| (r.device_id, DeviceMeta { name: r.name, fleet: r.fleet, device_type: r.device_type }))
-                .collect();
-            tracing::info!(devices = self.registry.len(), "device registry loaded");
+        if self.registry_clock.due() {
+            let version = store.registry_version().await?;
+            if self.registry_clock.changed(version) {
+                self.registry = store
+                    .all_registered_devices()
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.device_id, DeviceMeta { name: r.name, fleet: r.fleet, device_type: r.device_type }))
+                    .collect();
+                self.registry_clock.loaded(version);
+                tracing::info!(devices = self.registry.len(), "device registry loaded");
+            }
         }
         Ok(())
     }
@@ -99,5 +118,30 @@ impl Reference {
             row.fleet.clone_from(&meta.fleet);
             row.device_type.clone_from(&meta.device_type);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_counts_as_loaded_only_once_its_load_succeeded() {
+        let mut clock = PollClock::new(Duration::ZERO);
+        assert!(clock.changed(7), "nothing loaded yet");
+        assert!(clock.changed(7), "the load failed: the next poll tries again");
+        clock.loaded(7);
+        assert!(!clock.changed(7));
+        assert!(clock.changed(8));
+    }
+
+    #[test]
+    fn nothing_loaded_is_always_due() {
+        let mut clock = PollClock::new(Duration::from_secs(3600));
+        assert!(clock.due());
+        assert!(clock.changed(7));
+        assert!(clock.due(), "the load failed: try again at once");
+        clock.loaded(7);
+        assert!(!clock.due());
     }
 }

@@ -8,6 +8,10 @@
 -- swapped in by RENAME. A step marked "only if ... lacks ..." runs only while the old table
 -- lacks the new column, so a re-run after a crash part-way resumes where it stopped. Stop the
 -- processors of older releases before upgrading: rows they write while this runs are not copied.
+-- The copies insert the blocks as they are read, one part (so one month) each: current releases
+-- would otherwise squash them into blocks spanning every month of a table's history, and refuse
+-- a block of more than 100 months ("Too many partitions for single INSERT block"; 18.16 has
+-- neither the squashing nor the limit, nor the setting that lifts it).
 
 -- only if positions lacks version
 CREATE TABLE IF NOT EXISTS positions_0006 (
@@ -58,7 +62,8 @@ SELECT event_id, device_id, fix_time_ms, received_at_ms, lat, lon, speed_mps,
     attributes, prev_fix_ms, distance_m, kafka_partition, kafka_offset, heading_derived,
     distance_total_m, moving, h3_cell, fence_ids, device_name, fleet, device_type,
     toUInt8(0), toUInt64(144115188075855872)
-FROM positions;
+FROM positions
+SETTINGS min_insert_block_size_rows = 0, min_insert_block_size_bytes = 0;
 
 -- only if positions lacks version
 RENAME TABLE positions TO positions_before_0006, positions_0006 TO positions;
@@ -93,7 +98,8 @@ INSERT INTO geofence_events_0006 (event_id, device_id, fence_id, event_type, eve
     fix_time_ms, lat, lon, kafka_partition, kafka_offset, version, retracted)
 SELECT event_id, device_id, fence_id, event_type, event_time_ms, dwell_ms,
     fix_time_ms, lat, lon, kafka_partition, kafka_offset, toUInt64(144115188075855872), toUInt8(0)
-FROM geofence_events;
+FROM geofence_events
+SETTINGS min_insert_block_size_rows = 0, min_insert_block_size_bytes = 0;
 
 -- only if geofence_events lacks version
 RENAME TABLE geofence_events TO geofence_events_before_0006, geofence_events_0006 TO geofence_events;

@@ -34,11 +34,30 @@ impl Store {
     /// Connects (or loads the embedded engine), creates the database if needed, applies
     /// migrations and checks table shapes.
     pub async fn open(config: &ClickHouseConfig) -> Result<Store> {
+        let client = Store::connect(config).await?;
+        let applied = migrate::apply_migrations(&client).await?;
+        migrate::check_shapes(&client).await?;
+        tracing::info!(storage = %config.describe(), ?applied, "ClickHouse schema ready");
+        Ok(Store { client, database: config.database.clone() })
+    }
+
+    /// Opens the database with only the migrations up to version `last` applied, as an older
+    /// release left it, and without checking table shapes: for tests of upgrades, which write
+    /// rows of the old shapes with [`Store::execute_trusted`] and then [`Store::open`] it.
+    #[doc(hidden)]
+    pub async fn open_migrated_to(config: &ClickHouseConfig, last: u32) -> Result<Store> {
+        let client = Store::connect(config).await?;
+        migrate::apply_migrations_to(&client, last).await?;
+        Ok(Store { client, database: config.database.clone() })
+    }
+
+    /// Connects (or loads the embedded engine) and creates the database if needed.
+    async fn connect(config: &ClickHouseConfig) -> Result<Engine> {
         let database = &config.database;
         if !migrate::valid_database_name(database) {
             return Err(StoreError::DatabaseName(database.clone()));
         }
-        let client = match &config.chdb_dir {
+        Ok(match &config.chdb_dir {
             Some(dir) => Engine::Chdb(
                 Chdb::open(&config.chdb_library(), dir, database).await.context("open embedded ClickHouse")?,
             ),
@@ -46,11 +65,7 @@ impl Store {
                 migrate::create_database(&Engine::Http(Box::new(Http::new(config, "default"))), database).await?;
                 Engine::Http(Box::new(Http::new(config, database)))
             }
-        };
-        let applied = migrate::apply_migrations(&client).await?;
-        migrate::check_shapes(&client).await?;
-        tracing::info!(storage = %config.describe(), ?applied, "ClickHouse schema ready");
-        Ok(Store { client, database: database.clone() })
+        })
     }
 
     /// The migration ledger of this database.

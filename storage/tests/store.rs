@@ -162,3 +162,146 @@ async fn states_of_thousands_of_long_ids_load_in_chunks() {
     let loaded = store.device_states(&ids).await.unwrap();
     assert_eq!(loaded.len(), 6_000, "ids with quotes and backslashes, 127 bytes each, all found");
 }
+
+/// A database as release 0.1 (migrations 0001 to 0005) left it, with rows of those shapes:
+/// `months` months of one position a month for device `importer` (written as that release
+/// could, in INSERTs of at most 40 months each), two positions of `van` and one geofence event
+/// a month. Returns its configuration.
+async fn database_of_release_0_1(tag: &str, months: i64) -> ClickHouseConfig {
+    let config = fresh_config(tag);
+    let old = Store::open_migrated_to(&config, 5).await.unwrap();
+    let month_ms = 31 * 24 * 3600 * 1000;
+    let position = |device: &str, fix_ms: i64, lat: f64| {
+        format!(
+            "('{device}@{fix_ms}', '{device}', {fix_ms}, {received}, {lat}, -74.0, 4.5, 0, NULL, NULL, NULL, NULL, \
+             NULL, NULL, NULL, '{{}}', NULL, 120.5, 0, {fix_ms}, 0, 99.5, 1, 0, [], '', '', '')",
+            received = fix_ms + 1_000
+        )
+    };
+    let insert_positions = |values: Vec<String>| {
+        format!(
+            "INSERT INTO positions (event_id, device_id, fix_time_ms, received_at_ms, lat, lon, speed_mps, \
+             speed_derived, heading_deg, altitude_m, accuracy_m, satellites, ignition, odometer_m, battery_pct, \
+             attributes, prev_fix_ms, distance_m, kafka_partition, kafka_offset, heading_derived, distance_total_m, \
+             moving, h3_cell, fence_ids, device_name, fleet, device_type) VALUES {}",
+            values.join(", ")
+        )
+    };
+    let start = 1_262_304_000_000; // 2010-01-01
+    let months: Vec<i64> = (0..months).collect();
+    for chunk in months.chunks(40) {
+        let values =
+            chunk.iter().map(|m| position("importer", start + m * month_ms, 1.0 + *m as f64 / 1000.0)).collect();
+        old.execute_trusted(&insert_positions(values)).await.unwrap();
+        let events: Vec<String> = chunk
+            .iter()
+            .map(|m| {
+                let at = start + m * month_ms;
+                format!(
+                    "('importer|pier|enter|{at}', 'importer', 'pier', 'enter', {at}, NULL, {at}, 1.0, -74.0, 0, {m})"
+                )
+            })
+            .collect();
+        old.execute_trusted(&format!(
+            "INSERT INTO geofence_events (event_id, device_id, fence_id, event_type, event_time_ms, dwell_ms, \
+             fix_time_ms, lat, lon, kafka_partition, kafka_offset) VALUES {}",
+            events.join(", ")
+        ))
+        .await
+        .unwrap();
+    }
+    let van = 1_700_000_000_000;
+    old.execute_trusted(&insert_positions(vec![position("van", van, 40.5), position("van", van + 60_000, 40.6)]))
+        .await
+        .unwrap();
+    config
+}
+
+/// Migration 0006 rebuilds `positions` and `geofence_events` on a database that has data: every
+/// row must come through with its values, `device_latest` must keep its rows, and the view that
+/// feeds it must work again for rows written after the upgrade.
+#[tokio::test]
+async fn migration_0006_keeps_the_rows_and_latest_positions_of_an_existing_database() {
+    let config = database_of_release_0_1("upgrade", 12).await;
+    let store = Store::open(&config).await.expect("the new release opens a database of the old one");
+
+    let counts: (u64, u64, u64) = store
+        .query_trusted("SELECT count(), countIf(version = 144115188075855872), countIf(late = 0) FROM positions FINAL")
+        .await
+        .unwrap()[0];
+    assert_eq!(counts, (14, 14, 14), "every position copied once, as a migrated row");
+    let van = store.track("van", i64::MIN, i64::MAX, 10).await.unwrap();
+    assert_eq!(van.len(), 2);
+    assert_eq!((van[1].lat, van[1].distance_m, van[1].distance_total_m, van[1].moving), (40.6, Some(120.5), 99.5, 1));
+    let events = store.geofence_events(i64::MIN, i64::MAX, 100).await.unwrap();
+    assert_eq!(events.len(), 12, "every event copied");
+
+    let latest = store.latest_positions(10).await.unwrap();
+    let summary: Vec<(&str, i64)> = latest.iter().map(|r| (r.device_id.as_str(), r.fix_time_ms)).collect();
+    let importer_last = 1_262_304_000_000 + 11 * 31 * 24 * 3600 * 1000;
+    assert_eq!(summary, vec![("importer", importer_last), ("van", 1_700_000_060_000)], "device_latest intact");
+
+    // The view feeding device_latest is back: a position written now moves the van on.
+    store.insert_positions(&[row("van", 1_700_000_120_000, 40.7)]).await.unwrap();
+    let latest = store.latest_positions(10).await.unwrap();
+    assert_eq!(latest[1].fix_time_ms, 1_700_000_120_000, "device_latest follows new positions");
+}
+
+/// A fleet that has run for more than 100 months (or imported that much history, 40 months a
+/// request) has positions in more than 100 monthly partitions. Migration 0006 copies them with
+/// one `INSERT ... SELECT`, which ClickHouse squashes into blocks spanning every month and refuses
+/// ("Too many partitions for single INSERT block"): the new release cannot open the database,
+/// and `fleetstream` does not start, on every attempt.
+#[tokio::test]
+async fn migration_0006_copies_more_than_100_months_of_positions() {
+    let config = database_of_release_0_1("upgrade_decade", 120).await;
+    let store = match Store::open(&config).await {
+        Ok(store) => store,
+        Err(e) => panic!("the new release cannot open a database with 120 months of positions: {e}"),
+    };
+    let (positions, events): (u64, u64) = (
+        store.query_trusted("SELECT count() FROM positions FINAL").await.unwrap()[0],
+        store.query_trusted("SELECT count() FROM geofence_events FINAL").await.unwrap()[0],
+    );
+    assert_eq!((positions, events), (122, 120));
+}
+
+/// "Safe to run from every process at once" (storage/src/migrate.rs): an API and processors
+/// upgrading together each run the migrations as they start. Migration 0006 copies and swaps
+/// tables in steps guarded by "positions lacks version", checked one step at a time, so two
+/// processes interleave: one renames the tables while the other is between its check and its
+/// own copy or rename. Every process must open the database, and every row must survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migration_0006_run_by_several_processes_at_once_keeps_every_row() {
+    let config = database_of_release_0_1("upgrade_together", 12).await;
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let config = config.clone();
+            tokio::spawn(async move { Store::open(&config).await.map(|_| ()).map_err(|e| e.to_string()) })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for open in opens {
+        results.push(open.await.unwrap());
+    }
+    // What is left, whatever state the tables are in.
+    let handle = Store::open_migrated_to(&config, 0).await.unwrap();
+    let names: Vec<String> = handle
+        .query_trusted("SELECT name FROM system.tables WHERE database = currentDatabase() AND name LIKE 'positions%'")
+        .await
+        .unwrap();
+    let mut tables: Vec<(String, u64)> = Vec::new();
+    for name in names {
+        let rows: Vec<u64> = handle.query_trusted(&format!("SELECT count() FROM {name}")).await.unwrap();
+        tables.push((name, rows[0]));
+    }
+    let reopened = Store::open(&config).await.map(|_| ()).map_err(|e| e.to_string());
+    assert!(
+        results.iter().all(Result::is_ok) && reopened.is_ok(),
+        "every process must open the database: {results:#?}; then: {reopened:?}; tables: {tables:?}"
+    );
+    let store = Store::open(&config).await.unwrap();
+    let positions: u64 = store.query_trusted("SELECT count() FROM positions FINAL").await.unwrap()[0];
+    let events: u64 = store.query_trusted("SELECT count() FROM geofence_events FINAL").await.unwrap()[0];
+    assert_eq!((positions, events), (14, 12), "every row kept; tables: {tables:?}");
+}
