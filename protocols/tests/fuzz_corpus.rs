@@ -3,20 +3,7 @@
 //! that every test run re-checks each input kept there (the documented examples, their damaged
 //! variants, and whatever the fuzzer adds).
 
-use std::path::Path;
-
-fn replay(target: &str, run: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let outcome = std::panic::catch_unwind(|| run(&data));
-        assert!(outcome.is_ok(), "{} fails on {}", target, path.display());
-        count += 1;
-    }
-    count
-}
+use fleetstream_schemas::fuzzing::replay_corpus as replay;
 
 #[test]
 fn teltonika_stream_corpus_replays_cleanly() {
