@@ -146,7 +146,7 @@ async fn teltonika_frames_are_answered_once_durable_and_stored() {
     // The stored values are the record's.
     assert_eq!(stored_value(&pipeline, "round(lat * 10000)", &imei, t0).await, 407_128);
     assert_eq!(stored_value(&pipeline, "round(-lon * 1000)", &imei, t0).await, 74_006);
-    assert_eq!(stored_value(&pipeline, "round(speed_mps * 10)", &imei, t0).await, 100);
+    assert_eq!(stored_value(&pipeline, "round(ifNull(speed_mps, 0) * 10)", &imei, t0).await, 100);
     pipeline.stop().await;
 }
 
