@@ -103,3 +103,73 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetstream_protocols::gt06;
+    use tokio::net::TcpListener;
+
+    fn limits(idle_secs: u64, frame_secs: u64) -> TcpLimits {
+        TcpLimits {
+            tcp_max_connections: 10,
+            tcp_max_frame_bytes: 1024,
+            tcp_idle_timeout_secs: idle_secs,
+            tcp_frame_timeout_secs: frame_secs,
+        }
+    }
+
+    /// A connected pair: the server side as a [`Conn`], and the client's stream.
+    async fn pair(limits: &TcpLimits, shutdown: CancellationToken) -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Conn::new("gt06", server, limits, shutdown), client)
+    }
+
+    const LOGIN: [u8; 18] = [
+        0x78, 0x78, 0x0D, 0x01, 0x01, 0x23, 0x45, 0x67, 0x89, 0x01, 0x23, 0x45, 0x00, 0x01, 0x8C, 0xDD, 0x0D, 0x0A,
+    ];
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_that_never_finishes_ends_the_connection_at_the_frame_deadline() {
+        let (mut conn, mut client) = pair(&limits(900, 30), CancellationToken::new()).await;
+        client.write_all(&LOGIN[..5]).await.unwrap();
+        let started = Instant::now();
+        let end = conn.frame(|b| gt06::frame_len(b, 1024)).await.unwrap_err();
+        assert!(matches!(end, End::Slow), "{end:?}");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(30) && took < Duration::from_secs(31), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_between_frames_ends_at_the_idle_timeout_and_shutdown_at_once() {
+        let (mut conn, mut client) = pair(&limits(60, 5), CancellationToken::new()).await;
+        client.write_all(&[&LOGIN[..], &LOGIN[..3]].concat()).await.unwrap();
+        assert_eq!(conn.frame(|b| gt06::frame_len(b, 1024)).await.unwrap(), LOGIN, "frames come whole");
+        client.write_all(&LOGIN[3..]).await.unwrap();
+        assert_eq!(conn.frame(|b| gt06::frame_len(b, 1024)).await.unwrap(), LOGIN, "and split across reads");
+        let started = Instant::now();
+        assert!(matches!(conn.frame(|b| gt06::frame_len(b, 1024)).await, Err(End::Idle)));
+        assert!(started.elapsed() >= Duration::from_secs(60));
+
+        let shutdown = CancellationToken::new();
+        let (mut conn, _client) = pair(&limits(60, 5), shutdown.clone()).await;
+        shutdown.cancel();
+        assert!(matches!(conn.frame(|b| gt06::frame_len(b, 1024)).await, Err(End::Shutdown)));
+    }
+
+    #[tokio::test]
+    async fn garbage_and_oversized_frames_are_malformed_and_closing_is_closed() {
+        let (mut conn, mut client) = pair(&limits(60, 5), CancellationToken::new()).await;
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert!(matches!(conn.frame(|b| gt06::frame_len(b, 1024)).await, Err(End::Malformed(e)) if e.field == "start"));
+        let (mut conn, mut client) = pair(&limits(60, 5), CancellationToken::new()).await;
+        client.write_all(&[0x79, 0x79, 0x10, 0x00]).await.unwrap();
+        assert!(matches!(conn.frame(|b| gt06::frame_len(b, 1024)).await, Err(End::Malformed(e)) if e.field == "length"));
+        drop(client);
+        let (mut conn, client) = pair(&limits(60, 5), CancellationToken::new()).await;
+        drop(client);
+        assert!(matches!(conn.frame(|b| gt06::frame_len(b, 1024)).await, Err(End::Closed)));
+    }
+}
