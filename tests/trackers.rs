@@ -1,7 +1,7 @@
 //! The tracker ports over real TCP, on the real broker and ClickHouse: a frame is answered only
 //! once its records are durable, whatever the reads were; a damaged frame is never answered, is
 //! dead-lettered with the IMEI and closes the connection; a frame resent after a connection
-//! dropped before its answer is stored once.
+//! dropped before its answer is stored once; while the broker is down, frames are not answered.
 
 mod support;
 
@@ -10,7 +10,10 @@ use std::time::Duration;
 use fleetstream_protocols::gt06::{self, Cell, Gps, Message, protocol};
 use fleetstream_protocols::teltonika::{self, AvlPacket, AvlRecord, Codec, GpsElement, IoElements};
 use fleetstream_schemas::time::now_millis;
-use support::{Pipeline, eventually, query_one, read_topic};
+use fleetstream_ingest::{IngestConfig, Listeners};
+use fleetstream_kafka::KafkaConfig;
+use support::{OwnBroker, Pipeline, eventually, query_one, read_topic, unique};
+use tokio_util::sync::CancellationToken;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -202,4 +205,59 @@ async fn gt06_login_location_and_heartbeat_are_answered() {
     s.write_all(&bad).await.unwrap();
     assert!(closed_without_answer(&mut s).await);
     pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_answer_while_the_broker_is_down_and_the_resend_is_taken_after() {
+    let mut broker = OwnBroker::start("trk_outage");
+    let kafka = KafkaConfig::with_topic_suffix(&broker.brokers(), &unique("trk_outage"));
+    let config = IngestConfig { produce_timeout_ms: 3_000, ..IngestConfig::local() };
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let teltonika_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = teltonika_listener.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    let listeners = Listeners { http, osmand: None, teltonika: Some(teltonika_listener), gt06: None };
+    let ingest = tokio::spawn(fleetstream_ingest::serve(config, kafka.clone(), listeners, shutdown.clone()));
+
+    let imei = "356307042441013";
+    let t0 = now_millis() - 60_000;
+    let mut s = handshake(&addr, imei).await;
+    s.write_all(&packet(Codec::C8, t0, 1)).await.unwrap();
+    assert_eq!(read_exact(&mut s, 4).await, [0, 0, 0, 1]);
+
+    broker.kill();
+    let during = packet(Codec::C8, t0 + 1_000, 2);
+    s.write_all(&during).await.unwrap();
+    let waited = std::time::Instant::now();
+    assert!(closed_without_answer(&mut s).await, "a frame the brokers cannot take is not answered");
+    assert!(waited.elapsed() < Duration::from_secs(10), "closed within the produce timeout, took {:?}", waited.elapsed());
+
+    broker.restart();
+    let answered = eventually("the resent frame answered after the broker is back", WAIT, || {
+        let (addr, during) = (addr.clone(), during.clone());
+        async move {
+            let mut s = handshake(&addr, imei).await;
+            s.write_all(&during).await.unwrap();
+            let mut ack = [0u8; 4];
+            match tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut ack)).await {
+                Ok(Ok(_)) => Ok(ack),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(answered, [0, 0, 0, 2]);
+    shutdown.cancel();
+    ingest.await.unwrap().unwrap();
+
+    let (brokers, topic) = (kafka.brokers.clone(), kafka.positions_topic.clone());
+    let ids: std::collections::HashSet<String> = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_slice::<serde_json::Value>(m).unwrap()["event_id"].as_str().unwrap().to_string())
+        .collect();
+    for fix in [t0, t0 + 1_000, t0 + 2_000] {
+        assert!(ids.contains(&format!("{imei}@{fix}")), "{imei}@{fix} is in the topic: {ids:?}");
+    }
 }
