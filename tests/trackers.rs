@@ -7,15 +7,15 @@ mod support;
 
 use std::time::Duration;
 
+use fleetstream_ingest::{IngestConfig, Listeners};
+use fleetstream_kafka::KafkaConfig;
 use fleetstream_protocols::gt06::{self, Cell, Gps, Message, protocol};
 use fleetstream_protocols::teltonika::{self, AvlPacket, AvlRecord, Codec, GpsElement, IoElements};
 use fleetstream_schemas::time::now_millis;
-use fleetstream_ingest::{IngestConfig, Listeners};
-use fleetstream_kafka::KafkaConfig;
 use support::{OwnBroker, Pipeline, eventually, query_one, read_topic, unique};
-use tokio_util::sync::CancellationToken;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -55,9 +55,8 @@ async fn wait_stored(pipeline: &Pipeline, device: &str, expected: u64) {
 
 /// A numeric expression of the row stored for `device` at `fix_ms`, as an integer.
 async fn stored_value(pipeline: &Pipeline, expr: &str, device: &str, fix_ms: i64) -> u64 {
-    let sql = format!(
-        "SELECT toUInt64({expr}) FROM positions FINAL WHERE device_id = '{device}' AND fix_time_ms = {fix_ms}"
-    );
+    let sql =
+        format!("SELECT toUInt64({expr}) FROM positions FINAL WHERE device_id = '{device}' AND fix_time_ms = {fix_ms}");
     query_one(&pipeline.store, &sql).await
 }
 
@@ -66,7 +65,14 @@ fn record(codec: Codec, fix_ms: i64, i: i32) -> AvlRecord {
     AvlRecord {
         timestamp_ms: fix_ms as u64,
         priority: 0,
-        gps: GpsElement { lon: -740_060_000 + i, lat: 407_128_000 + i, altitude: 10, angle: 90, satellites: 9, speed: 36 },
+        gps: GpsElement {
+            lon: -740_060_000 + i,
+            lat: 407_128_000 + i,
+            altitude: 10,
+            angle: 90,
+            satellites: 9,
+            speed: 36,
+        },
         event_io: 0,
         generation_type: (codec == Codec::C16).then_some(7),
         io,
@@ -159,7 +165,14 @@ fn location(fix_ms: i64) -> Message {
     Message::Location {
         protocol: protocol::LOCATION,
         gps: Gps {
-            time: [(t.year() - 2000) as u8, t.month() as u8, t.day() as u8, t.hour() as u8, t.minute() as u8, t.second() as u8],
+            time: [
+                (t.year() - 2000) as u8,
+                t.month() as u8,
+                t.day() as u8,
+                t.hour() as u8,
+                t.minute() as u8,
+                t.second() as u8,
+            ],
             info: 0xC9,
             lat: (40.7128 * 1_800_000.0) as u32,
             lon: (74.006 * 1_800_000.0) as u32,
@@ -230,7 +243,11 @@ async fn no_answer_while_the_broker_is_down_and_the_resend_is_taken_after() {
     s.write_all(&during).await.unwrap();
     let waited = std::time::Instant::now();
     assert!(closed_without_answer(&mut s).await, "a frame the brokers cannot take is not answered");
-    assert!(waited.elapsed() < Duration::from_secs(10), "closed within the produce timeout, took {:?}", waited.elapsed());
+    assert!(
+        waited.elapsed() < Duration::from_secs(10),
+        "closed within the produce timeout, took {:?}",
+        waited.elapsed()
+    );
 
     broker.restart();
     let answered = eventually("the resent frame answered after the broker is back", WAIT, || {

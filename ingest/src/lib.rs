@@ -81,8 +81,8 @@ pub async fn serve(
     servers.push(Box::pin(async move { Ok(http.await?) }));
     if let Some(listener) = listeners.osmand {
         tracing::info!(addr = %listener.local_addr()?, "OsmAnd listening");
-        let osmand =
-            axum::serve(listener, osmand::router(state.clone())).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let osmand = axum::serve(listener, osmand::router(state.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         servers.push(Box::pin(async move { Ok(osmand.await?) }));
     }
     if let Some(listener) = listeners.teltonika {

@@ -79,16 +79,41 @@ const REQUEST_FIELDS: &[&str] = &["body", "query", "token", "kafka"];
 
 /// Fields of the tracker protocols' frames.
 const FRAME_FIELDS: &[&str] = &[
-    "frame", "preamble", "data_length", "data", "codec", "crc", "record_count", "record_count_2", "records", "imei",
-    "gps", "timestamp", "start", "length", "protocol", "content", "serial", "stop", "login", "location", "alarm",
-    "status", "time",
+    "frame",
+    "preamble",
+    "data_length",
+    "data",
+    "codec",
+    "crc",
+    "record_count",
+    "record_count_2",
+    "records",
+    "imei",
+    "gps",
+    "timestamp",
+    "start",
+    "length",
+    "protocol",
+    "content",
+    "serial",
+    "stop",
+    "login",
+    "location",
+    "alarm",
+    "status",
+    "time",
 ];
 
 /// The label for a rejected field: its top-level name when the contract or a protocol defines
 /// it, `other` otherwise.
 pub fn field_label(field: &str) -> &'static str {
     let top = field.split(['.', '[']).next().unwrap_or(field);
-    [DEVICE_FIELDS, OSMAND_PARAMS, REQUEST_FIELDS, FRAME_FIELDS].into_iter().flatten().copied().find(|f| *f == top).unwrap_or("other")
+    [DEVICE_FIELDS, OSMAND_PARAMS, REQUEST_FIELDS, FRAME_FIELDS]
+        .into_iter()
+        .flatten()
+        .copied()
+        .find(|f| *f == top)
+        .unwrap_or("other")
 }
 
 impl Default for Metrics {

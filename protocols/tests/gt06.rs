@@ -18,7 +18,8 @@ const DOC_LOGIN: &str = "78 78 0D 01 01 23 45 67 89 01 23 45 00 01 8C DD 0D 0A";
 /// The document's answer to it.
 const DOC_LOGIN_ANSWER: &str = "78 78 05 01 00 01 D9 DC 0D 0A";
 /// The document's location: 2011-08-29 17:46:16 UTC, 12 satellites, Shenzhen, serial number 3.
-const DOC_LOCATION: &str = "78 78 1F 12 0B 08 1D 11 2E 10 CF 02 7A C7 EB 0C 46 58 49 00 14 8F 01 CC 00 28 7D 00 1F B8 00 03 80 81 0D 0A";
+const DOC_LOCATION: &str =
+    "78 78 1F 12 0B 08 1D 11 2E 10 CF 02 7A C7 EB 0C 46 58 49 00 14 8F 01 CC 00 28 7D 00 1F B8 00 03 80 81 0D 0A";
 /// A TK06A's login: IMEI 355488000035363, serial number 0x15.
 const DEVICE_LOGIN: &str = "78780D01035548800003536300152E440D0A";
 /// The same TK06A's location: 2015-11-05 14:37:54 UTC, 6 satellites, north and east.
@@ -79,12 +80,10 @@ fn the_documented_location_decodes() {
     assert_eq!((cell.mcc, cell.mnc, cell.lac, cell.cell_id), (460, 0, 0x287D, 0x1FB8));
     let p = message_position("123456789012345", &message, NOW, &Limits::default()).unwrap().unwrap();
     assert_eq!(p.fix_time_ms, 1_314_639_976_000);
-    assert_eq!(response(protocol::LOCATION, 3), encode_frame(&fleetstream_protocols::gt06::Packet {
-        long: false,
-        protocol: 0x12,
-        content: vec![],
-        serial: 3
-    }));
+    assert_eq!(
+        response(protocol::LOCATION, 3),
+        encode_frame(&fleetstream_protocols::gt06::Packet { long: false, protocol: 0x12, content: vec![], serial: 3 })
+    );
 }
 
 #[test]

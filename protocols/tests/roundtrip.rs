@@ -14,7 +14,11 @@ fn codec() -> impl Strategy<Value = Codec> {
 
 fn io(codec: Codec) -> impl Strategy<Value = IoElements> {
     let id = if codec == Codec::C8 { 0..=255u16 } else { 0..=u16::MAX };
-    let var = if codec == Codec::C8E { vec((id.clone(), vec(any::<u8>(), 0..40)), 0..4).boxed() } else { Just(vec![]).boxed() };
+    let var = if codec == Codec::C8E {
+        vec((id.clone(), vec(any::<u8>(), 0..40)), 0..4).boxed()
+    } else {
+        Just(vec![]).boxed()
+    };
     (
         vec((id.clone(), any::<u8>()), 0..6),
         vec((id.clone(), any::<u16>()), 0..6),

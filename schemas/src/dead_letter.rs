@@ -60,7 +60,8 @@ impl Raw<'_> {
             }
             Raw::Frame { device_id, bytes } => {
                 // Past half the bound the hex is cut anyway: do not build more of it.
-                let hex: String = bytes.iter().take(MAX_DEAD_LETTER_RAW_BYTES / 2).map(|b| format!("{b:02x}")).collect();
+                let hex: String =
+                    bytes.iter().take(MAX_DEAD_LETTER_RAW_BYTES / 2).map(|b| format!("{b:02x}")).collect();
                 serde_json::json!({ "device_id": device_id, "frame": hex }).to_string()
             }
         };
@@ -177,7 +178,11 @@ mod tests {
 
     #[test]
     fn a_frame_is_kept_as_hex_with_its_device_and_cut_at_the_bound() {
-        let d = DeadLetter::new(&ORIGIN, &FieldError::new("crc", "x"), Raw::Frame { device_id: "3563", bytes: &[0, 0x8e, 0xff] });
+        let d = DeadLetter::new(
+            &ORIGIN,
+            &FieldError::new("crc", "x"),
+            Raw::Frame { device_id: "3563", bytes: &[0, 0x8e, 0xff] },
+        );
         assert_eq!(d.raw, r#"{"device_id":"3563","frame":"008eff"}"#);
         let big = vec![0xAB; MAX_DEAD_LETTER_RAW_BYTES];
         let d = DeadLetter::new(&ORIGIN, &FieldError::new("crc", "x"), Raw::Frame { device_id: "3563", bytes: &big });

@@ -58,7 +58,10 @@ pub async fn simulate(
             stop.cancel();
         });
     }
-    eprintln!("simulating {} {protocol:?} trackers, a frame each every {} s, to {addr}", config.vehicles, config.interval_s);
+    eprintln!(
+        "simulating {} {protocol:?} trackers, a frame each every {} s, to {addr}",
+        config.vehicles, config.interval_s
+    );
     let mut tasks = Vec::new();
     for i in 0..config.vehicles as usize {
         let fleet = Fleet::new(1, config.radius_km, config.seed.wrapping_add(i as u64), "");

@@ -127,9 +127,8 @@ mod tests {
         (Conn::new("gt06", server, limits, shutdown), client)
     }
 
-    const LOGIN: [u8; 18] = [
-        0x78, 0x78, 0x0D, 0x01, 0x01, 0x23, 0x45, 0x67, 0x89, 0x01, 0x23, 0x45, 0x00, 0x01, 0x8C, 0xDD, 0x0D, 0x0A,
-    ];
+    const LOGIN: [u8; 18] =
+        [0x78, 0x78, 0x0D, 0x01, 0x01, 0x23, 0x45, 0x67, 0x89, 0x01, 0x23, 0x45, 0x00, 0x01, 0x8C, 0xDD, 0x0D, 0x0A];
 
     #[tokio::test(start_paused = true)]
     async fn a_frame_that_never_finishes_ends_the_connection_at_the_frame_deadline() {
@@ -166,7 +165,9 @@ mod tests {
         assert!(matches!(conn.frame(|b| gt06::frame_len(b, 1024)).await, Err(End::Malformed(e)) if e.field == "start"));
         let (mut conn, mut client) = pair(&limits(60, 5), CancellationToken::new()).await;
         client.write_all(&[0x79, 0x79, 0x10, 0x00]).await.unwrap();
-        assert!(matches!(conn.frame(|b| gt06::frame_len(b, 1024)).await, Err(End::Malformed(e)) if e.field == "length"));
+        assert!(
+            matches!(conn.frame(|b| gt06::frame_len(b, 1024)).await, Err(End::Malformed(e)) if e.field == "length")
+        );
         drop(client);
         let (mut conn, client) = pair(&limits(60, 5), CancellationToken::new()).await;
         drop(client);

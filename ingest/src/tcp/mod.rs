@@ -128,7 +128,8 @@ pub async fn deliver(
     let metrics = &state.get().metrics.tcp;
     metrics.records.get_or_create(&ProtocolLabel { protocol }).inc_by(positions.len() as u64);
     let request = Request::new(protocol);
-    let items = positions.into_iter().map(|result| Item { raw: Raw::Frame { device_id, bytes: frame }, result }).collect();
+    let items =
+        positions.into_iter().map(|result| Item { raw: Raw::Frame { device_id, bytes: frame }, result }).collect();
     match accept(state, &request, None, items).await {
         Ok(_) => {
             metrics.acks.get_or_create(&ProtocolLabel { protocol }).inc();

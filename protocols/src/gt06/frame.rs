@@ -38,7 +38,10 @@ pub fn frame_len(buf: &[u8], max_frame: usize) -> Split {
     }
     let total = header + len + STOP.len();
     if total > max_frame {
-        return Err(DecodeError::new("length", format!("makes a packet of {total} bytes; at most {max_frame} are accepted")));
+        return Err(DecodeError::new(
+            "length",
+            format!("makes a packet of {total} bytes; at most {max_frame} are accepted"),
+        ));
     }
     if buf.len() < total {
         return Ok(None);

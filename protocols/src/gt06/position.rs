@@ -63,7 +63,10 @@ fn gps_fields(gps: &Gps) -> Result<(i64, f64, f64), FieldError> {
             FieldError::new("time", format!("{y:02}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} is not a date and time"))
         })?;
     if gps.lat == 0 && gps.lon == 0 {
-        return Err(FieldError::new("gps", format!("has no fix: coordinates 0, 0 with {} satellites", gps.satellites())));
+        return Err(FieldError::new(
+            "gps",
+            format!("has no fix: coordinates 0, 0 with {} satellites", gps.satellites()),
+        ));
     }
     Ok((time.and_utc().timestamp_millis(), gps.latitude(), gps.longitude()))
 }

@@ -41,10 +41,7 @@ pub fn record_position(
 ) -> Result<Position, FieldError> {
     let gps = &record.gps;
     if gps.lat == 0 && gps.lon == 0 {
-        return Err(FieldError::new(
-            "gps",
-            format!("has no fix: coordinates 0, 0 with {} satellites", gps.satellites),
-        ));
+        return Err(FieldError::new("gps", format!("has no fix: coordinates 0, 0 with {} satellites", gps.satellites)));
     }
     let fix_time_ms = i64::try_from(record.timestamp_ms)
         .map_err(|_| FieldError::new("timestamp", format!("{} ms is out of range", record.timestamp_ms)))?;

@@ -29,14 +29,20 @@ pub fn avl_frame_len(buf: &[u8], max_frame: usize) -> Split {
     if let Some(i) = preamble.iter().position(|&b| b != 0) {
         return Err(DecodeError::new(
             "preamble",
-            format!("must be four zero bytes, byte {i} is 0x{:02X} (codec 12/13/14 and UDP are not served here)", preamble[i]),
+            format!(
+                "must be four zero bytes, byte {i} is 0x{:02X} (codec 12/13/14 and UDP are not served here)",
+                preamble[i]
+            ),
         ));
     }
     let Some(len) = buf.get(4..8) else { return Ok(None) };
     let len = u32::from_be_bytes(len.try_into().expect("four bytes")) as usize;
     // Codec id, two record counts and at least one 45-byte record.
     if len < 3 {
-        return Err(DecodeError::new("data_length", format!("is {len}; the data holds at least a codec id and two counts")));
+        return Err(DecodeError::new(
+            "data_length",
+            format!("is {len}; the data holds at least a codec id and two counts"),
+        ));
     }
     let total = 8usize.saturating_add(len).saturating_add(4);
     if total > max_frame {
