@@ -155,6 +155,12 @@ pub(crate) async fn run_all(
     if let Some(osmand) = &ingest_listeners.osmand {
         println!("osmand:    http://{}/", osmand.local_addr()?);
     }
+    if let Some(teltonika) = &ingest_listeners.teltonika {
+        println!("teltonika: tcp://{}", teltonika.local_addr()?);
+    }
+    if let Some(gt06) = &ingest_listeners.gt06 {
+        println!("gt06:      tcp://{}", gt06.local_addr()?);
+    }
     if !processor.metrics_listen.is_empty() {
         println!("metrics:   http://{}/metrics (ingest: /metrics on its own port)", processor.metrics_listen);
     }

@@ -157,7 +157,7 @@ async fn processor_killed_mid_batch() {
     let ingest_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ingest_url = format!("http://{}", ingest_listener.local_addr().unwrap());
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let listeners = fleetstream_ingest::Listeners { http: ingest_listener, osmand: None };
+    let listeners = fleetstream_ingest::Listeners { http: ingest_listener, osmand: None, teltonika: None, gt06: None };
     let ingest =
         tokio::spawn(fleetstream_ingest::serve(IngestConfig::local(), kafka.clone(), listeners, shutdown.clone()));
     let (group, env) = (format!("group-{name}"), PROCESSOR_ENV);

@@ -13,6 +13,14 @@ pub struct IngestConfig {
     /// Address of the OsmAnd port (Traccar Client apps); empty to disable it.
     #[arg(long = "osmand-listen", env = "FLEETSTREAM_OSMAND_LISTEN", default_value = "127.0.0.1:5055")]
     pub osmand_listen: String,
+    /// Address of the Teltonika port (codec 8, 8E and 16 over TCP); empty to disable it.
+    #[arg(long = "teltonika-listen", env = "FLEETSTREAM_TELTONIKA_LISTEN", default_value = "127.0.0.1:5027")]
+    pub teltonika_listen: String,
+    /// Address of the GT06 port (Concox and clones, over TCP); empty to disable it.
+    #[arg(long = "gt06-listen", env = "FLEETSTREAM_GT06_LISTEN", default_value = "127.0.0.1:5023")]
+    pub gt06_listen: String,
+    #[command(flatten)]
+    pub tcp: TcpLimits,
     /// File of device and fleet tokens (`<token> device:<id>` or `<token> fleet:<name>` per line).
     #[arg(long, env = "FLEETSTREAM_TOKENS_FILE")]
     pub tokens_file: Option<std::path::PathBuf>,
@@ -47,6 +55,34 @@ pub struct IngestConfig {
     pub producer_queue_messages: usize,
 }
 
+/// Bounds on the TCP tracker ports (Teltonika, GT06), each protocol on its own.
+#[derive(Debug, Clone, Args)]
+pub struct TcpLimits {
+    /// Most tracker connections held open at once per protocol; more are closed at once.
+    #[arg(long, env = "FLEETSTREAM_TCP_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub tcp_max_connections: usize,
+    /// Largest frame a tracker may send, in bytes; a larger one is refused and the connection closed.
+    #[arg(long, env = "FLEETSTREAM_TCP_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub tcp_max_frame_bytes: usize,
+    /// Seconds a connection may stay silent between frames before it is closed.
+    #[arg(long, env = "FLEETSTREAM_TCP_IDLE_TIMEOUT_SECS", default_value_t = 900)]
+    pub tcp_idle_timeout_secs: u64,
+    /// Seconds a frame may take to arrive once its first byte has (no slowloris); also the bound
+    /// on writing an answer.
+    #[arg(long, env = "FLEETSTREAM_TCP_FRAME_TIMEOUT_SECS", default_value_t = 30)]
+    pub tcp_frame_timeout_secs: u64,
+}
+
+impl TcpLimits {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.tcp_idle_timeout_secs)
+    }
+
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_secs(self.tcp_frame_timeout_secs)
+    }
+}
+
 impl IngestConfig {
     pub fn limits(&self) -> Limits {
         Limits {
@@ -75,6 +111,14 @@ impl IngestConfig {
         IngestConfig {
             ingest_listen: "127.0.0.1:0".into(),
             osmand_listen: "127.0.0.1:0".into(),
+            teltonika_listen: "127.0.0.1:0".into(),
+            gt06_listen: "127.0.0.1:0".into(),
+            tcp: TcpLimits {
+                tcp_max_connections: 20_000,
+                tcp_max_frame_bytes: 64 * 1024,
+                tcp_idle_timeout_secs: 900,
+                tcp_frame_timeout_secs: 30,
+            },
             tokens_file: None,
             tokens: None,
             max_body_bytes: 5 * 1024 * 1024,

@@ -9,6 +9,7 @@
 //! - [`auth`]: optional device and fleet tokens;
 //! - [`http`]: fleetstream's JSON API, health and metrics;
 //! - [`osmand`]: the OsmAnd port for the Traccar Client apps;
+//! - [`tcp`]: the TCP ports of hardware trackers (Teltonika, GT06);
 //! - [`accept`]: the path every decoded request takes, whatever its protocol;
 //! - [`producer`]: produces and waits for the brokers' acknowledgements;
 //! - [`metrics`], [`error`].
@@ -21,7 +22,9 @@ pub mod http;
 pub mod metrics;
 pub mod osmand;
 pub mod producer;
+pub mod tcp;
 
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +36,10 @@ pub struct Listeners {
     pub http: TcpListener,
     /// The OsmAnd port, when enabled.
     pub osmand: Option<TcpListener>,
+    /// The Teltonika port, when enabled.
+    pub teltonika: Option<TcpListener>,
+    /// The GT06 port, when enabled.
+    pub gt06: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -42,11 +49,10 @@ impl Listeners {
             TcpListener::bind(&addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
         };
         let http = bind(config.ingest_listen.clone()).await?;
-        let osmand = match config.osmand_listen.as_str() {
-            "" => None,
-            addr => Some(bind(addr.to_string()).await?),
-        };
-        Ok(Listeners { http, osmand })
+        let osmand = tcp::bind(&config.osmand_listen).await?;
+        let teltonika = tcp::bind(&config.teltonika_listen).await?;
+        let gt06 = tcp::bind(&config.gt06_listen).await?;
+        Ok(Listeners { http, osmand, teltonika, gt06 })
     }
 }
 
@@ -69,17 +75,29 @@ pub async fn serve(
     let state = accept::AppState::new(config, producer.clone(), tokens);
 
     tracing::info!(addr = %listeners.http.local_addr()?, "ingest listening");
+    let mut servers: Vec<BoxFuture<'static, anyhow::Result<()>>> = Vec::new();
     let http = axum::serve(listeners.http, http::router(state.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    match listeners.osmand {
-        Some(listener) => {
-            tracing::info!(addr = %listener.local_addr()?, "OsmAnd listening");
-            let osmand =
-                axum::serve(listener, osmand::router(state)).with_graceful_shutdown(shutdown.cancelled_owned());
-            tokio::try_join!(async { http.await }, async { osmand.await })?;
-        }
-        None => http.await?,
+    servers.push(Box::pin(async move { Ok(http.await?) }));
+    if let Some(listener) = listeners.osmand {
+        tracing::info!(addr = %listener.local_addr()?, "OsmAnd listening");
+        let osmand = axum::serve(listener, osmand::router(state.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        servers.push(Box::pin(async move { Ok(osmand.await?) }));
     }
+    if let Some(listener) = listeners.teltonika {
+        let port = tcp::serve(tcp::teltonika::PROTOCOL, listener, state.clone(), shutdown.clone(), |conn, state| {
+            tcp::teltonika::serve_conn(conn, state)
+        });
+        servers.push(Box::pin(port));
+    }
+    if let Some(listener) = listeners.gt06 {
+        let port = tcp::serve(tcp::gt06::PROTOCOL, listener, state.clone(), shutdown.clone(), |conn, state| {
+            tcp::gt06::serve_conn(conn, state)
+        });
+        servers.push(Box::pin(port));
+    }
+    futures::future::try_join_all(servers).await?;
     producer.flush().await;
     tracing::info!("ingest stopped");
     Ok(())

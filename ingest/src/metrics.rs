@@ -29,8 +29,43 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpRejectLabels {
+    pub protocol: &'static str,
+    /// Why the frame or connection was refused, from a fixed list (see `ingest::tcp::Refusal`).
+    pub reason: &'static str,
+}
+
+/// The TCP tracker ports' counts, per protocol (`teltonika`, `gt06`).
+#[derive(Default)]
+pub struct TcpMetrics {
+    /// Connections open now.
+    pub open: Family<ProtocolLabel, Gauge>,
+    /// Connections accepted since start.
+    pub connections: Family<ProtocolLabel, Counter>,
+    pub frames: Family<ProtocolLabel, Counter>,
+    pub records: Family<ProtocolLabel, Counter>,
+    /// Answers sent after the frame's records were durable (Teltonika record counts, GT06
+    /// location and alarm answers).
+    pub acks: Family<ProtocolLabel, Counter>,
+    /// Frames and connections refused, by reason.
+    pub rejects: Family<TcpRejectLabels, Counter>,
+}
+
+impl TcpMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register("tcp_connections_open", "Tracker connections open now", self.open.clone());
+        registry.register("tcp_connections", "Tracker connections accepted", self.connections.clone());
+        registry.register("tcp_frames", "Tracker frames received whole", self.frames.clone());
+        registry.register("tcp_records", "Position records in tracker frames", self.records.clone());
+        registry.register("tcp_acks", "Tracker frames answered once their records were durable", self.acks.clone());
+        registry.register("tcp_rejects", "Tracker frames and connections refused, by reason", self.rejects.clone());
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub tcp: TcpMetrics,
     pub accepted: Family<ProtocolLabel, Counter>,
     pub rejected: Family<RejectLabels, Counter>,
     pub unavailable: Family<ProtocolLabel, Counter>,
@@ -42,11 +77,43 @@ pub struct Metrics {
 /// Whole-request fields that are not part of a position.
 const REQUEST_FIELDS: &[&str] = &["body", "query", "token", "kafka"];
 
+/// Fields of the tracker protocols' frames.
+const FRAME_FIELDS: &[&str] = &[
+    "frame",
+    "preamble",
+    "data_length",
+    "data",
+    "codec",
+    "crc",
+    "record_count",
+    "record_count_2",
+    "records",
+    "imei",
+    "gps",
+    "timestamp",
+    "start",
+    "length",
+    "protocol",
+    "content",
+    "serial",
+    "stop",
+    "login",
+    "location",
+    "alarm",
+    "status",
+    "time",
+];
+
 /// The label for a rejected field: its top-level name when the contract or a protocol defines
 /// it, `other` otherwise.
 pub fn field_label(field: &str) -> &'static str {
-    let top = field.split('.').next().unwrap_or(field);
-    [DEVICE_FIELDS, OSMAND_PARAMS, REQUEST_FIELDS].into_iter().flatten().copied().find(|f| *f == top).unwrap_or("other")
+    let top = field.split(['.', '[']).next().unwrap_or(field);
+    [DEVICE_FIELDS, OSMAND_PARAMS, REQUEST_FIELDS, FRAME_FIELDS]
+        .into_iter()
+        .flatten()
+        .copied()
+        .find(|f| *f == top)
+        .unwrap_or("other")
 }
 
 impl Default for Metrics {
@@ -80,7 +147,9 @@ impl Default for Metrics {
         );
         registry.register("dead_letters", "Dead letters produced to the DLQ topic, by outcome", dead_letters.clone());
         registry.register("producer_queue_depth", "Messages in the producer's local queue", queue_depth.clone());
-        Metrics { registry, accepted, rejected, unavailable, produce_seconds, dead_letters, queue_depth }
+        let tcp = TcpMetrics::default();
+        tcp.register(&mut registry);
+        Metrics { registry, tcp, accepted, rejected, unavailable, produce_seconds, dead_letters, queue_depth }
     }
 }
 
@@ -106,6 +175,7 @@ mod tests {
         assert_eq!(field_label("lat"), "lat");
         assert_eq!(field_label("location.coords.latitude"), "location");
         assert_eq!(field_label("x-hostile-field-name"), "other");
+        assert_eq!(field_label("records[3].io.total"), "records");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum Raw<'a> {
     /// One location of an OsmAnd JSON body, kept as a body of its own so that the letter says
     /// which device sent it (see [`crate::osmand::single_location_body`]).
     OsmandLocation { device_id: &'a str, location: &'a str },
+    /// A binary frame of a TCP tracker (Teltonika, GT06), stored as hex with the device that sent
+    /// it (empty before the device said who it is): `{"device_id": "...", "frame": "<hex>"}`.
+    Frame { device_id: &'a str, bytes: &'a [u8] },
 }
 
 impl Raw<'_> {
@@ -54,6 +57,12 @@ impl Raw<'_> {
             Raw::Params(bytes) => redact::redact_params(&String::from_utf8_lossy(bytes)).into_owned(),
             Raw::OsmandLocation { device_id, location } => {
                 redact::redact_json(&crate::osmand::single_location_body(device_id, location)).into_owned()
+            }
+            Raw::Frame { device_id, bytes } => {
+                // Past half the bound the hex is cut anyway: do not build more of it.
+                let hex: String =
+                    bytes.iter().take(MAX_DEAD_LETTER_RAW_BYTES / 2).map(|b| format!("{b:02x}")).collect();
+                serde_json::json!({ "device_id": device_id, "frame": hex }).to_string()
             }
         };
         redact::redact_presented(&text, token).into_owned()
@@ -165,6 +174,19 @@ mod tests {
         let raw = Raw::OsmandLocation { device_id: "phone-1", location: r#"{"coords":{"latitude":95}}"# };
         let d = DeadLetter::new(&ORIGIN, &FieldError::new("location.coords.latitude", "x"), raw);
         assert_eq!(d.raw, r#"{"device_id":"phone-1","location":{"coords":{"latitude":95}}}"#);
+    }
+
+    #[test]
+    fn a_frame_is_kept_as_hex_with_its_device_and_cut_at_the_bound() {
+        let d = DeadLetter::new(
+            &ORIGIN,
+            &FieldError::new("crc", "x"),
+            Raw::Frame { device_id: "3563", bytes: &[0, 0x8e, 0xff] },
+        );
+        assert_eq!(d.raw, r#"{"device_id":"3563","frame":"008eff"}"#);
+        let big = vec![0xAB; MAX_DEAD_LETTER_RAW_BYTES];
+        let d = DeadLetter::new(&ORIGIN, &FieldError::new("crc", "x"), Raw::Frame { device_id: "3563", bytes: &big });
+        assert!(d.raw_truncated && d.raw.len() == MAX_DEAD_LETTER_RAW_BYTES);
     }
 
     #[test]

@@ -49,3 +49,18 @@ pub fn osmand_request(data: &[u8]) {
         results.iter().flatten().for_each(check_accepted);
     }
 }
+
+/// Runs `run` on every input saved in `fuzz/corpus/<target>/` and returns how many there were;
+/// panics naming the input that fails. The corpus replays of every crate share it.
+pub fn replay_corpus(target: &str, run: fn(&[u8])) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let outcome = std::panic::catch_unwind(|| run(&data));
+        assert!(outcome.is_ok(), "{} fails on {}", target, path.display());
+        count += 1;
+    }
+    count
+}

@@ -219,8 +219,9 @@ fn check_id(field: &str, value: &str, max_bytes: usize) -> Result<(), FieldError
 }
 
 /// A position in fleetstream's units, whatever protocol it came in: what [`validate`] checks.
+/// Protocol decoders outside this crate (`fleetstream-protocols`) build one and validate it.
 #[derive(Debug, Default)]
-pub(crate) struct Fields {
+pub struct Fields {
     pub device_id: String,
     pub fix_time_ms: EpochMillis,
     pub lat: f64,
@@ -260,7 +261,7 @@ impl From<DevicePosition> for Fields {
 
 /// The rules every position meets, whichever protocol brought it. Field names in errors are the
 /// device-facing JSON names; protocol decoders rename where theirs differ.
-pub(crate) fn validate(raw: Fields, received_at_ms: EpochMillis, limits: &Limits) -> Result<Position, FieldError> {
+pub fn validate(raw: Fields, received_at_ms: EpochMillis, limits: &Limits) -> Result<Position, FieldError> {
     check_id("device_id", &raw.device_id, limits.max_device_id_bytes)?;
     if let Some(id) = &raw.event_id {
         check_id("event_id", id, limits.max_event_id_bytes)?;

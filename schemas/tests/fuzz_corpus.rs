@@ -2,20 +2,7 @@
 //! fuzz targets use, on stable Rust, so that CI re-checks every input the fuzzer found
 //! interesting (and every crash once fixed and added there).
 
-use std::path::Path;
-
-fn replay(target: &str, run: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let outcome = std::panic::catch_unwind(|| run(&data));
-        assert!(outcome.is_ok(), "{} fails on {}", target, path.display());
-        count += 1;
-    }
-    count
-}
+use fleetstream_schemas::fuzzing::replay_corpus as replay;
 
 #[test]
 fn json_body_corpus_replays_cleanly() {

@@ -8,6 +8,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::sender::{Sender, SenderConfig};
+use super::trackers::Protocol;
 
 #[derive(Debug, Clone, Args)]
 pub struct SimulateConfig {
@@ -40,6 +41,14 @@ pub struct SimulateConfig {
     /// Device ids are this prefix and a number.
     #[arg(long = "prefix", env = "FLEETSTREAM_SIM_PREFIX", default_value = "sim-")]
     pub prefix: String,
+    /// What the fleet speaks: fleetstream's JSON over HTTP, or a tracker protocol over TCP (one
+    /// connection per vehicle, device ids are IMEIs).
+    #[arg(long = "protocol", env = "FLEETSTREAM_SIM_PROTOCOL", value_enum, default_value = "json")]
+    pub protocol: super::trackers::Protocol,
+    /// The tracker port, for `--protocol teltonika` (default 127.0.0.1:5027) or `gt06`
+    /// (default 127.0.0.1:5023).
+    #[arg(long = "tracker-addr", env = "FLEETSTREAM_SIM_TRACKER_ADDR")]
+    pub tracker_addr: Option<String>,
     #[command(flatten)]
     pub sender: SenderConfig,
 }
@@ -182,6 +191,15 @@ pub async fn simulate(config: SimulateConfig, shutdown: CancellationToken) -> an
     anyhow::ensure!((-80.0..=80.0).contains(&config.center_lat), "--center-lat must be within ±80°");
     anyhow::ensure!((-180.0..=180.0).contains(&config.center_lon), "--center-lon must be within ±180°");
     anyhow::ensure!(config.radius_km > 0.0 && config.radius_km <= 500.0, "--radius-km must be in (0, 500]");
+    let default_addr = match config.protocol {
+        Protocol::Json => None,
+        Protocol::Teltonika => Some("127.0.0.1:5027"),
+        Protocol::Gt06 => Some("127.0.0.1:5023"),
+    };
+    if let Some(default_addr) = default_addr {
+        let addr = config.tracker_addr.clone().unwrap_or_else(|| default_addr.to_string());
+        return super::trackers::simulate(config.clone(), config.protocol, addr, shutdown).await;
+    }
     let mut fleet = Fleet::new(config.vehicles, config.radius_km, config.seed, &config.prefix);
     let mut sender = Sender::new(&config.sender)?;
     let interval = Duration::from_secs_f64(config.interval_s);

@@ -87,6 +87,9 @@ where
 pub struct Pipeline {
     pub ingest_url: String,
     pub osmand_url: String,
+    /// The Teltonika and GT06 tracker ports, `host:port`.
+    pub teltonika_addr: String,
+    pub gt06_addr: String,
     pub api_url: String,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
@@ -124,6 +127,10 @@ impl Pipeline {
 
         let ingest_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let osmand_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let teltonika_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gt06_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let teltonika_addr = teltonika_listener.local_addr().unwrap().to_string();
+        let gt06_addr = gt06_listener.local_addr().unwrap().to_string();
         let api_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ingest_url = format!("http://{}", ingest_listener.local_addr().unwrap());
         let osmand_url = format!("http://{}", osmand_listener.local_addr().unwrap());
@@ -132,7 +139,12 @@ impl Pipeline {
             tokio::spawn(fleetstream_ingest::serve(
                 ingest_config,
                 kafka.clone(),
-                Listeners { http: ingest_listener, osmand: Some(osmand_listener) },
+                Listeners {
+                    http: ingest_listener,
+                    osmand: Some(osmand_listener),
+                    teltonika: Some(teltonika_listener),
+                    gt06: Some(gt06_listener),
+                },
                 shutdown.clone(),
             )),
             tokio::spawn(fleetstream_processors::run(
@@ -144,8 +156,19 @@ impl Pipeline {
             )),
             tokio::spawn(fleetstream_api::serve(api_config, store.clone(), api_listener, shutdown.clone())),
         ];
-        let pipeline =
-            Pipeline { ingest_url, osmand_url, api_url, kafka, clickhouse, store, processor_metrics, shutdown, tasks };
+        let pipeline = Pipeline {
+            ingest_url,
+            osmand_url,
+            teltonika_addr,
+            gt06_addr,
+            api_url,
+            kafka,
+            clickhouse,
+            store,
+            processor_metrics,
+            shutdown,
+            tasks,
+        };
         pipeline.wait_ready().await;
         pipeline
     }

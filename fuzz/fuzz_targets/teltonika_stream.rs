@@ -1,0 +1,3 @@
+//! Fuzzes the teltonika decoder over a whole connection's bytes: framing, decoding, positions.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fleetstream_protocols::fuzzing::teltonika_stream(data));
