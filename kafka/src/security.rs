@@ -279,7 +279,9 @@ mod tests {
     fn settings(security: &KafkaSecurity) -> Vec<(String, String)> {
         let mut config = ClientConfig::new();
         security.apply(&mut config);
-        let mut out: Vec<(String, String)> = config.config_map().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        // config_map() hides secrets ("[sanitized for safety]"); get() returns what librdkafka gets.
+        let mut out: Vec<(String, String)> =
+            config.config_map().iter().map(|(k, _)| (k.to_string(), config.get(k).unwrap().to_string())).collect();
         out.sort();
         out
     }
