@@ -174,3 +174,62 @@ async fn kafka_over_sasl_ssl_with_scram() {
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The binary as deployed: `fleetstream migrate` reads the HTTPS settings from the environment,
+/// and what it prints on success or failure never holds the password.
+#[tokio::test]
+async fn migrate_over_https_from_the_environment_never_prints_the_password() {
+    let dir = std::env::temp_dir().join(unique("migrate_pki"));
+    let pki = TestPki::create(&dir);
+    let server = OwnClickHouse::start_https("migrate_https", &pki.server_cert, &pki.server_key);
+    let password = "not-the-18.16-password-4242";
+    let migrate = |ca: &std::path::Path, password: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fleetstream"))
+            .arg("migrate")
+            .env("FLEETSTREAM_CLICKHOUSE_URL", format!("https://localhost:{}", server.https_port()))
+            .env("FLEETSTREAM_CLICKHOUSE_DATABASE", unique("fs_migrate"))
+            .env("FLEETSTREAM_CLICKHOUSE_PASSWORD", password)
+            .env("FLEETSTREAM_CLICKHOUSE_CA_FILE", ca)
+            .env("RUST_LOG", "debug")
+            .output()
+            .expect("run fleetstream migrate")
+    };
+    // 18.16's default user has no password: a wrong one is refused, with a message that must
+    // not repeat it.
+    let ok = migrate(&pki.ca, "");
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains("schema ready") && stdout.contains("https://localhost:"), "{stdout}");
+    let refused = migrate(&pki.ca, password);
+    let out = format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+    assert!(!refused.status.success(), "{out}");
+    assert!(out.contains("Authentication failed") || out.contains("password"), "{out}");
+    assert!(!out.contains(password), "the password leaked: {out}");
+    // The wrong CA: refused before any credentials are sent.
+    let wrong_ca = migrate(&pki.other_ca, password);
+    let out = format!("{}{}", String::from_utf8_lossy(&wrong_ca.stdout), String::from_utf8_lossy(&wrong_ca.stderr));
+    assert!(!wrong_ca.status.success());
+    assert!(out.contains("invalid peer certificate"), "{out}");
+    assert!(!out.contains(password), "the password leaked: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Kafka settings that cannot work stop `fleetstream ingest` at once, naming the flag, without
+/// printing the password.
+#[test]
+fn ingest_refuses_kafka_settings_that_cannot_work() {
+    let password = "kafka-secret-777";
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fleetstream"))
+        .arg("ingest")
+        .env("FLEETSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        .env("FLEETSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+        .env("FLEETSTREAM_KAFKA_SASL_PASSWORD", password)
+        .env("FLEETSTREAM_INGEST_LISTEN", "127.0.0.1:0")
+        .env("FLEETSTREAM_OSMAND_LISTEN", "")
+        .output()
+        .expect("run fleetstream ingest");
+    let out = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "{out}");
+    assert!(out.contains("--kafka-sasl-mechanism SCRAM-SHA-512 needs --kafka-sasl-username"), "{out}");
+    assert!(!out.contains(password), "{out}");
+}
