@@ -73,7 +73,11 @@ fn compose_text() -> String {
 
 /// The Kafka brokers of a compose file.
 fn kafka_services(compose: &Compose) -> Vec<(&String, &Service)> {
-    compose.services.iter().filter(|(_, s)| s.image.as_deref().is_some_and(|i| i.starts_with("apache/kafka:"))).collect()
+    compose
+        .services
+        .iter()
+        .filter(|(_, s)| s.image.as_deref().is_some_and(|i| i.starts_with("apache/kafka:")))
+        .collect()
 }
 
 fn parse(text: &str) -> Compose {
@@ -139,7 +143,8 @@ fn safety_violations(compose: &Compose) -> Vec<String> {
             if !matches!(service.restart.as_deref(), Some("no") | Some("on-failure")) {
                 out.push(format!("{name}: a one-shot service must not restart forever ({:?})", service.restart));
             }
-            if !service.depends_on.get("clickhouse").is_some_and(|d| yaml_str(d, &["condition"]).as_deref() == Some("service_healthy")) {
+            let condition = service.depends_on.get("clickhouse").and_then(|d| yaml_str(d, &["condition"]));
+            if condition.as_deref() != Some("service_healthy") {
                 out.push(format!("{name}: must wait for clickhouse to be healthy"));
             }
         }
@@ -152,9 +157,10 @@ fn safety_violations(compose: &Compose) -> Vec<String> {
         }
         if !one_shot && service.environment.contains_key("FLEETSTREAM_CLICKHOUSE_URL") {
             let waits = migrate.is_some_and(|(m, _)| {
-                service.depends_on.get(m).is_some_and(|d| {
-                    yaml_str(d, &["condition"]).as_deref() == Some("service_completed_successfully")
-                })
+                service
+                    .depends_on
+                    .get(m)
+                    .is_some_and(|d| yaml_str(d, &["condition"]).as_deref() == Some("service_completed_successfully"))
             });
             if !waits {
                 out.push(format!("{name}: uses ClickHouse but does not wait for migrate to complete successfully"));
@@ -173,7 +179,9 @@ fn safety_violations(compose: &Compose) -> Vec<String> {
         }
         for port in &service.ports {
             let host = match port.strip_prefix("${") {
-                Some(rest) => rest.split_once('}').map(|(inner, _)| inner.rsplit_once(":-").map(|(_, d)| d).unwrap_or("")),
+                Some(rest) => {
+                    rest.split_once('}').map(|(inner, _)| inner.rsplit_once(":-").map(|(_, d)| d).unwrap_or(""))
+                }
                 None => port.split_once(':').map(|(host, _)| host),
             };
             if host != Some("127.0.0.1") {
@@ -217,8 +225,10 @@ fn services_match_the_binary(dir: &std::path::Path) {
         fleetstream.iter().map(|(_, s)| s.command.as_ref().expect("a command")[0].as_str()).collect();
     assert_eq!(commands, ["api", "ingest", "migrate", "process"], "one service per fleetstream role");
 
-    let advertised: Vec<(&String, &String)> =
-        kafka_services(&compose).into_iter().map(|(name, s)| (name, &s.environment["KAFKA_ADVERTISED_LISTENERS"])).collect();
+    let advertised: Vec<(&String, &String)> = kafka_services(&compose)
+        .into_iter()
+        .map(|(name, s)| (name, &s.environment["KAFKA_ADVERTISED_LISTENERS"]))
+        .collect();
     for (name, service) in &compose.services {
         for dependency in service.depends_on.keys() {
             assert!(compose.services.contains_key(dependency), "{name} depends on a missing service {dependency}");
@@ -280,7 +290,9 @@ fn the_dockerfile_builds_and_runs_this_binary() {
     assert!(dockerfile.contains("curl"));
     // librdkafka links the system's OpenSSL (rdkafka's `ssl` feature): headers to build, the
     // library and CA certificates to run.
-    assert!(dockerfile.contains("libssl-dev") && dockerfile.contains("libssl3") && dockerfile.contains("ca-certificates"));
+    assert!(
+        dockerfile.contains("libssl-dev") && dockerfile.contains("libssl3") && dockerfile.contains("ca-certificates")
+    );
 }
 
 #[test]
@@ -338,7 +350,10 @@ fn each_safety_rule_catches_its_mistake() {
     };
     caught(broken("KAFKA_LOG_DIRS: /var/lib/kafka/data", "KAFKA_LOG_DIRS: /tmp/kafka-logs"), "KAFKA_LOG_DIRS");
     caught(broken("      KAFKA_LOG_DIRS: /var/lib/kafka/data\n", ""), "KAFKA_LOG_DIRS (None)");
-    caught(broken("    image: apache/kafka:3.9.1\n    restart: unless-stopped\n", "    image: apache/kafka:3.9.1\n"), "kafka: restart is None");
+    caught(
+        broken("    image: apache/kafka:3.9.1\n    restart: unless-stopped\n", "    image: apache/kafka:3.9.1\n"),
+        "kafka: restart is None",
+    );
     caught(broken("    restart: \"no\"", "    restart: always"), "must not restart forever");
     caught(
         broken("      migrate: { condition: service_completed_successfully }\n    healthcheck:", "    healthcheck:"),
@@ -346,15 +361,27 @@ fn each_safety_rule_catches_its_mistake() {
     );
     caught(broken("command: [\"migrate\"]", "command: [\"api\"]"), "no one-shot `migrate` service");
     let password = text.lines().find(|l| l.contains("CLICKHOUSE_PASSWORD: ${")).unwrap().trim().to_string();
-    caught(broken(&password, "CLICKHOUSE_PASSWORD: ${CLICKHOUSE_PASSWORD:-change-me}"), "must be required with ${CLICKHOUSE_PASSWORD:?");
+    caught(
+        broken(&password, "CLICKHOUSE_PASSWORD: ${CLICKHOUSE_PASSWORD:-change-me}"),
+        "must be required with ${CLICKHOUSE_PASSWORD:?",
+    );
     caught(broken(&password, "CLICKHOUSE_PASSWORD: change-me"), "CLICKHOUSE_PASSWORD is written in the file");
     let tokens = text.lines().find(|l| l.contains("FLEETSTREAM_TOKENS: ${")).unwrap().trim().to_string();
     caught(broken(&tokens, "FLEETSTREAM_TOKENS: ${FLEETSTREAM_TOKENS:-}"), "FLEETSTREAM_TOKENS must be required");
-    caught(broken("\"${FLEETSTREAM_PUBLISH_ADDRESS:-127.0.0.1}:8081:8081\"", "\"8081:8081\""), "port 8081:8081 is not published on 127.0.0.1");
     caught(
-        broken("\"${FLEETSTREAM_PUBLISH_ADDRESS:-127.0.0.1}:8080:8080\"", "\"${FLEETSTREAM_PUBLISH_ADDRESS:-0.0.0.0}:8080:8080\""),
+        broken("\"${FLEETSTREAM_PUBLISH_ADDRESS:-127.0.0.1}:8081:8081\"", "\"8081:8081\""),
+        "port 8081:8081 is not published on 127.0.0.1",
+    );
+    caught(
+        broken(
+            "\"${FLEETSTREAM_PUBLISH_ADDRESS:-127.0.0.1}:8080:8080\"",
+            "\"${FLEETSTREAM_PUBLISH_ADDRESS:-0.0.0.0}:8080:8080\"",
+        ),
         "is not published on 127.0.0.1",
     );
-    caught(broken("        limits: { cpus: \"2\", memory: 512m }", "        limits: { cpus: \"2\" }"), "ingest: no memory limit");
+    caught(
+        broken("        limits: { cpus: \"2\", memory: 512m }", "        limits: { cpus: \"2\" }"),
+        "ingest: no memory limit",
+    );
     caught(broken("    max-size: \"20m\"\n", ""), "no log rotation");
 }

@@ -12,7 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-pub use security::{KafkaSecurity, SaslMechanism, SettingsError, SecurityProtocol};
+pub use security::{KafkaSecurity, SaslMechanism, SecurityProtocol, SettingsError};
 
 #[derive(Debug, Clone, Args)]
 pub struct KafkaConfig {
@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         config.topic_min_insync_replicas = Some(4);
         let error = config.validate().unwrap_err().to_string();
-        assert!(error.contains("--topic-min-insync-replicas 4 must be between 1 and --topic-replication (3)"), "{error}");
+        assert!(
+            error.contains("--topic-min-insync-replicas 4 must be between 1 and --topic-replication (3)"),
+            "{error}"
+        );
         config.topic_min_insync_replicas = Some(0);
         assert!(config.validate().is_err());
     }

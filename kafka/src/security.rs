@@ -281,7 +281,7 @@ mod tests {
         security.apply(&mut config);
         // config_map() hides secrets ("[sanitized for safety]"); get() returns what librdkafka gets.
         let mut out: Vec<(String, String)> =
-            config.config_map().iter().map(|(k, _)| (k.to_string(), config.get(k).unwrap().to_string())).collect();
+            config.config_map().keys().map(|k| (k.to_string(), config.get(k).unwrap().to_string())).collect();
         out.sort();
         out
     }
@@ -360,7 +360,8 @@ mod tests {
 
     #[test]
     fn unknown_protocols_and_mechanisms_are_refused_by_the_parser() {
-        let parse_err = |args: &[&str]| Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied())).is_err();
+        let parse_err =
+            |args: &[&str]| Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied())).is_err();
         assert!(parse_err(&["--kafka-security-protocol", "TLS"]));
         assert!(parse_err(&["--kafka-sasl-mechanism", "GSSAPI"]));
         assert!(parse_err(&["--kafka-sasl-mechanism", "OAUTHBEARER"]));

@@ -61,7 +61,8 @@ impl StoreError {
     /// spelled out (hyper's own message is only "client error (Connect)") and, for a
     /// certificate the CAs did not sign, what to check. Other errors are returned as they are.
     pub(crate) fn unreachable(self, config: &crate::ClickHouseConfig) -> StoreError {
-        let StoreError::ClickHouse { source: EngineError::Http(clickhouse::error::Error::Network(network)), .. } = &self
+        let StoreError::ClickHouse { source: EngineError::Http(clickhouse::error::Error::Network(network)), .. } =
+            &self
         else {
             return self;
         };
@@ -76,8 +77,12 @@ impl StoreError {
         }
         if reason.contains("invalid peer certificate") || reason.contains("certificate") {
             reason += match &config.ca_file {
-                Some(_) => " (the server's certificate is not signed by a CA in --clickhouse-ca-file, or is not for this host name)",
-                None => " (the server's certificate is not signed by a public CA: pass its CA with --clickhouse-ca-file)",
+                Some(_) => {
+                    " (the server's certificate is not signed by a CA in --clickhouse-ca-file, or is not for this host name)"
+                }
+                None => {
+                    " (the server's certificate is not signed by a public CA: pass its CA with --clickhouse-ca-file)"
+                }
             };
         } else if reason.contains("InvalidContentType") || reason.contains("corrupt message") {
             reason += " (is this an HTTPS port? use http:// for a plain HTTP port)";
