@@ -57,6 +57,12 @@ enum Command {
         #[command(flatten)]
         api: ApiConfig,
     },
+    /// Applies ClickHouse migrations and checks the tables, then exits: run once before the
+    /// services (compose's one-shot `migrate` service), so that they start on a ready schema.
+    Migrate {
+        #[command(flatten)]
+        clickhouse: ClickHouseConfig,
+    },
     /// The whole pipeline on this machine: a local broker and embedded ClickHouse, data kept in
     /// one directory.
     Up {
@@ -109,10 +115,12 @@ async fn main() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Ingest { kafka, ingest } => {
+            check_kafka(&kafka)?;
             let listeners = Listeners::bind(&ingest).await?;
             fleetstream_ingest::serve(ingest, kafka, listeners, shutdown).await
         }
         Command::Process { kafka, clickhouse, processor } => {
+            check_kafka(&kafka)?;
             let store = Store::open(&clickhouse).await?;
             fleetstream_processors::run(processor, kafka, store, Default::default(), shutdown).await
         }
@@ -120,6 +128,13 @@ async fn main() -> anyhow::Result<()> {
             let store = Store::open(&clickhouse).await?;
             let listener = bind(&api.api_listen).await?;
             fleetstream_api::serve(api, store, listener, shutdown).await
+        }
+        Command::Migrate { clickhouse } => {
+            let store = Store::open(&clickhouse).await?;
+            let applied = store.applied_migrations().await?;
+            let newest = applied.last().map(|m| m.version).unwrap_or(0);
+            println!("{}: schema ready, {} migrations applied (newest {newest})", clickhouse.describe(), applied.len());
+            Ok(())
         }
         Command::Up { up, ingest, processor, api } => up::up(up, ingest, processor, api, shutdown).await,
         Command::Replay { replay } => {
@@ -129,10 +144,22 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Simulate { simulate } => client::simulate::simulate(simulate, shutdown).await,
         Command::Run { kafka, clickhouse, ingest, processor, api } => {
+            check_kafka(&kafka)?;
             let store = Store::open(&clickhouse).await?;
             run_all(kafka, store, ingest, processor, api, shutdown, || {}).await
         }
     }
+}
+
+/// Refuses Kafka settings that cannot work before anything starts, and says (without secrets)
+/// how the brokers will be reached.
+fn check_kafka(kafka: &KafkaConfig) -> anyhow::Result<()> {
+    kafka.validate()?;
+    tracing::info!(kafka = %kafka.describe(), "Kafka connection settings");
+    if kafka.security.sends_password_in_clear() {
+        tracing::warn!("SASL PLAIN over SASL_PLAINTEXT sends the Kafka password unencrypted: use SASL_SSL");
+    }
+    Ok(())
 }
 
 /// Ingest, one processor and the API in this process; prints where each listens (and then

@@ -1,5 +1,7 @@
-//! fleetstream's Kafka plumbing, shared by ingest and the processors: connection settings,
-//! and creating our topics when they are missing.
+//! fleetstream's Kafka plumbing, shared by ingest and the processors: connection settings
+//! (including TLS and SASL, see [`security`]), and creating our topics when they are missing.
+
+pub mod security;
 
 use std::time::Duration;
 
@@ -9,6 +11,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+
+pub use security::{KafkaSecurity, SaslMechanism, SecurityProtocol, SettingsError};
 
 #[derive(Debug, Clone, Args)]
 pub struct KafkaConfig {
@@ -36,6 +40,13 @@ pub struct KafkaConfig {
     /// Replication factor for topics that fleetstream creates itself (3 on a production cluster).
     #[arg(long = "topic-replication", env = "FLEETSTREAM_TOPIC_REPLICATION", default_value_t = 1)]
     pub topic_replication: i32,
+    /// `min.insync.replicas` of topics that fleetstream creates itself: with `acks=all`, a write
+    /// succeeds only once this many replicas have it (2 with replication 3 survives one broker
+    /// down without losing an acknowledged position). Default: the broker's.
+    #[arg(long = "topic-min-insync-replicas", env = "FLEETSTREAM_TOPIC_MIN_INSYNC_REPLICAS")]
+    pub topic_min_insync_replicas: Option<i32>,
+    #[command(flatten)]
+    pub security: KafkaSecurity,
 }
 
 impl KafkaConfig {
@@ -53,6 +64,8 @@ impl KafkaConfig {
             processing_dlq_topic: PROCESSING_DLQ.into(),
             topic_partitions: 8,
             topic_replication: 1,
+            topic_min_insync_replicas: None,
+            security: KafkaSecurity::default(),
         }
     }
 
@@ -70,6 +83,8 @@ impl KafkaConfig {
             processing_dlq_topic: format!("{PROCESSING_DLQ}.{suffix}"),
             topic_partitions: 8,
             topic_replication: 1,
+            topic_min_insync_replicas: None,
+            security: KafkaSecurity::default(),
         }
     }
 
@@ -88,7 +103,26 @@ impl KafkaConfig {
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", client_id)
             .set("socket.keepalive.enable", "true");
+        self.security.apply(&mut config);
         config
+    }
+
+    /// Checks the settings that can be checked without a broker (see [`KafkaSecurity::validate`]).
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(min) = self.topic_min_insync_replicas
+            && !(1..=self.topic_replication).contains(&min)
+        {
+            return Err(SettingsError(format!(
+                "--topic-min-insync-replicas {min} must be between 1 and --topic-replication ({})",
+                self.topic_replication
+            )));
+        }
+        self.security.validate()
+    }
+
+    /// Where the brokers are and how we reach them, for logs: never a password.
+    pub fn describe(&self) -> String {
+        format!("Kafka at {} ({})", self.brokers, self.security.describe())
     }
 }
 
@@ -114,9 +148,16 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), 
     };
     let admin: AdminClient<DefaultClientContext> =
         config.client_config("fleetstream-admin").create().map_err(wrap("create admin client"))?;
+    let min_insync = config.topic_min_insync_replicas.map(|n| n.to_string());
     let new_topics: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, config.topic_partitions, TopicReplication::Fixed(config.topic_replication)))
+        .map(|t| {
+            let topic = NewTopic::new(t, config.topic_partitions, TopicReplication::Fixed(config.topic_replication));
+            match &min_insync {
+                Some(n) => topic.set("min.insync.replicas", n),
+                None => topic,
+            }
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin.create_topics(&new_topics, &options).await.map_err(wrap("create topics"))?;
@@ -130,4 +171,35 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_insync_replicas_must_fit_the_replication() {
+        let mut config = KafkaConfig { topic_replication: 3, ..KafkaConfig::local("127.0.0.1:9092") };
+        config.topic_min_insync_replicas = Some(2);
+        assert_eq!(config.validate(), Ok(()));
+        config.topic_min_insync_replicas = Some(4);
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("--topic-min-insync-replicas 4 must be between 1 and --topic-replication (3)"),
+            "{error}"
+        );
+        config.topic_min_insync_replicas = Some(0);
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn describe_names_the_brokers_and_security_without_secrets() {
+        let mut config = KafkaConfig::local("kafka1:9093");
+        config.security.protocol = SecurityProtocol::SaslSsl;
+        config.security.sasl_mechanism = Some(SaslMechanism::ScramSha512);
+        config.security.sasl_username = Some("fleet".into());
+        config.security.sasl_password = Some("pa55word".into());
+        assert_eq!(config.describe(), "Kafka at kafka1:9093 (SASL_SSL SCRAM-SHA-512 as fleet, system CAs)");
+        assert!(!format!("{config:?}").contains("pa55word"));
+    }
 }

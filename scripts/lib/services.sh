@@ -51,6 +51,11 @@ fs_ensure_tools() {
   command -v python3 >/dev/null || missing+=(python3)
   command -v flock >/dev/null || missing+=(util-linux)
   command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+  # librdkafka is built with TLS and SASL against the system's OpenSSL; the TLS tests make their
+  # certificates with the openssl command.
+  [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  command -v openssl >/dev/null || missing+=(openssl)
   # The dashboard's end-to-end test runs the page in headless Chromium.
   command -v chromium >/dev/null || missing+=(chromium chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then fs_apt_install "${missing[@]}"; fi

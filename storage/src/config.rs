@@ -1,5 +1,8 @@
-//! Where fleetstream's ClickHouse is, as flags and environment variables: a server over HTTP,
-//! or (with `--chdb-dir`) current ClickHouse embedded in the process through chDB.
+//! Where fleetstream's ClickHouse is, as flags and environment variables: a server over HTTP or
+//! HTTPS (optionally trusting only a given CA), or (with `--chdb-dir`) current ClickHouse
+//! embedded in the process through chDB. The password never shows in `Debug` or [`describe`].
+//!
+//! [`describe`]: ClickHouseConfig::describe
 
 use std::path::PathBuf;
 
@@ -8,9 +11,11 @@ use clap::Args;
 /// The chDB release `scripts/setup` installs and `--chdb-lib` finds by default.
 pub const CHDB_VERSION: &str = "26.9.0";
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ClickHouseConfig {
-    /// ClickHouse HTTP endpoint (ignored with --chdb-dir).
+    /// ClickHouse HTTP(S) endpoint, e.g. http://127.0.0.1:8123 or https://host:8443 (ignored with
+    /// --chdb-dir). HTTPS checks the server's certificate against --clickhouse-ca-file, else
+    /// against the public CAs built in (Mozilla's list).
     #[arg(long = "clickhouse-url", env = "FLEETSTREAM_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
     pub url: String,
     /// Database that holds fleetstream's tables; created at startup if missing.
@@ -27,6 +32,10 @@ pub struct ClickHouseConfig {
         hide_env_values = true
     )]
     pub password: String,
+    /// CA certificate(s), PEM, that signed the server's certificate: with an https:// URL, only
+    /// these are trusted (a private or self-signed CA).
+    #[arg(long = "clickhouse-ca-file", env = "FLEETSTREAM_CLICKHOUSE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Use ClickHouse embedded in this process (chDB) with its data in this directory, instead of
     /// a server. One directory per process.
     #[arg(long = "chdb-dir", env = "FLEETSTREAM_CHDB_DIR")]
@@ -45,6 +54,7 @@ impl ClickHouseConfig {
             database: database.into(),
             user: "default".into(),
             password: String::new(),
+            ca_file: None,
             chdb_dir: None,
             chdb_lib: None,
         }
@@ -64,8 +74,41 @@ impl ClickHouseConfig {
     pub fn describe(&self) -> String {
         match &self.chdb_dir {
             Some(dir) => format!("embedded ClickHouse (chDB) in {}, database {}", dir.display(), self.database),
-            None => format!("ClickHouse at {}, database {}", self.url, self.database),
+            None => {
+                let ca = match &self.ca_file {
+                    Some(ca) if self.url.starts_with("https://") => format!(", CA {}", ca.display()),
+                    _ => String::new(),
+                };
+                format!("ClickHouse at {}{ca}, database {}", redact_url(&self.url), self.database)
+            }
         }
+    }
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+            .field("ca_file", &self.ca_file)
+            .field("chdb_dir", &self.chdb_dir)
+            .field("chdb_lib", &self.chdb_lib)
+            .finish()
+    }
+}
+
+/// `url` without the password of a `user:password@` part, should one have been put there.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:<redacted>@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
     }
 }
 
@@ -83,4 +126,22 @@ pub fn cache_dir() -> PathBuf {
 
 fn default_chdb_library() -> PathBuf {
     cache_dir().join(format!("chdb-core-{CHDB_VERSION}")).join("chdb").join("_chdb.abi3.so")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_never_shows() {
+        let mut config = ClickHouseConfig::local("https://ops:pw-in-url@ch.example.com:8443/", "fleet");
+        config.password = "hunter2-secret".into();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("pw-in-url"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+        let described = config.describe();
+        assert_eq!(described, "ClickHouse at https://ops:<redacted>@ch.example.com:8443/, database fleet");
+        assert_eq!(redact_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
+        assert_eq!(redact_url("https://h/path@x"), "https://h/path@x");
+    }
 }

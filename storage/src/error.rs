@@ -16,6 +16,13 @@ pub enum StoreError {
     Shape { table: String, reason: String },
     #[error("invalid database name {0:?}: use letters, digits and underscores")]
     DatabaseName(String),
+    /// A CA file that cannot be used, or a TLS set-up that failed before any connection.
+    #[error("ClickHouse TLS: {0}")]
+    Tls(String),
+    /// The server could not be reached at all: refused, timed out, or (over HTTPS) a certificate
+    /// that the trusted CAs did not sign. `reason` is the whole chain of causes.
+    #[error("ClickHouse at {url} unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -40,8 +47,47 @@ impl StoreError {
     pub fn is_permanent(&self) -> bool {
         match self {
             StoreError::ClickHouse { source, .. } => source.is_permanent(),
-            StoreError::Migration { .. } | StoreError::Shape { .. } | StoreError::DatabaseName(_) => false,
+            StoreError::Migration { .. }
+            | StoreError::Shape { .. }
+            | StoreError::DatabaseName(_)
+            | StoreError::Tls(_)
+            | StoreError::Unreachable { .. } => false,
         }
+    }
+}
+
+impl StoreError {
+    /// A network failure of the first request, as [`StoreError::Unreachable`] with every cause
+    /// spelled out (hyper's own message is only "client error (Connect)") and, for a
+    /// certificate the CAs did not sign, what to check. Other errors are returned as they are.
+    pub(crate) fn unreachable(self, config: &crate::ClickHouseConfig) -> StoreError {
+        let StoreError::ClickHouse { source: EngineError::Http(clickhouse::error::Error::Network(network)), .. } =
+            &self
+        else {
+            return self;
+        };
+        let mut reason = network.to_string();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = network.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !reason.contains(&text) {
+                reason += &format!(": {text}");
+            }
+            cause = error.source();
+        }
+        if reason.contains("invalid peer certificate") || reason.contains("certificate") {
+            reason += match &config.ca_file {
+                Some(_) => {
+                    " (the server's certificate is not signed by a CA in --clickhouse-ca-file, or is not for this host name)"
+                }
+                None => {
+                    " (the server's certificate is not signed by a public CA: pass its CA with --clickhouse-ca-file)"
+                }
+            };
+        } else if reason.contains("InvalidContentType") || reason.contains("corrupt message") {
+            reason += " (is this an HTTPS port? use http:// for a plain HTTP port)";
+        }
+        StoreError::Unreachable { url: crate::config::redact_url(&config.url), reason }
     }
 }
 

@@ -62,8 +62,10 @@ impl Store {
                 Chdb::open(&config.chdb_library(), dir, database).await.context("open embedded ClickHouse")?,
             ),
             None => {
-                migrate::create_database(&Engine::Http(Box::new(Http::new(config, "default"))), database).await?;
-                Engine::Http(Box::new(Http::new(config, database)))
+                let server = Http::new(config, "default")?;
+                let on_default = Engine::Http(Box::new(server.clone()));
+                migrate::create_database(&on_default, database).await.map_err(|e| e.unreachable(config))?;
+                Engine::Http(Box::new(server.with_database(database)))
             }
         })
     }

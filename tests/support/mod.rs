@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod own;
+pub mod pki;
 pub mod traffic;
 pub mod week;
 

@@ -29,6 +29,11 @@ pub struct OwnBroker {
     child: Option<std::process::Child>,
     dir: PathBuf,
     pub port: u16,
+    /// From the next [`restart`](Self::restart): serve TLS only, with this certificate and key
+    /// (PEM), advertised as `localhost` (the name in the test certificate).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// From the next restart: require SASL (SCRAM) authentication.
+    pub authentication: bool,
 }
 
 impl OwnBroker {
@@ -36,23 +41,43 @@ impl OwnBroker {
         let dir = std::env::temp_dir().join(unique(tag));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let mut broker = OwnBroker { child: None, dir, port };
+        let mut broker = OwnBroker { child: None, dir, port, tls: None, authentication: false };
         broker.restart();
         broker
     }
 
+    /// The bootstrap address: `localhost` once the broker serves TLS, so that the name matches
+    /// the certificate.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match self.tls {
+            Some(_) => format!("localhost:{}", self.port),
+            None => format!("127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The broker's working directory (its SQLite file and log).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Starts the broker process (again, on the same port and data) and waits for its port.
     pub fn restart(&mut self) {
         let nisshi = nisshi();
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://{}", self.brokers());
         let log = log_file(&self.dir, "broker.log");
-        let child = std::process::Command::new(nisshi)
+        let mut command = std::process::Command::new(nisshi);
+        if let Some((cert, key)) = &self.tls {
+            command.arg("broker").arg("--cert").arg(cert).arg("--key").arg(key);
+        } else {
+            command.arg("broker");
+        }
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        let child = command
             .current_dir(&self.dir)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--storage-engine", "sqlite://nisshi.db", "--group-initial-rebalance-delay", "0s"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -86,10 +111,22 @@ pub struct OwnClickHouse {
     pub http_port: u16,
     tcp_port: u16,
     interserver_port: u16,
+    /// With [`OwnClickHouse::start_https`]: the HTTPS port and the certificate and key it serves.
+    pub https: Option<(u16, PathBuf, PathBuf)>,
 }
 
 impl OwnClickHouse {
     pub fn start(tag: &str) -> OwnClickHouse {
+        Self::start_with(tag, None)
+    }
+
+    /// A server that also serves HTTPS on [`https_port`](Self::https_port) with this certificate
+    /// chain and key (PEM).
+    pub fn start_https(tag: &str, cert: &std::path::Path, key: &std::path::Path) -> OwnClickHouse {
+        Self::start_with(tag, Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
+    fn start_with(tag: &str, https: Option<(PathBuf, PathBuf)>) -> OwnClickHouse {
         let dir = std::env::temp_dir().join(unique(tag));
         for sub in ["data", "tmp", "user_files", "format_schemas"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -100,9 +137,14 @@ impl OwnClickHouse {
             http_port: free_port(),
             tcp_port: free_port(),
             interserver_port: free_port(),
+            https: https.map(|(cert, key)| (free_port(), cert, key)),
         };
         server.restart();
         server
+    }
+
+    pub fn https_port(&self) -> u16 {
+        self.https.as_ref().expect("started with start_https").0
     }
 
     /// The configuration of `database` on this server.
@@ -126,12 +168,25 @@ impl OwnClickHouse {
             .arg(format!("--logger.log={}/server.log", self.dir.display()))
             .arg(format!("--logger.errorlog={}/server.err.log", self.dir.display()))
             .arg("--logger.console=0")
+            .args(self.https.iter().flat_map(|(port, cert, key)| {
+                [
+                    format!("--https_port={port}"),
+                    format!("--openSSL.server.certificateFile={}", cert.display()),
+                    format!("--openSSL.server.privateKeyFile={}", key.display()),
+                    // The packaged config names a dhparam.pem that is not installed; ECDHE
+                    // needs none.
+                    "--openSSL.server.dhParamsFile=".to_string(),
+                ]
+            }))
             .stdout(log_file(&self.dir, "stdout.log"))
             .stderr(log_file(&self.dir, "stdout.log"))
             .spawn()
             .expect("start clickhouse-server (installed by scripts/test)");
         self.child = Some(child);
         wait_for_port(self.http_port, "clickhouse-server");
+        if let Some((port, _, _)) = &self.https {
+            wait_for_port(*port, "clickhouse-server's HTTPS port");
+        }
     }
 
     /// SIGKILL: no chance to flush or say goodbye.

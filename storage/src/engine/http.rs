@@ -1,10 +1,28 @@
-//! A ClickHouse server over HTTP, through the official `clickhouse` crate.
+//! A ClickHouse server over HTTP or HTTPS, through the official `clickhouse` crate with a hyper
+//! client of our own: rustls (ring) checks the server's certificate against the CA file given,
+//! else against Mozilla's list of public CAs built in.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clickhouse::Client;
 use clickhouse::query::Query;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::{Arg, EngineError, ReadRow, WriteRow};
 use crate::config::ClickHouseConfig;
+use crate::error::StoreError;
+
+/// As the `clickhouse` crate's own client: TCP keep-alive, and idle connections dropped before
+/// the server's keep-alive timeout (3 s on older servers) closes them under us.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub(crate) struct Http {
@@ -12,15 +30,22 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    pub fn new(config: &ClickHouseConfig, database: &str) -> Http {
-        let client = Client::default()
+    /// A client of `config`'s server on `database`. Fails only on a CA file that cannot be read
+    /// or holds no certificate.
+    pub fn new(config: &ClickHouseConfig, database: &str) -> Result<Http, StoreError> {
+        let client = client(config)?
             .with_url(&config.url)
             .with_user(&config.user)
             .with_password(&config.password)
             .with_database(database)
             // ClickHouse 18.16 has no RowBinaryWithNamesAndTypes; migrate::check_shapes stands in.
             .with_validation(false);
-        Http { client }
+        Ok(Http { client })
+    }
+
+    /// The same server and credentials, on another database.
+    pub fn with_database(&self, database: &str) -> Http {
+        Http { client: self.client.clone().with_database(database) }
     }
 
     /// `?` values are escaped client-side by the crate (18.16 has no server-side parameters).
@@ -49,4 +74,46 @@ impl Http {
         }
         Ok(insert.end().await?)
     }
+}
+
+/// A `clickhouse` client over a hyper client of ours: plain HTTP for `http://`, TLS 1.2/1.3 for
+/// `https://` with the server's certificate and host name checked.
+fn client(config: &ClickHouseConfig) -> Result<Client, StoreError> {
+    let roots = match &config.ca_file {
+        Some(path) => roots_from_file(path)?,
+        None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Tls(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::with_http_client(
+        HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector),
+    ))
+}
+
+/// Every certificate in the PEM file `path` (`--clickhouse-ca-file`).
+fn roots_from_file(path: &Path) -> Result<RootCertStore, StoreError> {
+    let fail = |reason: String| StoreError::Tls(format!("--clickhouse-ca-file {}: {reason}", path.display()));
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| fail(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(fail("no PEM certificate in the file".into()));
+    }
+    let mut roots = RootCertStore::empty();
+    for certificate in certificates {
+        roots.add(certificate).map_err(|e| fail(format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
 }
