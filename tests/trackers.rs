@@ -160,19 +160,10 @@ async fn teltonika_frames_are_answered_once_durable_and_stored() {
 }
 
 fn location(fix_ms: i64) -> Message {
-    let t = chrono::DateTime::from_timestamp_millis(fix_ms).unwrap();
-    use chrono::{Datelike, Timelike};
     Message::Location {
         protocol: protocol::LOCATION,
         gps: Gps {
-            time: [
-                (t.year() - 2000) as u8,
-                t.month() as u8,
-                t.day() as u8,
-                t.hour() as u8,
-                t.minute() as u8,
-                t.second() as u8,
-            ],
+            time: Gps::time_of(fix_ms).unwrap(),
             info: 0xC9,
             lat: (40.7128 * 1_800_000.0) as u32,
             lon: (74.006 * 1_800_000.0) as u32,

@@ -192,8 +192,7 @@ mod tests {
         let slots = QuerySlots::new(1);
         let (_more, rest) = tokio::sync::mpsc::channel::<Result<&'static str, std::io::Error>>(1);
         let slot = slots.slots.clone().try_acquire_owned().unwrap();
-        let mut body =
-            HoldingBody::new(Body::from_stream(tokio_stream_of(rest)), slot, Duration::from_millis(100));
+        let mut body = HoldingBody::new(Body::from_stream(tokio_stream_of(rest)), slot, Duration::from_millis(100));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(slots.slots.available_permits(), 0, "not stalled yet");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -207,8 +206,7 @@ mod tests {
         let slots = QuerySlots::new(1);
         let (more, rest) = tokio::sync::mpsc::channel::<Result<&'static str, std::io::Error>>(1);
         let slot = slots.slots.clone().try_acquire_owned().unwrap();
-        let mut body =
-            HoldingBody::new(Body::from_stream(tokio_stream_of(rest)), slot, Duration::from_millis(200));
+        let mut body = HoldingBody::new(Body::from_stream(tokio_stream_of(rest)), slot, Duration::from_millis(200));
         // The reader waits on the answer (its next page is being queried) for longer than the
         // bound: that is not a stall.
         let waiting = tokio::time::timeout(

@@ -87,6 +87,18 @@ fn the_documented_location_decodes() {
 }
 
 #[test]
+fn the_time_an_encoder_writes_is_the_time_decoding_reads() {
+    let mut message = decode_message(&decode_frame(&hex(DEVICE_LOCATION)).unwrap()).unwrap();
+    let Message::Location { gps, .. } = &mut message else { unreachable!() };
+    let fix_ms = 1_607_415_123_000; // 2020-12-08T08:12:03Z
+    gps.time = fleetstream_protocols::gt06::Gps::time_of(fix_ms).unwrap();
+    assert_eq!(gps.time, [20, 12, 8, 8, 12, 3]);
+    let p = message_position("1", &message, NOW, &Limits::default()).unwrap().unwrap();
+    assert_eq!(p.fix_time_ms, fix_ms);
+    assert_eq!(fleetstream_protocols::gt06::Gps::time_of(946_684_799_000), None, "1999 has no GT06 year");
+}
+
+#[test]
 fn south_and_west_are_negative() {
     let mut message = decode_message(&decode_frame(&hex(DEVICE_LOCATION)).unwrap()).unwrap();
     let Message::Location { gps, .. } = &mut message else { unreachable!() };

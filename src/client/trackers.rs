@@ -7,7 +7,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, Timelike};
 use clap::ValueEnum;
 use fleetstream_protocols::gt06::{self, Cell, Gps, Message, protocol};
 use fleetstream_protocols::teltonika::{self, AvlPacket, AvlRecord, Codec, GpsElement, IoElements};
@@ -186,7 +185,6 @@ pub fn frame_of(protocol: Protocol, v: &Vehicle, (clat, clon): (f64, f64), fix_m
     let kmh = v.speed_mps * 3.6;
     match protocol {
         Protocol::Gt06 => {
-            let t = DateTime::from_timestamp_millis(fix_ms).expect("now is a date");
             let mut course_status = (v.heading_deg.round() as u16 % 360) | 1 << 12;
             if lat >= 0.0 {
                 course_status |= 1 << 10;
@@ -195,14 +193,7 @@ pub fn frame_of(protocol: Protocol, v: &Vehicle, (clat, clon): (f64, f64), fix_m
                 course_status |= 1 << 11;
             }
             let gps = Gps {
-                time: [
-                    (t.year() - 2000) as u8,
-                    t.month() as u8,
-                    t.day() as u8,
-                    t.hour() as u8,
-                    t.minute() as u8,
-                    t.second() as u8,
-                ],
+                time: Gps::time_of(fix_ms).expect("now is between 2000 and 2255"),
                 info: 0xC9,
                 lat: (lat.abs() * 1_800_000.0).round() as u32,
                 lon: (lon.abs() * 1_800_000.0).round() as u32,

@@ -46,32 +46,28 @@ pub(crate) async fn apply_migrations_to(client: &Engine, last: u32) -> Result<Ve
     for (_, stmt) in statements(LEDGER_DDL) {
         client.execute(&stmt, args![]).await.context("create the migration ledger")?;
     }
-    let wanted = || MIGRATIONS.iter().filter(|m| m.version <= last);
-    // Every start of every process reads the ledger; only one with something to apply locks.
+    // Every start of every process reads the ledger; only one with something to apply locks,
+    // and reads it again under the lock: whoever held it before may have applied them all.
     let applied = applied_migrations(client).await?;
-    if wanted().all(|m| applied.iter().any(|a| a.version == m.version)) {
-        for migration in wanted() {
-            let done = applied.iter().find(|a| a.version == migration.version).expect("checked above");
-            check_unchanged(migration, done)?;
-        }
-        return Ok(Vec::new());
+    if MIGRATIONS.iter().filter(|m| m.version <= last).all(|m| applied.iter().any(|a| a.version == m.version)) {
+        return apply_missing(client, &applied, last).await;
     }
-    lock::with_lock(client, async || {
-        // Read again under the lock: whoever held it before may have applied them all.
-        let applied = applied_migrations(client).await?;
-        let mut newly = Vec::new();
-        for migration in wanted() {
-            match applied.iter().find(|a| a.version == migration.version) {
-                Some(done) => check_unchanged(migration, done)?,
-                None => {
-                    apply_one(client, migration).await?;
-                    newly.push(migration.version);
-                }
+    lock::with_lock(client, async || apply_missing(client, &applied_migrations(client).await?, last).await).await
+}
+
+/// Checks the applied migrations up to `last` against this build and applies the others.
+async fn apply_missing(client: &Engine, applied: &[Applied], last: u32) -> Result<Vec<u32>> {
+    let mut newly = Vec::new();
+    for migration in MIGRATIONS.iter().filter(|m| m.version <= last) {
+        match applied.iter().find(|a| a.version == migration.version) {
+            Some(done) => check_unchanged(migration, done)?,
+            None => {
+                apply_one(client, migration).await?;
+                newly.push(migration.version);
             }
         }
-        Ok(newly)
-    })
-    .await
+    }
+    Ok(newly)
 }
 
 /// The ledger: every migration applied to this database, by version.

@@ -34,8 +34,7 @@ pub const MIGRATION_LOCK_CREATE: &str =
 pub const MIGRATION_LOCK_HOLD: &str = "INSERT INTO schema_migrations_lock (holder, since) VALUES (?, now())";
 pub const MIGRATION_LOCK_EXISTS: &str =
     "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations_lock'";
-pub const MIGRATION_LOCK_HOLDER: &str =
-    "SELECT holder, toUInt64(greatest(toInt64(now()) - toInt64(since), 0)) AS age_secs FROM schema_migrations_lock LIMIT 1";
+pub const MIGRATION_LOCK_HOLDER: &str = "SELECT holder, toUInt64(greatest(toInt64(now()) - toInt64(since), 0)) AS age_secs FROM schema_migrations_lock LIMIT 1";
 pub const MIGRATION_LOCK_DROP: &str = "DROP TABLE IF EXISTS schema_migrations_lock";
 
 pub const TABLE_COLUMNS: &str =

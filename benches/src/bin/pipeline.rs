@@ -236,7 +236,14 @@ fn percentiles(mut samples: Vec<f64>) -> String {
 
 /// Posts single fixes of one device every `every`, each followed until it is queryable, for
 /// `count` fixes or until `budget` has passed.
-async fn probe(ingest: &str, ch: &ClickHouse, database: &str, count: usize, every: Duration, budget: Duration) -> Vec<f64> {
+async fn probe(
+    ingest: &str,
+    ch: &ClickHouse,
+    database: &str,
+    count: usize,
+    every: Duration,
+    budget: Duration,
+) -> Vec<f64> {
     let http = reqwest::Client::new();
     let mut latencies = Vec::new();
     let base = fleetstream_schemas::time::now_millis() - 60_000;
@@ -311,15 +318,8 @@ async fn sustained(ch: &ClickHouse, run: &str) {
             }
         }));
     }
-    let under_load = probe(
-        &ingest_url,
-        ch,
-        &database,
-        usize::MAX,
-        Duration::from_millis(250),
-        Duration::from_secs(seconds),
-    )
-    .await;
+    let under_load =
+        probe(&ingest_url, ch, &database, usize::MAX, Duration::from_millis(250), Duration::from_secs(seconds)).await;
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     for c in clients {

@@ -50,6 +50,15 @@ pub struct Gps {
 }
 
 impl Gps {
+    /// The `time` field of a fix at `fix_ms` (epoch milliseconds, UTC; years 2000 to 2255),
+    /// for encoders: the reverse of what decoding reads.
+    pub fn time_of(fix_ms: i64) -> Option<[u8; 6]> {
+        use chrono::{Datelike, Timelike};
+        let t = chrono::DateTime::from_timestamp_millis(fix_ms)?;
+        let year = u8::try_from(t.year().checked_sub(2000)?).ok()?;
+        Some([year, t.month() as u8, t.day() as u8, t.hour() as u8, t.minute() as u8, t.second() as u8])
+    }
+
     pub fn satellites(&self) -> u8 {
         self.info & 0x0F
     }

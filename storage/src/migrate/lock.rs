@@ -95,8 +95,10 @@ pub(crate) async fn acquire(client: &Engine) -> Result<MigrationLock<'_>> {
             Ok(holder) => holder,
             Err(e) => {
                 // Released between our look and our read: try to take it again.
-                let exists: u64 =
-                    client.fetch_one(sql::MIGRATION_LOCK_EXISTS, args![]).await.context("look for the migration lock")?;
+                let exists: u64 = client
+                    .fetch_one(sql::MIGRATION_LOCK_EXISTS, args![])
+                    .await
+                    .context("look for the migration lock")?;
                 if exists == 0 {
                     continue;
                 }
@@ -118,7 +120,10 @@ pub(crate) async fn acquire(client: &Engine) -> Result<MigrationLock<'_>> {
         }
         if logged_at.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             let holder = holder.as_ref().map(|h| (h.holder.as_str(), h.age_secs));
-            tracing::info!(?holder, "another process is migrating this database; waiting for it (holder, seconds held)");
+            tracing::info!(
+                ?holder,
+                "another process is migrating this database; waiting for it (holder, seconds held)"
+            );
             logged_at = Some(Instant::now());
         }
         tokio::time::sleep(POLL).await;
