@@ -8,6 +8,7 @@
 //! - [`process`]: one batch: restore states, apply, resolve corrections;
 //! - [`writer`]: makes batches durable in the background, in order, then stores their offsets;
 //! - [`sink`]: writes a batch's outputs to ClickHouse and the output topics, then its states;
+//! - [`outputs`]: the output topics' messages (the contract types of `fleetstream_schemas::outputs`);
 //! - [`retry`]: back-off on transient failures, isolation of permanently refused items;
 //! - [`metrics`]: Prometheus counters, served on `--processor-metrics-listen`.
 
@@ -16,6 +17,7 @@ pub mod consumer;
 pub mod enrich;
 pub mod history;
 pub mod metrics;
+pub mod outputs;
 pub mod process;
 pub mod reference;
 pub mod retry;
