@@ -225,11 +225,13 @@ fs_scratch_dir() {
   trap 'fs_stop_all; rm -rf "$FS_RUN_DIR"' EXIT
 }
 
-# Stops every service this shell started (SIGTERM, then SIGKILL after 10 s).
+# Stops every service this shell started, the last started first (a ClickHouse server before the
+# ZooKeeper it waits for on shutdown): SIGTERM, then SIGKILL after 10 s.
 fs_stop_all() {
-  local pid
-  for pid in "${FS_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${FS_PIDS[@]}"; do
+  local i pid
+  for ((i = ${#FS_PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${FS_PIDS[$i]}
+    kill "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done

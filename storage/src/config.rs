@@ -156,4 +156,11 @@ mod tests {
         assert_eq!(redact_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
         assert_eq!(redact_url("https://h/path@x"), "https://h/path@x");
     }
+
+    #[test]
+    fn a_cluster_is_named_where_storage_is_described() {
+        let config =
+            ClickHouseConfig { cluster: Some("fleet".into()), ..ClickHouseConfig::local("http://ch-1:8123", "fs") };
+        assert_eq!(config.describe(), "ClickHouse at http://ch-1:8123, cluster fleet, database fs");
+    }
 }
