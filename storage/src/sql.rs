@@ -32,7 +32,7 @@ pub fn on_cluster(cluster: Option<&str>) -> String {
 // to, and the DDL of the Distributed tables. Names are identifiers checked before.
 
 pub const CLUSTER_TABLES: &str =
-    "SELECT name, engine, sorting_key FROM system.tables WHERE database = currentDatabase()";
+    "SELECT name, engine, engine_full, sorting_key FROM system.tables WHERE database = currentDatabase()";
 pub const CLUSTER_COLUMNS: &str = "SELECT table, name, type FROM system.columns WHERE database = currentDatabase()";
 
 pub fn drop_on_cluster(table: &str, cluster: &str, database: &str) -> String {

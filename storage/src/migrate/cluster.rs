@@ -62,7 +62,8 @@ impl Cluster {
     /// the missing ones, re-creates those whose columns differ, drops those left without a local
     /// table. Idempotent; run under the migration lock except for the ledger's.
     pub async fn sync_distributed(&self, client: &Engine, only: Option<&str>) -> Result<()> {
-        let tables: Vec<(String, String, String)> =
+        // (name, engine, engine_full, sorting_key)
+        let tables: Vec<(String, String, String, String)> =
             client.fetch_all(sql::CLUSTER_TABLES, args![]).await.context("list the tables")?;
         let columns: Vec<(String, String, String)> =
             client.fetch_all(sql::CLUSTER_COLUMNS, args![]).await.context("list the columns")?;
@@ -75,21 +76,25 @@ impl Cluster {
         let wanted = |table: &str| only.is_none_or(|only| only == table);
         let exists = |table: &str| tables.iter().find(|t| t.0 == table);
 
-        for (table, engine, _) in &tables {
-            if engine == "Distributed" && wanted(table) && exists(&local_name(table)).is_none() {
+        // Only the Distributed tables over our local tables: an analyst's own are left alone.
+        let ours = |table: &str, engine: &str, engine_full: &str| {
+            engine == "Distributed" && engine_full.contains(&format!(", {}, ", local_name(table)))
+        };
+        for (table, engine, engine_full, _) in &tables {
+            if ours(table, engine, engine_full) && wanted(table) && exists(&local_name(table)).is_none() {
                 tracing::info!(table, "dropping a Distributed table whose local table is gone");
                 self.execute(client, &sql::drop_on_cluster(table, &self.name, &self.database)).await?;
             }
         }
-        for (local, engine, sorting_key) in &tables {
+        for (local, engine, _, sorting_key) in &tables {
             let Some(table) = local.strip_suffix(LOCAL_SUFFIX) else { continue };
             if !engine.starts_with("Replicated") || !wanted(table) {
                 continue;
             }
             match exists(table) {
-                Some((_, engine, _)) if engine != "Distributed" => {
+                Some((_, engine, engine_full, _)) if !ours(table, engine, engine_full) => {
                     return Err(StoreError::Cluster(format!(
-                        "table {table} is a {engine}, not the Distributed table over {local}"
+                        "table {table} is a {engine_full}, not the Distributed table over {local}"
                     )));
                 }
                 Some(_) if columns_of(table) == columns_of(local) => continue,

@@ -58,7 +58,6 @@ impl MigrationLock<'_> {
 }
 
 /// The lock's statements, on one server or on a cluster.
-#[derive(Clone)]
 struct Statements {
     /// Takes the lock, with the holder's name bound.
     create: String,
