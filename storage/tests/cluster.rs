@@ -133,3 +133,35 @@ async fn a_devices_rows_live_on_one_shard_and_final_through_distributed_sees_the
         assert!(latest.iter().all(|l| l.fix_time_ms == 1_700_000_040_000 && l.lat == 51.0), "{latest:?}");
     }
 }
+
+/// The migration lock is one for the whole cluster: taken through one server (here by hand, as a
+/// process that is migrating would hold it), it holds back a process that starts through another
+/// server until it is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_lock_taken_through_one_server_holds_processes_on_another() {
+    let Some(servers) = on_every_server("lock") else { return };
+    let cluster = testing::required_env("FLEETSTREAM_TEST_CLICKHOUSE_CLUSTER");
+    let database = servers[0].database.clone();
+    let first = Store::open_migrated_to(&servers[0], 0).await.expect("the database and its ledger");
+    first
+        .execute_trusted(&format!(
+            "CREATE TABLE {database}.schema_migrations_lock ON CLUSTER {cluster} \
+             (holder String DEFAULT 'another-host:42') ENGINE = TinyLog"
+        ))
+        .await
+        .unwrap();
+
+    let other = servers[1].clone();
+    let opening = tokio::spawn(async move { Store::open(&other).await });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(!opening.is_finished(), "a process on the other server migrated while the lock was held");
+
+    first.execute_trusted(&format!("DROP TABLE {database}.schema_migrations_lock ON CLUSTER {cluster}")).await.unwrap();
+    let opened = tokio::time::timeout(std::time::Duration::from_secs(60), opening)
+        .await
+        .expect("it migrates once the lock is released")
+        .unwrap()
+        .expect("open through the other server");
+    let all: Vec<u32> = fleetstream_schemas::migrations::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(opened.applied_at_open(), all);
+}
