@@ -225,15 +225,27 @@ fs_scratch_dir() {
   trap 'fs_stop_all; rm -rf "$FS_RUN_DIR"' EXIT
 }
 
-# Stops every service this shell started, the last started first (a ClickHouse server before the
-# ZooKeeper it waits for on shutdown): SIGTERM, then SIGKILL after 10 s.
+# Stops every service this shell started: SIGTERM, then SIGKILL after 10 s; ZooKeeper last, since
+# a ClickHouse server that lost it waits for it on shutdown.
 fs_stop_all() {
-  local i pid
-  for ((i = ${#FS_PIDS[@]} - 1; i >= 0; i--)); do
-    pid=${FS_PIDS[$i]}
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+  local pid rest=()
+  for pid in "${FS_PIDS[@]}"; do
+    [ "$pid" = "${FS_ZOOKEEPER_PID:-}" ] || rest+=("$pid")
   done
+  fs_stop "${rest[@]}"
+  [ -z "${FS_ZOOKEEPER_PID:-}" ] || fs_stop "$FS_ZOOKEEPER_PID"
   FS_PIDS=()
+}
+
+# fs_stop PID...: SIGTERM to all, then SIGKILL to those still running 10 s later.
+fs_stop() {
+  local pid
+  for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      fs_say "pid $pid did not stop within 10 s of SIGTERM; killing it"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
 }
