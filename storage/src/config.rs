@@ -36,6 +36,12 @@ pub struct ClickHouseConfig {
     /// these are trusted (a private or self-signed CA).
     #[arg(long = "clickhouse-ca-file", env = "FLEETSTREAM_CLICKHOUSE_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// A cluster of the server's `<remote_servers>`: migrations run `ON CLUSTER` and create
+    /// replicated tables (`<table>_local`, needing ZooKeeper and the `{shard}` and `{replica}`
+    /// macros) behind `Distributed` tables sharded by device, which every read and write uses.
+    /// Inserts wait until the shards hold the rows.
+    #[arg(long = "clickhouse-cluster", env = "FLEETSTREAM_CLICKHOUSE_CLUSTER")]
+    pub cluster: Option<String>,
     /// Use ClickHouse embedded in this process (chDB) with its data in this directory, instead of
     /// a server. One directory per process.
     #[arg(long = "chdb-dir", env = "FLEETSTREAM_CHDB_DIR")]
@@ -55,6 +61,7 @@ impl ClickHouseConfig {
             user: "default".into(),
             password: String::new(),
             ca_file: None,
+            cluster: None,
             chdb_dir: None,
             chdb_lib: None,
         }
@@ -79,7 +86,11 @@ impl ClickHouseConfig {
                     Some(ca) if self.url.starts_with("https://") => format!(", CA {}", ca.display()),
                     _ => String::new(),
                 };
-                format!("ClickHouse at {}{ca}, database {}", redact_url(&self.url), self.database)
+                let cluster = match &self.cluster {
+                    Some(cluster) => format!(", cluster {cluster}"),
+                    None => String::new(),
+                };
+                format!("ClickHouse at {}{ca}{cluster}, database {}", redact_url(&self.url), self.database)
             }
         }
     }
@@ -93,6 +104,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("user", &self.user)
             .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
             .field("ca_file", &self.ca_file)
+            .field("cluster", &self.cluster)
             .field("chdb_dir", &self.chdb_dir)
             .field("chdb_lib", &self.chdb_lib)
             .finish()
@@ -143,5 +155,12 @@ mod tests {
         assert_eq!(described, "ClickHouse at https://ops:<redacted>@ch.example.com:8443/, database fleet");
         assert_eq!(redact_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
         assert_eq!(redact_url("https://h/path@x"), "https://h/path@x");
+    }
+
+    #[test]
+    fn a_cluster_is_named_where_storage_is_described() {
+        let config =
+            ClickHouseConfig { cluster: Some("fleet".into()), ..ClickHouseConfig::local("http://ch-1:8123", "fs") };
+        assert_eq!(config.describe(), "ClickHouse at http://ch-1:8123, cluster fleet, database fs");
     }
 }
