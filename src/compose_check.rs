@@ -80,6 +80,15 @@ fn kafka_services(compose: &Compose) -> Vec<(&String, &Service)> {
         .collect()
 }
 
+/// The ClickHouse servers of a compose file.
+fn clickhouse_servers(compose: &Compose) -> Vec<(&String, &Service)> {
+    compose
+        .services
+        .iter()
+        .filter(|(_, s)| s.image.as_deref().is_some_and(|i| i.starts_with("clickhouse/clickhouse-server:")))
+        .collect()
+}
+
 fn parse(text: &str) -> Compose {
     let mut value: serde_norway::Value = serde_norway::from_str(text).expect("valid compose YAML");
     // `<<: *fleetstream` merges are applied explicitly, as Compose does.
@@ -143,9 +152,11 @@ fn safety_violations(compose: &Compose) -> Vec<String> {
             if !matches!(service.restart.as_deref(), Some("no") | Some("on-failure")) {
                 out.push(format!("{name}: a one-shot service must not restart forever ({:?})", service.restart));
             }
-            let condition = service.depends_on.get("clickhouse").and_then(|d| yaml_str(d, &["condition"]));
-            if condition.as_deref() != Some("service_healthy") {
-                out.push(format!("{name}: must wait for clickhouse to be healthy"));
+            for (server, _) in clickhouse_servers(compose) {
+                let condition = service.depends_on.get(server).and_then(|d| yaml_str(d, &["condition"]));
+                if condition.as_deref() != Some("service_healthy") {
+                    out.push(format!("{name}: must wait for {server} to be healthy"));
+                }
             }
         }
         None => out.push("no one-shot `migrate` service".into()),
@@ -255,13 +266,23 @@ fn services_match_the_binary(dir: &std::path::Path) {
             }
         }
         if let Some(url) = service.environment.get("FLEETSTREAM_CLICKHOUSE_URL") {
-            assert_eq!(url, "http://clickhouse:8123", "{name}: the ClickHouse server's HTTP port");
-            assert!(service.depends_on.contains_key("clickhouse"), "{name} needs clickhouse healthy first");
+            // A ClickHouse server's HTTP port, with its user and password; every server healthy
+            // first (in cluster mode, any server's query may need all of them).
+            let servers = clickhouse_servers(&compose);
+            let (_, server) = servers
+                .iter()
+                .find(|(server, _)| url == &format!("http://{server}:8123"))
+                .unwrap_or_else(|| panic!("{name}: {url} is no ClickHouse server's HTTP port"));
+            for (server, _) in &servers {
+                assert!(service.depends_on.contains_key(*server), "{name} needs {server} healthy first");
+            }
             let password = &service.environment["FLEETSTREAM_CLICKHOUSE_PASSWORD"];
-            assert_eq!(password, &compose.services["clickhouse"].environment["CLICKHOUSE_PASSWORD"], "{name}");
+            assert_eq!(password, &server.environment["CLICKHOUSE_PASSWORD"], "{name}");
+            assert_eq!(service.environment["FLEETSTREAM_CLICKHOUSE_USER"], server.environment["CLICKHOUSE_USER"]);
             assert_eq!(
-                service.environment["FLEETSTREAM_CLICKHOUSE_USER"],
-                compose.services["clickhouse"].environment["CLICKHOUSE_USER"]
+                service.environment.contains_key("FLEETSTREAM_CLICKHOUSE_CLUSTER"),
+                servers.len() > 1,
+                "{name}: cluster mode exactly when there are several ClickHouse servers"
             );
         }
         // Every listener binds all interfaces, is published, and the main one is health-checked.
@@ -334,6 +355,85 @@ fn the_cluster_replicates_every_topic() {
     for (name, service) in compose.services.iter().filter(|(_, s)| s.environment.contains_key("FLEETSTREAM_BROKERS")) {
         assert_eq!(env(service, "FLEETSTREAM_TOPIC_REPLICATION"), "3", "{name}");
         assert_eq!(env(service, "FLEETSTREAM_TOPIC_MIN_INSYNC_REPLICAS"), "2", "{name}");
+    }
+}
+
+/// `compose/cluster/`: ClickHouse as two shards of two replicas in cluster mode. Each server
+/// loads `clickhouse/cluster.xml`, which lists it in the shard its `{shard}` macro names, with its
+/// service name as `{replica}` (unique, and the host replicas fetch parts from); three Keeper
+/// nodes, each with its own id, that the servers and the Raft configuration both list; every
+/// fleetstream service names the cluster of `<remote_servers>`; all data on volumes.
+#[test]
+fn the_clickhouse_cluster_is_two_shards_of_two_replicas() {
+    let dir = compose_dir().join("cluster");
+    let compose = load_in(&dir);
+    let read = |file: &str| std::fs::read_to_string(dir.join("clickhouse").join(file)).unwrap();
+    let (cluster_xml, keeper_xml) = (read("cluster.xml"), read("keeper.xml"));
+    let env = |service: &Service, key: &str| service.environment.get(key).cloned().unwrap_or_default();
+    let on_volume = |service: &Service, target: &str| {
+        service.volumes.iter().any(|v| {
+            let mut parts = v.split(':');
+            compose.volumes.contains_key(parts.next().unwrap_or("")) && parts.next() == Some(target)
+        })
+    };
+
+    let servers = clickhouse_servers(&compose);
+    let mut places: Vec<(String, String)> =
+        servers.iter().map(|(_, s)| (env(s, "CLICKHOUSE_SHARD"), env(s, "CLICKHOUSE_REPLICA"))).collect();
+    places.sort();
+    let shards: Vec<&str> = places.iter().map(|(shard, _)| shard.as_str()).collect();
+    assert_eq!(shards, ["1", "1", "2", "2"], "two shards of two replicas");
+    // The shards of <remote_servers>, in order: shard N lists the servers whose macro says N.
+    let listed: Vec<Vec<&str>> = cluster_xml
+        .split("<shard>")
+        .skip(1)
+        .map(|shard| shard.split("<host>").skip(1).filter_map(|h| h.split_once("</host>").map(|(h, _)| h)).collect())
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for (name, server) in &servers {
+        assert_eq!(&env(server, "CLICKHOUSE_REPLICA"), *name, "{name}: {{replica}} is the service name");
+        let shard: usize = env(server, "CLICKHOUSE_SHARD").parse().unwrap();
+        assert!(listed[shard - 1].contains(&name.as_str()), "{name} is not in shard {shard}: {listed:?}");
+        assert!(
+            server
+                .volumes
+                .iter()
+                .any(|v| v == "./clickhouse/cluster.xml:/etc/clickhouse-server/config.d/cluster.xml:ro"),
+            "{name}: loads cluster.xml"
+        );
+        assert!(on_volume(server, "/var/lib/clickhouse"), "{name}: data on a volume");
+        for keeper in ["keeper1", "keeper2", "keeper3"] {
+            assert!(server.depends_on.contains_key(keeper), "{name} needs {keeper} first");
+        }
+    }
+    for macro_name in ["shard", "replica"] {
+        assert!(
+            cluster_xml.contains(&format!("<{macro_name} from_env=\"CLICKHOUSE_{}\"/>", macro_name.to_uppercase()))
+        );
+    }
+    assert!(cluster_xml.contains("<internal_replication>true</internal_replication>"));
+    assert!(cluster_xml.contains("<distributed_ddl>"));
+
+    let keepers: Vec<(&String, &Service)> = compose
+        .services
+        .iter()
+        .filter(|(_, s)| s.image.as_deref().is_some_and(|i| i.contains("clickhouse-keeper")))
+        .collect();
+    assert_eq!(keepers.len(), 3);
+    for (name, keeper) in &keepers {
+        let id = env(keeper, "KEEPER_SERVER_ID");
+        assert!(keeper_xml.contains(&format!("<server><id>{id}</id><hostname>{name}</hostname>")), "{name}: id {id}");
+        assert!(cluster_xml.contains(&format!("<node><host>{name}</host><port>9181</port></node>")), "{name}");
+        assert!(on_volume(keeper, "/var/lib/clickhouse-keeper"), "{name}: data on a volume");
+    }
+    assert!(keeper_xml.contains("<server_id from_env=\"KEEPER_SERVER_ID\"/>"));
+
+    let cluster_name = cluster_xml.split("<remote_servers>").nth(1).and_then(|r| r.split_once('<')).map(|(_, r)| r);
+    let cluster_name = cluster_name.and_then(|r| r.split_once('>')).map(|(n, _)| n.trim()).unwrap();
+    for (name, service) in
+        compose.services.iter().filter(|(_, s)| s.environment.contains_key("FLEETSTREAM_CLICKHOUSE_URL"))
+    {
+        assert_eq!(env(service, "FLEETSTREAM_CLICKHOUSE_CLUSTER"), cluster_name, "{name}");
     }
 }
 
