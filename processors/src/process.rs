@@ -176,8 +176,8 @@ impl Processor {
     }
 
     /// Where the partitions end that hold messages their devices' states would skip as
-    /// redelivered without other proof that they are ([`incarnation`]). Such messages follow a
-    /// restart or rebalance, or a recreated topic; otherwise no batch asks the broker anything.
+    /// redelivered, unless their fixes already prove otherwise ([`incarnation`]). Such messages
+    /// follow a restart, a rebalance or a recreated topic; other batches ask the broker nothing.
     async fn ends_of_doubtful_partitions(&self, batch: &[Pending]) -> HashMap<i32, i64> {
         let mut doubtful: Vec<i32> = batch
             .iter()
