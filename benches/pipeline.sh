@@ -21,5 +21,6 @@ fs_start_broker "$FS_RUN_DIR/broker" memory
 fs_start_clickhouse "$FS_RUN_DIR/clickhouse"
 TARGET=${CARGO_TARGET_DIR:-target}
 fs_say "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; broker, ClickHouse, services and load generator share them"
-FLEETSTREAM_BIN=$TARGET/release/fleetstream FLEETSTREAM_BROKERS=$FS_BROKERS \
+FS_BROKER_PID=$FS_BROKER_PID FS_CLICKHOUSE_PID=$FS_CLICKHOUSE_PID \
+  FLEETSTREAM_BIN=$TARGET/release/fleetstream FLEETSTREAM_BROKERS=$FS_BROKERS \
   FLEETSTREAM_CLICKHOUSE_URL=$FS_CLICKHOUSE_URL RUST_LOG=warn "$TARGET/release/pipeline" "$@"

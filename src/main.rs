@@ -19,6 +19,11 @@ mod client;
 mod compose_check;
 mod up;
 
+/// Many small, short-lived allocations per position (parsing, rows, messages): mimalloc spends
+/// less CPU on them than glibc's malloc and gives memory back instead of keeping arenas resident.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fleetstream",

@@ -260,7 +260,8 @@ async fn a_week_of_vessels_against_county_fences() {
     assert!(topic_positions >= stored as i64, "positions.enriched has {topic_positions} of {stored} positions");
     let sample: Value =
         serde_json::from_slice(&support::read_topic_head(&kafka.brokers, &kafka.enriched_topic)).unwrap();
-    assert!(sample["fence_ids"].is_array() && sample["h3_cell"].as_u64().unwrap() > 0, "{sample}");
+    assert!(sample["fence_ids"].is_array() && sample["h3_cell"].as_str().unwrap().len() == 15, "{sample}");
+    assert!(sample["moving"].is_boolean() && sample["attributes"].is_object(), "{sample}");
     eprintln!(
         "{stored} positions, {total_inside} inside a county, {boundary_ties} on a boundary, {} events over {pairs} pairs",
         events.len()

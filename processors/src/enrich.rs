@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use fleetstream_geofence::{FenceIndex, Hysteresis, Transition};
-use fleetstream_schemas::Position;
-use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT, GeofenceEventRow, PositionRow, WindowRow, version};
+use fleetstream_schemas::{EventKind, Position};
+use fleetstream_storage::{GeofenceEventRow, PositionRow, WindowRow, event_type, version};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Enrichment, FenceTransition, Fix, History, Placement};
@@ -284,15 +284,15 @@ fn position_row(p: &Position, fix: &Fix, e: &Enrichment, late: bool, version: u6
 }
 
 fn event_row(device_id: &str, fix: &Fix, t: &FenceTransition, version: u64, retracted: bool) -> GeofenceEventRow {
-    let (event_type, name, at_ms, dwell_ms) = match t.transition {
-        Transition::Enter { at_ms } => (EVENT_ENTER, "enter", at_ms, None),
-        Transition::Exit { at_ms, dwell_ms } => (EVENT_EXIT, "exit", at_ms, Some(dwell_ms)),
+    let (kind, at_ms, dwell_ms) = match t.transition {
+        Transition::Enter { at_ms } => (EventKind::Enter, at_ms, None),
+        Transition::Exit { at_ms, dwell_ms } => (EventKind::Exit, at_ms, Some(dwell_ms)),
     };
     GeofenceEventRow {
-        event_id: format!("{device_id}|{}|{name}|{at_ms}", t.fence_id),
+        event_id: format!("{device_id}|{}|{}|{at_ms}", t.fence_id, kind.as_str()),
         device_id: device_id.to_string(),
         fence_id: t.fence_id.clone(),
-        event_type,
+        event_type: event_type(kind),
         event_time_ms: at_ms,
         dwell_ms,
         fix_time_ms: fix.t,
@@ -308,6 +308,7 @@ fn event_row(device_id: &str, fix: &Fix, t: &FenceTransition, version: u64, retr
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT};
     use std::collections::BTreeMap;
 
     use fleetstream_geofence::Fence;

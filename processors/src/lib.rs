@@ -10,6 +10,7 @@
 //! - [`process`]: one batch: restore states, apply, resolve corrections;
 //! - [`writer`]: makes batches durable in the background, in order, then stores their offsets;
 //! - [`sink`]: writes a batch's outputs to ClickHouse and the output topics, then its states;
+//! - [`outputs`]: the output topics' messages (the contract types of `fleetstream_schemas::outputs`);
 //! - [`retry`]: back-off on transient failures, isolation of permanently refused items;
 //! - [`metrics`]: Prometheus counters, served on `--processor-metrics-listen`.
 
@@ -19,6 +20,7 @@ pub mod enrich;
 pub mod history;
 pub mod incarnation;
 pub mod metrics;
+pub mod outputs;
 pub mod process;
 pub mod reference;
 pub mod retry;

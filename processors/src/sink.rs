@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::outputs::{enriched_position, geofence_event};
 use crate::retry::{Backoff, Failure, write_isolating};
 
 /// The output of one batch.
@@ -101,8 +102,20 @@ impl Sink {
             write_isolating("store events", &batch.events, shutdown, &events_retried, |rows| {
                 self.store.insert_geofence_events(rows)
             }),
-            self.produce_all(&self.enriched_topic, &batch.positions, |r| &r.device_id, shutdown),
-            self.produce_all(&self.events_topic, &batch.events, |e| &e.device_id, shutdown),
+            self.produce_all(
+                &self.enriched_topic,
+                &batch.positions,
+                |r| &r.device_id,
+                |r| json(&enriched_position(r)),
+                shutdown
+            ),
+            self.produce_all(
+                &self.events_topic,
+                &batch.events,
+                |e| &e.device_id,
+                |e| json(&geofence_event(e)),
+                shutdown
+            ),
         );
         let (Some(positions), Some(events), Some(enriched), Some(event_messages)) =
             (positions, events, enriched, event_messages)
@@ -145,15 +158,15 @@ impl Sink {
     /// Produces one message per item (JSON, keyed by device) and waits for every
     /// acknowledgement, re-sending what failed transiently. Returns the items refused
     /// permanently, with the error; `None` when shutdown came first.
-    async fn produce_all<T: Serialize>(
+    async fn produce_all<T>(
         &self,
         topic: &str,
         items: &[T],
         key: fn(&T) -> &str,
+        payload: impl Fn(&T) -> Vec<u8>,
         shutdown: &CancellationToken,
     ) -> Option<Vec<(usize, String)>> {
-        let payloads: Vec<Vec<u8>> =
-            items.iter().map(|item| serde_json::to_vec(item).expect("rows always serialise")).collect();
+        let payloads: Vec<Vec<u8>> = items.iter().map(payload).collect();
         let mut pending: Vec<usize> = (0..items.len()).collect();
         let mut refused = Vec::new();
         let mut backoff = Backoff::default();
@@ -197,7 +210,7 @@ impl Sink {
         if letters.is_empty() {
             return true;
         }
-        let Some(lost) = self.produce_all(&self.dlq_topic, letters, letter_key, shutdown).await else {
+        let Some(lost) = self.produce_all(&self.dlq_topic, letters, letter_key, json, shutdown).await else {
             return false;
         };
         for (i, error) in lost {
@@ -226,6 +239,11 @@ impl Sink {
             tracing::warn!(error = %e, "could not record pipeline stats");
         }
     }
+}
+
+/// The JSON bytes of a message.
+fn json<M: Serialize>(message: &M) -> Vec<u8> {
+    serde_json::to_vec(message).expect("messages always serialise")
 }
 
 /// Dead letters are keyed by device (empty when the message had none).

@@ -6,6 +6,8 @@
 //! - [`position`]: the normalised position that travels on `positions.raw`;
 //! - [`dead_letter`]: what a rejected item becomes on `positions.dlq`;
 //! - [`error`]: the one JSON error shape of ingest and the query API;
+//! - [`outputs`]: the messages of `positions.enriched` and `geofence.events`, the contract for
+//!   services that consume them (`position.enriched.v1.schema.json`, `geofence.event.v1.schema.json`);
 //! - [`processing_dlq`]: what the processors set aside on `processing.dlq`, and why;
 //! - [`osmand`]: the OsmAnd protocol of the Traccar Client apps, decoded into the same [`Position`];
 //! - [`topics`]: topic names and how messages are keyed;
@@ -19,6 +21,7 @@ pub mod fuzzing;
 pub mod input;
 pub mod migrations;
 pub mod osmand;
+pub mod outputs;
 pub mod position;
 pub mod processing_dlq;
 pub mod time;
@@ -28,6 +31,7 @@ pub use body::{BodyError, split_body};
 pub use dead_letter::DeadLetter;
 pub use error::{ErrorBody, ErrorDetail};
 pub use input::{FieldError, Limits, parse_position};
+pub use outputs::{EnrichedPosition, EventKind, GeofenceEvent};
 pub use position::{POSITION_SCHEMA_VERSION, Position};
 
 /// The JSON Schema of one device-facing position (draft 2020-12).

@@ -2,7 +2,10 @@
 //!
 //! Rules: a migration that has been released is never edited (the ledger stores a checksum and
 //! startup refuses a mismatch); every statement is idempotent (`IF NOT EXISTS`); and every
-//! statement runs on both ClickHouse 18.16 and current ClickHouse.
+//! statement runs on both ClickHouse 18.16 and current ClickHouse. On a cluster the runner applies
+//! each statement's [`cluster`] variant instead.
+
+pub mod cluster;
 
 /// One migration file.
 #[derive(Debug, Clone, Copy)]

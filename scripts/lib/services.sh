@@ -1,6 +1,7 @@
 # Installs, starts and stops the real services fleetstream runs and is tested against:
 # nisshi (a Kafka-protocol broker, built once with the preinstalled nightly toolchain and cached),
-# Debian's ClickHouse server, and chDB (current ClickHouse as a library, from PyPI's chdb-core).
+# Debian's ClickHouse server (alone, or two of them as a 2-shard cluster with Debian's ZooKeeper),
+# and chDB (current ClickHouse as a library, from PyPI's chdb-core).
 # Sourced by scripts/test and scripts/up; see ../shared/docs/infra.md.
 #
 # Every function prints what it does on stderr; services get free loopback ports and their own
@@ -15,6 +16,7 @@ FS_CHDB_VERSION=26.9.0
 FS_CHDB_SHA256=707e2ec3fe0f7953bac97942eaeb7a1ed1d66b1e56ecef3f0aa2130f61f6e735
 FS_CHDB_HOME=$FS_CACHE_DIR/chdb-core-$FS_CHDB_VERSION
 FS_CHDB_LIB=$FS_CHDB_HOME/chdb/_chdb.abi3.so
+FS_ZOOKEEPER_JAR=/usr/share/java/zookeeper.jar
 FS_PIDS=()
 
 fs_say() {
@@ -51,6 +53,8 @@ fs_ensure_tools() {
   command -v python3 >/dev/null || missing+=(python3)
   command -v flock >/dev/null || missing+=(util-linux)
   command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+  # The ClickHouse cluster's coordination (replicated tables, ON CLUSTER DDL); brings Java.
+  [ -f "$FS_ZOOKEEPER_JAR" ] || missing+=(zookeeper)
   # librdkafka is built with TLS and SASL against the system's OpenSSL; the TLS tests make their
   # certificates with the openssl command.
   [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
@@ -131,13 +135,15 @@ fs_start_broker() {
   fs_say "broker (nisshi, $engine) on $FS_BROKERS, pid $FS_BROKER_PID, log $dir/broker.log"
 }
 
-# fs_start_clickhouse DIR: Debian's ClickHouse 18.16 on free ports with its data in DIR.
+# fs_start_clickhouse DIR [CONFIG TCP_PORT]: Debian's ClickHouse 18.16 on free ports (or the
+# given TCP port) with its data in DIR, configured by CONFIG (by default Debian's).
 # Sets FS_CLICKHOUSE_URL and FS_CLICKHOUSE_PID.
 fs_start_clickhouse() {
-  local dir=$1 http tcp inter
+  local dir=$1 config=${2:-/etc/clickhouse-server/config.xml} tcp=${3:-} http inter
   mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas"
-  http=$(fs_free_port); tcp=$(fs_free_port); inter=$(fs_free_port)
-  (cd "$dir" && exec clickhouse-server --config-file=/etc/clickhouse-server/config.xml -- \
+  http=$(fs_free_port); inter=$(fs_free_port)
+  [ -n "$tcp" ] || tcp=$(fs_free_port)
+  (cd "$dir" && exec clickhouse-server --config-file="$config" -- \
       --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/user_files/" \
       --format_schema_path="$dir/format_schemas/" \
       --http_port="$http" --tcp_port="$tcp" --interserver_http_port="$inter" \
@@ -152,19 +158,94 @@ fs_start_clickhouse() {
   fs_say "ClickHouse $version on $FS_CLICKHOUSE_URL, pid $FS_CLICKHOUSE_PID, log $dir/server.log"
 }
 
+# fs_start_zookeeper DIR: Debian's ZooKeeper, standalone, on a free loopback port with its data in
+# DIR. Sets FS_ZOOKEEPER_PORT and FS_ZOOKEEPER_PID.
+fs_start_zookeeper() {
+  local dir=$1
+  mkdir -p "$dir/data"
+  FS_ZOOKEEPER_PORT=$(fs_free_port)
+  cat >"$dir/zoo.cfg" <<EOF
+tickTime=500
+dataDir=$dir/data
+clientPort=$FS_ZOOKEEPER_PORT
+clientPortAddress=127.0.0.1
+maxSessionTimeout=30000
+admin.enableServer=false
+EOF
+  (cd "$dir" && exec java -Xmx256m -cp "$FS_ZOOKEEPER_JAR:/etc/zookeeper/conf" \
+      org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" >"$dir/zookeeper.log" 2>&1) &
+  FS_ZOOKEEPER_PID=$!
+  FS_PIDS+=("$FS_ZOOKEEPER_PID")
+  fs_wait_port "$FS_ZOOKEEPER_PORT" "$FS_ZOOKEEPER_PID" "zookeeper" || { tail -20 "$dir/zookeeper.log" >&2; return 1; }
+  fs_say "ZooKeeper on 127.0.0.1:$FS_ZOOKEEPER_PORT, pid $FS_ZOOKEEPER_PID, log $dir/zookeeper.log"
+}
+
+# fs_start_clickhouse_cluster DIR NAME: a ClickHouse cluster NAME of two 18.16 servers, one shard
+# each (one replica), coordinated by a ZooKeeper of its own: <remote_servers>, <macros> ({shard},
+# {replica}) and <distributed_ddl> (ON CLUSTER), in a config.d beside a copy of Debian's config.
+# Sets FS_CLUSTER_URLS (space-separated, shard 1 first).
+fs_start_clickhouse_cluster() {
+  local dir=$1 name=$2 shard tries tcp_ports=() shards=""
+  fs_start_zookeeper "$dir/zookeeper"
+  tcp_ports=("$(fs_free_port)" "$(fs_free_port)")
+  for shard in 1 2; do
+    shards+="<shard><internal_replication>true</internal_replication>"
+    shards+="<replica><host>127.0.0.1</host><port>${tcp_ports[$((shard - 1))]}</port></replica></shard>"
+  done
+  FS_CLUSTER_URLS=""
+  for shard in 1 2; do
+    local server=$dir/shard$shard
+    mkdir -p "$server/config.d"
+    cp /etc/clickhouse-server/config.xml "$server/config.xml"
+    ln -sf /etc/clickhouse-server/users.xml "$server/users.xml"
+    cat >"$server/config.d/cluster.xml" <<EOF
+<yandex>
+  <remote_servers><$name>$shards</$name></remote_servers>
+  <zookeeper><node><host>127.0.0.1</host><port>$FS_ZOOKEEPER_PORT</port></node></zookeeper>
+  <macros><shard>$shard</shard><replica>replica1</replica></macros>
+  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+</yandex>
+EOF
+    fs_start_clickhouse "$server" "$server/config.xml" "${tcp_ports[$((shard - 1))]}"
+    # Replicated tables and ON CLUSTER need the server's ZooKeeper session: wait for it.
+    tries=0
+    until curl -sf "$FS_CLICKHOUSE_URL/" --data-binary "SELECT count() FROM system.zookeeper WHERE path = '/'" >/dev/null; do
+      tries=$((tries + 1))
+      [ "$tries" -lt 100 ] || { fs_say "ClickHouse shard $shard has no ZooKeeper session after 10 s"; return 1; }
+      sleep 0.1
+    done
+    FS_CLUSTER_URLS+="${FS_CLUSTER_URLS:+ }$FS_CLICKHOUSE_URL"
+  done
+  fs_say "ClickHouse cluster $name: 2 shards x 1 replica at $FS_CLUSTER_URLS"
+}
+
 # Makes a scratch directory FS_RUN_DIR and, on exit, stops the services and removes it.
 fs_scratch_dir() {
   FS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/fleetstream.XXXXXX")
   trap 'fs_stop_all; rm -rf "$FS_RUN_DIR"' EXIT
 }
 
-# Stops every service this shell started (SIGTERM, then SIGKILL after 10 s).
+# Stops every service this shell started: SIGTERM, then SIGKILL after 10 s; ZooKeeper last, since
+# a ClickHouse server that lost it waits for it on shutdown.
 fs_stop_all() {
-  local pid
-  for pid in "${FS_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local pid rest=()
   for pid in "${FS_PIDS[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    [ "$pid" = "${FS_ZOOKEEPER_PID:-}" ] || rest+=("$pid")
   done
+  fs_stop "${rest[@]}"
+  [ -z "${FS_ZOOKEEPER_PID:-}" ] || fs_stop "$FS_ZOOKEEPER_PID"
   FS_PIDS=()
+}
+
+# fs_stop PID...: SIGTERM to all, then SIGKILL to those still running 10 s later.
+fs_stop() {
+  local pid
+  for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      fs_say "pid $pid did not stop within 10 s of SIGTERM; killing it"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
 }

@@ -47,6 +47,12 @@ pub struct ClickHouseConfig {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub connect_timeout_ms: u64,
+    /// A cluster of the server's `<remote_servers>`: migrations run `ON CLUSTER` and create
+    /// replicated tables (`<table>_local`, needing ZooKeeper and the `{shard}` and `{replica}`
+    /// macros) behind `Distributed` tables sharded by device, which every read and write uses.
+    /// Inserts wait until the shards hold the rows.
+    #[arg(long = "clickhouse-cluster", env = "FLEETSTREAM_CLICKHOUSE_CLUSTER")]
+    pub cluster: Option<String>,
     /// Use ClickHouse embedded in this process (chDB) with its data in this directory, instead of
     /// a server. One directory per process.
     #[arg(long = "chdb-dir", env = "FLEETSTREAM_CHDB_DIR")]
@@ -67,6 +73,7 @@ impl ClickHouseConfig {
             password: String::new(),
             ca_file: None,
             connect_timeout_ms: 10_000,
+            cluster: None,
             chdb_dir: None,
             chdb_lib: None,
         }
@@ -91,7 +98,11 @@ impl ClickHouseConfig {
                     Some(ca) if self.url.starts_with("https://") => format!(", CA {}", ca.display()),
                     _ => String::new(),
                 };
-                format!("ClickHouse at {}{ca}, database {}", redact_url(&self.url), self.database)
+                let cluster = match &self.cluster {
+                    Some(cluster) => format!(", cluster {cluster}"),
+                    None => String::new(),
+                };
+                format!("ClickHouse at {}{ca}{cluster}, database {}", redact_url(&self.url), self.database)
             }
         }
     }
@@ -106,6 +117,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
             .field("ca_file", &self.ca_file)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("cluster", &self.cluster)
             .field("chdb_dir", &self.chdb_dir)
             .field("chdb_lib", &self.chdb_lib)
             .finish()
@@ -156,5 +168,12 @@ mod tests {
         assert_eq!(described, "ClickHouse at https://ops:<redacted>@ch.example.com:8443/, database fleet");
         assert_eq!(redact_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
         assert_eq!(redact_url("https://h/path@x"), "https://h/path@x");
+    }
+
+    #[test]
+    fn a_cluster_is_named_where_storage_is_described() {
+        let config =
+            ClickHouseConfig { cluster: Some("fleet".into()), ..ClickHouseConfig::local("http://ch-1:8123", "fs") };
+        assert_eq!(config.describe(), "ClickHouse at http://ch-1:8123, cluster fleet, database fs");
     }
 }

@@ -16,6 +16,9 @@ pub enum StoreError {
     Shape { table: String, reason: String },
     #[error("invalid database name {0:?}: use letters, digits and underscores")]
     DatabaseName(String),
+    /// A `--clickhouse-cluster` that cannot be used (a name that is no identifier, or chDB).
+    #[error("--clickhouse-cluster: {0}")]
+    Cluster(String),
     /// A CA file that cannot be used, or a TLS set-up that failed before any connection.
     #[error("ClickHouse TLS: {0}")]
     Tls(String),
@@ -50,6 +53,7 @@ impl StoreError {
             StoreError::Migration { .. }
             | StoreError::Shape { .. }
             | StoreError::DatabaseName(_)
+            | StoreError::Cluster(_)
             | StoreError::Tls(_)
             | StoreError::Unreachable { .. } => false,
         }

@@ -3,9 +3,13 @@
 //! Safe to run from every process at once: one process at a time migrates (see [`lock`]), the
 //! others wait for it and then find the ledger complete. A migration whose text changed after it was applied stops startup, because
 //! silently running old and new schemas side by side corrupts data.
+//!
+//! On a cluster ([`cluster`]) the same migrations run as their `ON CLUSTER` variants, and the
+//! `Distributed` tables are brought in line before every statement that moves rows and after
+//! every migration.
 
 use clickhouse::Row;
-use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, statements};
+use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, Statement, statements};
 use serde::Deserialize;
 
 use crate::engine::{Engine, args};
@@ -13,7 +17,10 @@ use crate::error::{Context, Result, StoreError};
 use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow};
 use crate::sql;
 
+pub(crate) mod cluster;
 mod lock;
+
+pub(crate) use cluster::Cluster;
 
 /// One row of the migration ledger.
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
@@ -31,43 +38,60 @@ pub fn valid_database_name(name: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
-pub(crate) async fn create_database(server: &Engine, name: &str) -> Result<()> {
-    server.execute(&sql::create_database(name), args![]).await.context(format!("create database {name}"))
+pub(crate) async fn create_database(server: &Engine, name: &str, cluster: Option<&Cluster>) -> Result<()> {
+    let sql = sql::create_database(name, cluster.map(Cluster::name));
+    server.execute(&sql, args![]).await.context(format!("create database {name}"))
 }
 
 /// Applies every migration not yet in the ledger; returns the versions it applied now.
-pub(crate) async fn apply_migrations(client: &Engine) -> Result<Vec<u32>> {
-    apply_migrations_to(client, u32::MAX).await
+pub(crate) async fn apply_migrations(client: &Engine, cluster: Option<&Cluster>) -> Result<Vec<u32>> {
+    apply_migrations_to(client, cluster, u32::MAX).await
 }
 
 /// [`apply_migrations`], but only those up to version `last`: a database as an older release
 /// left it (for tests of upgrades).
-pub(crate) async fn apply_migrations_to(client: &Engine, last: u32) -> Result<Vec<u32>> {
-    for (_, stmt) in statements(LEDGER_DDL) {
-        client.execute(&stmt, args![]).await.context("create the migration ledger")?;
+pub(crate) async fn apply_migrations_to(client: &Engine, cluster: Option<&Cluster>, last: u32) -> Result<Vec<u32>> {
+    let ledger = statements(LEDGER_DDL).into_iter().map(|(_, sql)| Statement { sql, only_if_missing: None });
+    for stmt in for_layout(cluster, "ledger", ledger.collect())? {
+        client.execute(&stmt.sql, args![]).await.context("create the migration ledger")?;
+    }
+    if let Some(cluster) = cluster {
+        // Outside the lock, so only the ledger's own: the other tables may be mid-migration.
+        cluster.sync_distributed(client, Some(sql::LEDGER)).await?;
     }
     // Every start of every process reads the ledger; only one with something to apply locks,
     // and reads it again under the lock: whoever held it before may have applied them all.
     let applied = applied_migrations(client).await?;
     if MIGRATIONS.iter().filter(|m| m.version <= last).all(|m| applied.iter().any(|a| a.version == m.version)) {
-        return apply_missing(client, &applied, last).await;
+        return apply_missing(client, cluster, &applied, last).await;
     }
-    lock::with_lock(client, async || apply_missing(client, &applied_migrations(client).await?, last).await).await
+    lock::with_lock(client, cluster, async || {
+        apply_missing(client, cluster, &applied_migrations(client).await?, last).await
+    })
+    .await
 }
 
 /// Checks the applied migrations up to `last` against this build and applies the others.
-async fn apply_missing(client: &Engine, applied: &[Applied], last: u32) -> Result<Vec<u32>> {
+async fn apply_missing(client: &Engine, cluster: Option<&Cluster>, applied: &[Applied], last: u32) -> Result<Vec<u32>> {
     let mut newly = Vec::new();
     for migration in MIGRATIONS.iter().filter(|m| m.version <= last) {
         match applied.iter().find(|a| a.version == migration.version) {
             Some(done) => check_unchanged(migration, done)?,
             None => {
-                apply_one(client, migration).await?;
+                apply_one(client, cluster, migration).await?;
                 newly.push(migration.version);
             }
         }
     }
     Ok(newly)
+}
+
+/// The statements as they run here: as written on one server, their cluster variants on a cluster.
+fn for_layout(cluster: Option<&Cluster>, name: &str, statements: Vec<Statement>) -> Result<Vec<Statement>> {
+    match cluster {
+        Some(cluster) => cluster.statements(name, statements),
+        None => Ok(statements),
+    }
 }
 
 /// The ledger: every migration applied to this database, by version.
@@ -90,15 +114,24 @@ fn check_unchanged(migration: &Migration, done: &Applied) -> Result<()> {
     Ok(())
 }
 
-async fn apply_one(client: &Engine, migration: &Migration) -> Result<()> {
+async fn apply_one(client: &Engine, cluster: Option<&Cluster>, migration: &Migration) -> Result<()> {
     tracing::info!(migration = migration.name, "applying migration");
-    for stmt in migration.statements() {
+    for stmt in for_layout(cluster, migration.name, migration.statements())? {
         if let Some((table, column)) = &stmt.only_if_missing
             && table_columns(client, table).await?.iter().any(|c| c == column)
         {
             continue;
         }
+        // Rows move through the Distributed tables, which must match their local tables by then.
+        if let Some(cluster) = cluster
+            && stmt.sql.get(..6).is_some_and(|head| head.eq_ignore_ascii_case("INSERT"))
+        {
+            cluster.sync_distributed(client, None).await?;
+        }
         client.execute(&stmt.sql, args![]).await.context(format!("migration {}", migration.name))?;
+    }
+    if let Some(cluster) = cluster {
+        cluster.sync_distributed(client, None).await?;
     }
     record_migration(client, migration.version, migration.name, migration.checksum()).await
 }

@@ -2,6 +2,7 @@
 //! `schemas/migrations/`; [`crate::migrate`] checks that at startup).
 
 use clickhouse::Row;
+use fleetstream_schemas::EventKind;
 use serde::{Deserialize, Serialize};
 
 /// One row of `positions`.
@@ -119,9 +120,17 @@ pub struct DeviceRow {
     pub updated_at_ms: i64,
 }
 
-/// `geofence_events.event_type`.
+/// `geofence_events.event_type`: how [`EventKind`]s are stored.
 pub const EVENT_ENTER: i8 = 1;
 pub const EVENT_EXIT: i8 = 2;
+
+/// The stored code of an event kind.
+pub fn event_type(kind: EventKind) -> i8 {
+    match kind {
+        EventKind::Enter => EVENT_ENTER,
+        EventKind::Exit => EVENT_EXIT,
+    }
+}
 
 /// One row of `geofence_events`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
@@ -145,6 +154,12 @@ pub struct GeofenceEventRow {
     pub version: u64,
     /// 1 when a later version withdrew the event (it no longer holds); readers skip it.
     pub retracted: u8,
+}
+
+impl GeofenceEventRow {
+    pub fn kind(&self) -> EventKind {
+        if self.event_type == EVENT_EXIT { EventKind::Exit } else { EventKind::Enter }
+    }
 }
 
 /// One row of `processor_state`: a device's state after the message at `kafka_offset`.

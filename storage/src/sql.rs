@@ -17,9 +17,35 @@ pub const PIPELINE_STATS: &str = "pipeline_stats";
 
 pub const SERVER_VERSION: &str = "SELECT version()";
 
-/// The database name is checked by [`crate::migrate::valid_database_name`] before this runs.
-pub fn create_database(name: &str) -> String {
-    format!("CREATE DATABASE IF NOT EXISTS {name}")
+/// The database name (and the cluster's) is checked by [`crate::migrate::valid_database_name`]
+/// before this runs.
+pub fn create_database(name: &str, cluster: Option<&str>) -> String {
+    format!("CREATE DATABASE IF NOT EXISTS {name}{}", on_cluster(cluster))
+}
+
+/// ` ON CLUSTER <name>` on a cluster, else nothing.
+pub fn on_cluster(cluster: Option<&str>) -> String {
+    cluster.map(|c| format!(" ON CLUSTER {c}")).unwrap_or_default()
+}
+
+// On a cluster (`migrate::cluster`): the tables of this database on the server we are connected
+// to, and the DDL of the Distributed tables. Names are identifiers checked before.
+
+pub const CLUSTER_TABLES: &str =
+    "SELECT name, engine, engine_full, sorting_key FROM system.tables WHERE database = currentDatabase()";
+pub const CLUSTER_COLUMNS: &str = "SELECT table, name, type FROM system.columns WHERE database = currentDatabase()";
+
+pub fn drop_on_cluster(table: &str, cluster: &str, database: &str) -> String {
+    format!("DROP TABLE IF EXISTS {database}.{table} ON CLUSTER {cluster}")
+}
+
+/// The Distributed table `table` over `local` on every shard, sharded by `cityHash64(key)`.
+/// (`AS` names the database: 18.16 runs the statement on the other servers without one.)
+pub fn create_distributed(table: &str, local: &str, cluster: &str, database: &str, key: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {cluster} AS {database}.{local} \
+         ENGINE = Distributed({cluster}, {database}, {local}, cityHash64({key}))"
+    )
 }
 
 pub const LEDGER_APPLIED: &str = "SELECT version, name, checksum FROM schema_migrations FINAL ORDER BY version";
@@ -36,6 +62,23 @@ pub const MIGRATION_LOCK_EXISTS: &str =
     "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations_lock'";
 pub const MIGRATION_LOCK_HOLDER: &str = "SELECT holder, toUInt64(greatest(toInt64(now()) - toInt64(since), 0)) AS age_secs FROM schema_migrations_lock LIMIT 1";
 pub const MIGRATION_LOCK_DROP: &str = "DROP TABLE IF EXISTS schema_migrations_lock";
+
+/// The migration lock on a cluster: created `ON CLUSTER`, which succeeds for exactly one of
+/// several processes (the DDL queue in ZooKeeper orders them; every server runs the first and
+/// refuses the second). A holder row would be written on one server only, so the holder's name is
+/// the column's default, part of the table's definition on every server, and its age the
+/// definition's.
+pub fn migration_lock_create_on_cluster(cluster: &str, database: &str) -> String {
+    format!(
+        "CREATE TABLE {database}.schema_migrations_lock ON CLUSTER {cluster} (holder String DEFAULT ?) ENGINE = TinyLog"
+    )
+}
+pub const MIGRATION_LOCK_HOLDER_ON_CLUSTER: &str = "SELECT extract(create_table_query, 'DEFAULT \\'([^\\']*)\\'') AS holder, \
+     toUInt64(greatest(toInt64(now()) - toInt64(metadata_modification_time), 0)) AS age_secs \
+     FROM system.tables WHERE database = currentDatabase() AND name = 'schema_migrations_lock'";
+pub fn migration_lock_drop_on_cluster(cluster: &str, database: &str) -> String {
+    drop_on_cluster("schema_migrations_lock", cluster, database)
+}
 
 pub const TABLE_COLUMNS: &str =
     "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ? ORDER BY name";

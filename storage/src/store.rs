@@ -28,17 +28,20 @@ pub struct EventQuery<'a> {
 pub struct Store {
     client: Engine,
     database: String,
+    /// The migrations this handle applied when it opened the database (none if another process
+    /// had applied them).
+    applied_at_open: Vec<u32>,
 }
 
 impl Store {
     /// Connects (or loads the embedded engine), creates the database if needed, applies
     /// migrations and checks table shapes.
     pub async fn open(config: &ClickHouseConfig) -> Result<Store> {
-        let client = Store::connect(config).await?;
-        let applied = migrate::apply_migrations(&client).await?;
+        let (client, cluster) = Store::connect(config).await?;
+        let applied = migrate::apply_migrations(&client, cluster.as_ref()).await?;
         migrate::check_shapes(&client).await?;
         tracing::info!(storage = %config.describe(), ?applied, "ClickHouse schema ready");
-        Ok(Store { client, database: config.database.clone() })
+        Ok(Store { client, database: config.database.clone(), applied_at_open: applied })
     }
 
     /// Opens the database with only the migrations up to version `last` applied, as an older
@@ -46,28 +49,46 @@ impl Store {
     /// rows of the old shapes with [`Store::execute_trusted`] and then [`Store::open`] it.
     #[doc(hidden)]
     pub async fn open_migrated_to(config: &ClickHouseConfig, last: u32) -> Result<Store> {
-        let client = Store::connect(config).await?;
-        migrate::apply_migrations_to(&client, last).await?;
-        Ok(Store { client, database: config.database.clone() })
+        let (client, cluster) = Store::connect(config).await?;
+        let applied = migrate::apply_migrations_to(&client, cluster.as_ref(), last).await?;
+        Ok(Store { client, database: config.database.clone(), applied_at_open: applied })
     }
 
-    /// Connects (or loads the embedded engine) and creates the database if needed.
-    async fn connect(config: &ClickHouseConfig) -> Result<Engine> {
+    /// Connects (or loads the embedded engine) and creates the database if needed; on a cluster,
+    /// on every server of it.
+    async fn connect(config: &ClickHouseConfig) -> Result<(Engine, Option<migrate::Cluster>)> {
         let database = &config.database;
         if !migrate::valid_database_name(database) {
             return Err(StoreError::DatabaseName(database.clone()));
         }
+        let cluster = config.cluster.as_deref().map(|name| migrate::Cluster::new(name, database)).transpose()?;
         Ok(match &config.chdb_dir {
-            Some(dir) => Engine::Chdb(
-                Chdb::open(&config.chdb_library(), dir, database).await.context("open embedded ClickHouse")?,
+            Some(_) if cluster.is_some() => {
+                return Err(StoreError::Cluster(
+                    "embedded ClickHouse (--chdb-dir) is one process, not a cluster".into(),
+                ));
+            }
+            Some(dir) => (
+                Engine::Chdb(
+                    Chdb::open(&config.chdb_library(), dir, database).await.context("open embedded ClickHouse")?,
+                ),
+                None,
             ),
             None => {
                 let server = Http::new(config, "default")?;
                 let on_default = Engine::Http(Box::new(server.clone()));
-                migrate::create_database(&on_default, database).await.map_err(|e| e.unreachable(config))?;
-                Engine::Http(Box::new(server.with_database(database)))
+                migrate::create_database(&on_default, database, cluster.as_ref())
+                    .await
+                    .map_err(|e| e.unreachable(config))?;
+                (Engine::Http(Box::new(server.with_database(database))), cluster)
             }
         })
+    }
+
+    /// The migrations this handle applied when it opened the database; empty when another
+    /// process had applied them all (or applied them while this one waited for the lock).
+    pub fn applied_at_open(&self) -> &[u32] {
+        &self.applied_at_open
     }
 
     /// The migration ledger of this database.

@@ -3,7 +3,10 @@
 //! `FLEETSTREAM_TEST_ENGINE=http` (the default) uses the server at
 //! `FLEETSTREAM_TEST_CLICKHOUSE_URL` (Debian's ClickHouse 18.16 in CI); `chdb` uses current
 //! ClickHouse embedded in the test process, with its data in a directory of its own under
-//! `FLEETSTREAM_TEST_CHDB_DIR`. The test command runs the storage tests once on each.
+//! `FLEETSTREAM_TEST_CHDB_DIR`; `cluster` uses the ClickHouse cluster named
+//! `FLEETSTREAM_TEST_CLICKHOUSE_CLUSTER` (`--clickhouse-cluster`) through the server at
+//! `FLEETSTREAM_TEST_CLICKHOUSE_URL`, one of the `FLEETSTREAM_TEST_CLICKHOUSE_URLS` (space
+//! separated, one server per shard). The test command runs the storage tests on each.
 
 use std::path::PathBuf;
 
@@ -14,13 +17,15 @@ use crate::config::ClickHouseConfig;
 pub enum TestEngine {
     Http,
     Chdb,
+    Cluster,
 }
 
 pub fn engine() -> TestEngine {
     match std::env::var("FLEETSTREAM_TEST_ENGINE").as_deref() {
         Ok("chdb") => TestEngine::Chdb,
+        Ok("cluster") => TestEngine::Cluster,
         Ok("http") | Err(_) => TestEngine::Http,
-        Ok(other) => panic!("FLEETSTREAM_TEST_ENGINE={other:?}: use http or chdb"),
+        Ok(other) => panic!("FLEETSTREAM_TEST_ENGINE={other:?}: use http, chdb or cluster"),
     }
 }
 
@@ -40,6 +45,7 @@ pub fn clickhouse_url() -> String {
 pub fn config(database: &str) -> ClickHouseConfig {
     match engine() {
         TestEngine::Http => ClickHouseConfig::local(&clickhouse_url(), database),
+        TestEngine::Cluster => on_cluster(&clickhouse_url(), database),
         TestEngine::Chdb => {
             // chDB opens one directory per process; tests in one process share it and keep
             // apart by database.
@@ -47,6 +53,17 @@ pub fn config(database: &str) -> ClickHouseConfig {
             ClickHouseConfig::embedded(dir, database)
         }
     }
+}
+
+/// `database` on the test cluster, through the server at `url`.
+pub fn on_cluster(url: &str, database: &str) -> ClickHouseConfig {
+    let cluster = required_env("FLEETSTREAM_TEST_CLICKHOUSE_CLUSTER");
+    ClickHouseConfig { cluster: Some(cluster), ..ClickHouseConfig::local(url, database) }
+}
+
+/// The HTTP URLs of every server of the test cluster, one per shard.
+pub fn cluster_urls() -> Vec<String> {
+    required_env("FLEETSTREAM_TEST_CLICKHOUSE_URLS").split_whitespace().map(String::from).collect()
 }
 
 /// A database name no other test uses.

@@ -343,7 +343,11 @@ pub fn spawn_processor(
     group: &str,
     env: &[(&str, &str)],
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_fleetstream"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fleetstream"));
+    if let Some(cluster) = &clickhouse.cluster {
+        command.env("FLEETSTREAM_CLICKHOUSE_CLUSTER", cluster);
+    }
+    command
         .arg("process")
         .env("FLEETSTREAM_BROKERS", &kafka.brokers)
         .env("FLEETSTREAM_POSITIONS_TOPIC", &kafka.positions_topic)

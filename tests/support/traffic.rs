@@ -254,7 +254,7 @@ pub async fn verify_outputs(
             continue;
         }
         let (id, version) = (m["event_id"].as_str().unwrap().to_string(), m["version"].as_u64().unwrap());
-        let retracted = m["retracted"].as_u64().unwrap_or(0) == 1;
+        let retracted = m["retracted"].as_bool().expect("retracted is a boolean");
         if newest_events.get(&id).is_none_or(|(v, _)| version > *v) {
             newest_events.insert(id, (version, retracted));
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_processors::ProcessorConfig;
+use fleetstream_schemas::outputs::{ENRICHED_POSITION_JSON_SCHEMA, GEOFENCE_EVENT_JSON_SCHEMA};
 use fleetstream_schemas::{Limits, Position, parse_position};
 use fleetstream_storage::{ClickHouseConfig, GeofenceEventRow, Store};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -163,12 +164,18 @@ pub fn outputs_of(kafka: &KafkaConfig, run: &str) -> KafkaConfig {
 }
 
 /// What a run produced to its output topics, each id's newest version: positions by (device,
-/// fix time) and events by id.
+/// fix time) and events by id. Every message must satisfy its topic's JSON Schema (the public
+/// contract in `schemas/`).
 pub fn topic_output(kafka: &KafkaConfig) -> (BTreeMap<(String, i64), Value>, BTreeMap<String, Value>) {
-    fn newest<K: Ord>(messages: Vec<Vec<u8>>, key: impl Fn(&Value) -> K) -> BTreeMap<K, Value> {
+    fn newest<K: Ord>(messages: Vec<Vec<u8>>, schema: &str, key: impl Fn(&Value) -> K) -> BTreeMap<K, Value> {
+        let schema: Value = serde_json::from_str(schema).unwrap();
+        let contract = jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema");
         let mut out: BTreeMap<K, Value> = BTreeMap::new();
         for message in messages {
             let m: Value = serde_json::from_slice(&message).unwrap();
+            if let Err(e) = contract.validate(&m) {
+                panic!("a message breaks {}: {e} at {}\n{m}", schema["$id"], e.instance_path());
+            }
             let k = key(&m);
             if out.get(&k).is_none_or(|old| m["version"].as_u64() > old["version"].as_u64()) {
                 out.insert(k, m);
@@ -176,10 +183,12 @@ pub fn topic_output(kafka: &KafkaConfig) -> (BTreeMap<(String, i64), Value>, BTr
         }
         out
     }
-    let positions = newest(super::read_topic(&kafka.brokers, &kafka.enriched_topic), |m| {
-        (m["device_id"].as_str().unwrap().to_string(), m["fix_time_ms"].as_i64().unwrap())
+    let positions =
+        newest(super::read_topic(&kafka.brokers, &kafka.enriched_topic), ENRICHED_POSITION_JSON_SCHEMA, |m| {
+            (m["device_id"].as_str().unwrap().to_string(), m["fix_time_ms"].as_i64().unwrap())
+        });
+    let events = newest(super::read_topic(&kafka.brokers, &kafka.events_topic), GEOFENCE_EVENT_JSON_SCHEMA, |m| {
+        m["event_id"].as_str().unwrap().to_string()
     });
-    let events =
-        newest(super::read_topic(&kafka.brokers, &kafka.events_topic), |m| m["event_id"].as_str().unwrap().to_string());
     (positions, events)
 }

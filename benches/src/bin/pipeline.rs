@@ -48,11 +48,7 @@ impl Service {
 
     /// CPU seconds (user + system) used so far.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-        ticks / 100.0
+        cpu_seconds(self.child.id())
     }
 
     /// Peak resident memory in MB.
@@ -72,6 +68,21 @@ impl Service {
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.child.wait();
     }
+}
+
+/// CPU seconds (user + system) a process has used so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// CPU seconds of the broker and of ClickHouse (started by benches/pipeline.sh) so far.
+fn engines_cpu_seconds() -> (f64, f64) {
+    let pid = |name: &str| env(name).parse::<u32>().unwrap_or_else(|_| panic!("{name} is not a pid"));
+    (cpu_seconds(pid("FS_BROKER_PID")), cpu_seconds(pid("FS_CLICKHOUSE_PID")))
 }
 
 struct ClickHouse {
@@ -186,8 +197,10 @@ async fn drain(ch: &ClickHouse, run: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu_before = processor.cpu_seconds();
+    let (broker_before, clickhouse_before) = engines_cpu_seconds();
     let took = wait_for(ch, &database, n, Duration::from_secs(900)).await;
     let cpu = processor.cpu_seconds() - cpu_before;
+    let (broker_after, clickhouse_after) = engines_cpu_seconds();
     let rss = processor.peak_rss_mb();
     processor.stop();
     let drain_rate = n as f64 / took.as_secs_f64();
@@ -203,6 +216,7 @@ async fn drain(ch: &ClickHouse, run: &str) {
         .await
         .unwrap();
     ch.query(&database, "CREATE TABLE positions_copy AS positions").await;
+    let clickhouse_before_raw = engines_cpu_seconds().1;
     let started = Instant::now();
     let insert = ch
         .http
@@ -213,6 +227,7 @@ async fn drain(ch: &ClickHouse, run: &str) {
         .unwrap();
     assert!(insert.status().is_success(), "{}", insert.text().await.unwrap_or_default());
     let raw = started.elapsed();
+    let clickhouse_raw = engines_cpu_seconds().1 - clickhouse_before_raw;
     let raw_rate = n as f64 / raw.as_secs_f64();
     println!("(a) drain of {n} positions by one processor: {:.1} s = {drain_rate:.0}/s", took.as_secs_f64());
     println!(
@@ -221,7 +236,16 @@ async fn drain(ch: &ClickHouse, run: &str) {
         raw.as_secs_f64(),
         drain_rate / raw_rate
     );
-    println!("    processor: {:.2} CPU s per million positions, peak RSS {rss:.0} MB", cpu / n as f64 * 1e6);
+    let per_million = |seconds: f64| seconds / n as f64 * 1e6;
+    println!("    processor: {:.2} CPU s per million positions, peak RSS {rss:.0} MB", per_million(cpu));
+    // Where the machine went: the drain is bounded by the sum of these on its cores.
+    println!(
+        "    CPU s per million during the drain: processor {:.2} + broker {:.2} + ClickHouse {:.2}; raw insert: ClickHouse {:.2}",
+        per_million(cpu),
+        per_million(broker_after - broker_before),
+        per_million(clickhouse_after - clickhouse_before),
+        per_million(clickhouse_raw)
+    );
 }
 
 /// Percentiles of a sample, in milliseconds.

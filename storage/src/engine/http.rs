@@ -37,13 +37,18 @@ impl Http {
     /// A client of `config`'s server on `database`. Fails only on a CA file that cannot be read
     /// or holds no certificate.
     pub fn new(config: &ClickHouseConfig, database: &str) -> Result<Http, StoreError> {
-        let client = client(config)?
+        let mut client = client(config)?
             .with_url(&config.url)
             .with_user(&config.user)
             .with_password(&config.password)
             .with_database(database)
             // ClickHouse 18.16 has no RowBinaryWithNamesAndTypes; migrate::check_shapes stands in.
             .with_validation(false);
+        if config.cluster.is_some() {
+            // An insert into a Distributed table returns only once every shard has its rows
+            // (else they wait in the server's queue): the processors commit offsets after it.
+            client = client.with_setting("insert_distributed_sync", "1");
+        }
         Ok(Http { client })
     }
 

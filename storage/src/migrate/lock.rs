@@ -12,13 +12,18 @@
 //! server's clock), or one still without its holder row after [`STALE_EMPTY_AFTER`], is taken
 //! for abandoned and dropped; a live migration of that length would have to be a copy of a very
 //! large table, and the log says who held it.
+//!
+//! On a cluster the lock is created and dropped `ON CLUSTER`, and carries its holder in its
+//! definition (see `sql::migration_lock_create_on_cluster`): two processes connected to
+//! different servers exclude each other just the same.
 
 use std::time::{Duration, Instant};
 
 use clickhouse::Row;
 use serde::Deserialize;
 
-use crate::engine::{Engine, args};
+use super::cluster::Cluster;
+use crate::engine::{Arg, Engine, args};
 use crate::error::{Context, Result};
 use crate::sql;
 
@@ -43,21 +48,56 @@ struct Holder {
 /// a holder that fails releases too (see [`with_lock`]).
 pub(crate) struct MigrationLock<'a> {
     client: &'a Engine,
+    statements: Statements,
 }
 
 impl MigrationLock<'_> {
     pub(crate) async fn release(self) -> Result<()> {
-        self.client.execute(sql::MIGRATION_LOCK_DROP, args![]).await.context("release the migration lock")
+        self.client.execute(&self.statements.drop, args![]).await.context("release the migration lock")
+    }
+}
+
+/// The lock's statements, on one server or on a cluster.
+struct Statements {
+    /// Takes the lock, with the holder's name bound.
+    create: String,
+    /// Records the holder after `create` (one server only; on a cluster `create` records it).
+    hold: Option<&'static str>,
+    holder: &'static str,
+    drop: String,
+}
+
+impl Statements {
+    fn new(cluster: Option<&Cluster>) -> Statements {
+        match cluster {
+            None => Statements {
+                create: sql::MIGRATION_LOCK_CREATE.into(),
+                hold: Some(sql::MIGRATION_LOCK_HOLD),
+                holder: sql::MIGRATION_LOCK_HOLDER,
+                drop: sql::MIGRATION_LOCK_DROP.into(),
+            },
+            Some(cluster) => Statements {
+                create: sql::migration_lock_create_on_cluster(cluster.name(), cluster.database()),
+                hold: None,
+                holder: sql::MIGRATION_LOCK_HOLDER_ON_CLUSTER,
+                drop: sql::migration_lock_drop_on_cluster(cluster.name(), cluster.database()),
+            },
+        }
+    }
+
+    /// The values `create` binds.
+    fn create_args(&self, me: &str) -> Vec<Arg> {
+        if self.hold.is_some() { args![] } else { args![me] }
     }
 }
 
 /// Runs `work` while holding the migration lock, waiting for it as long as another live
 /// process holds it; releases it whether `work` succeeds or not.
-pub(crate) async fn with_lock<T, F>(client: &Engine, work: F) -> Result<T>
+pub(crate) async fn with_lock<T, F>(client: &Engine, cluster: Option<&Cluster>, work: F) -> Result<T>
 where
     F: AsyncFnOnce() -> Result<T>,
 {
-    let lock = acquire(client).await?;
+    let lock = acquire(client, cluster).await?;
     let result = work().await;
     let released = lock.release().await;
     let value = result?;
@@ -66,17 +106,20 @@ where
 }
 
 /// Waits until this process holds the lock.
-pub(crate) async fn acquire(client: &Engine) -> Result<MigrationLock<'_>> {
+pub(crate) async fn acquire<'a>(client: &'a Engine, cluster: Option<&Cluster>) -> Result<MigrationLock<'a>> {
+    let statements = Statements::new(cluster);
     let me = holder_name();
     let mut empty_since: Option<Instant> = None;
     let mut logged_at: Option<Instant> = None;
     let mut failed_creates = 0;
     loop {
-        let created = client.execute(sql::MIGRATION_LOCK_CREATE, args![]).await;
+        let created = client.execute(&statements.create, statements.create_args(&me)).await;
         let Err(create_error) = created else {
-            client.execute(sql::MIGRATION_LOCK_HOLD, args![me.as_str()]).await.context("record the migration lock")?;
+            if let Some(hold) = statements.hold {
+                client.execute(hold, args![me.as_str()]).await.context("record the migration lock")?;
+            }
             tracing::debug!(holder = %me, "migration lock taken");
-            return Ok(MigrationLock { client });
+            return Ok(MigrationLock { client, statements });
         };
         // Creating failed: someone holds it, or the engine is failing. Which one?
         let exists: u64 =
@@ -91,7 +134,7 @@ pub(crate) async fn acquire(client: &Engine) -> Result<MigrationLock<'_>> {
             continue;
         }
         failed_creates = 0;
-        let holder: Option<Holder> = match client.fetch_optional(sql::MIGRATION_LOCK_HOLDER, args![]).await {
+        let holder: Option<Holder> = match client.fetch_optional(statements.holder, args![]).await {
             Ok(holder) => holder,
             Err(e) => {
                 // Released between our look and our read: try to take it again.
@@ -111,7 +154,7 @@ pub(crate) async fn acquire(client: &Engine) -> Result<MigrationLock<'_>> {
         };
         if abandoned {
             tracing::warn!(holder = ?holder.map(|h| h.holder), "the migration lock looks abandoned; taking it over");
-            client.execute(sql::MIGRATION_LOCK_DROP, args![]).await.context("drop an abandoned migration lock")?;
+            client.execute(&statements.drop, args![]).await.context("drop an abandoned migration lock")?;
             empty_since = None;
             continue;
         }
