@@ -6,7 +6,7 @@
 
 use clap::{Parser, Subcommand};
 use fleetstream_api::ApiConfig;
-use fleetstream_ingest::{IngestConfig, Listeners};
+use fleetstream_ingest::{IngestConfig, Listeners, RegistryStore};
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_processors::ProcessorConfig;
 use fleetstream_storage::{ClickHouseConfig, Store};
@@ -43,6 +43,9 @@ enum Command {
     Ingest {
         #[command(flatten)]
         kafka: KafkaConfig,
+        /// Read only with --require-registered (the device registry).
+        #[command(flatten)]
+        clickhouse: ClickHouseConfig,
         #[command(flatten)]
         ingest: IngestConfig,
     },
@@ -119,10 +122,11 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
     match cli.command {
-        Command::Ingest { kafka, ingest } => {
+        Command::Ingest { kafka, clickhouse, ingest } => {
             check_kafka(&kafka)?;
             let listeners = Listeners::bind(&ingest).await?;
-            fleetstream_ingest::serve(ingest, kafka, listeners, shutdown).await
+            let registry = Some(RegistryStore::Connect(clickhouse));
+            fleetstream_ingest::serve(ingest, kafka, registry, listeners, shutdown).await
         }
         Command::Process { kafka, clickhouse, processor } => {
             check_kafka(&kafka)?;
@@ -198,7 +202,13 @@ pub(crate) async fn run_all(
     }
     banner();
     let result = tokio::try_join!(
-        fleetstream_ingest::serve(ingest, kafka.clone(), ingest_listeners, shutdown.clone()),
+        fleetstream_ingest::serve(
+            ingest,
+            kafka.clone(),
+            Some(RegistryStore::Open(store.clone())),
+            ingest_listeners,
+            shutdown.clone()
+        ),
         fleetstream_processors::run(processor, kafka, store.clone(), Default::default(), shutdown.clone()),
         fleetstream_api::serve(api, store, api_listener, shutdown.clone()),
     );

@@ -158,8 +158,13 @@ async fn processor_killed_mid_batch() {
     let ingest_url = format!("http://{}", ingest_listener.local_addr().unwrap());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listeners = fleetstream_ingest::Listeners { http: ingest_listener, osmand: None, teltonika: None, gt06: None };
-    let ingest =
-        tokio::spawn(fleetstream_ingest::serve(IngestConfig::local(), kafka.clone(), listeners, shutdown.clone()));
+    let ingest = tokio::spawn(fleetstream_ingest::serve(
+        IngestConfig::local(),
+        kafka.clone(),
+        None,
+        listeners,
+        shutdown.clone(),
+    ));
     let (group, env) = (format!("group-{name}"), PROCESSOR_ENV);
     let mut processor = spawn_processor(&kafka, &clickhouse, &group, env);
     let figures = under_traffic(&ingest_url, &store, async |traffic: &Traffic| {

@@ -41,6 +41,7 @@ async fn acknowledged_positions_survive_a_broker_crash() {
     let ingest = tokio::spawn(fleetstream_ingest::serve(
         config,
         kafka.clone(),
+        None,
         Listeners { http: listener, osmand: None, teltonika: None, gt06: None },
         shutdown.clone(),
     ));

@@ -1,7 +1,8 @@
 //! The tracker ports over real TCP, on the real broker and ClickHouse: a frame is answered only
 //! once its records are durable, whatever the reads were; a damaged frame is never answered, is
 //! dead-lettered with the IMEI and closes the connection; a frame resent after a connection
-//! dropped before its answer is stored once; while the broker is down, frames are not answered.
+//! dropped before its answer is stored once; while the broker is down, frames are not answered;
+//! with `--require-registered`, only devices of the registry are taken.
 
 mod support;
 
@@ -85,9 +86,8 @@ fn packet(codec: Codec, first_fix_ms: i64, n: usize) -> Vec<u8> {
 }
 
 async fn handshake(addr: &str, imei: &str) -> TcpStream {
-    let mut stream = connect(addr).await;
-    stream.write_all(&teltonika::encode_imei(imei)).await.unwrap();
-    assert_eq!(read_exact(&mut stream, 1).await, [teltonika::ACCEPT]);
+    let (answer, stream) = handshake_answer(addr, imei).await;
+    assert_eq!(answer, Some(teltonika::ACCEPT));
     stream
 }
 
@@ -221,7 +221,7 @@ async fn no_answer_while_the_broker_is_down_and_the_resend_is_taken_after() {
     let addr = teltonika_listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
     let listeners = Listeners { http, osmand: None, teltonika: Some(teltonika_listener), gt06: None };
-    let ingest = tokio::spawn(fleetstream_ingest::serve(config, kafka.clone(), listeners, shutdown.clone()));
+    let ingest = tokio::spawn(fleetstream_ingest::serve(config, kafka.clone(), None, listeners, shutdown.clone()));
 
     let imei = "356307042441013";
     let t0 = now_millis() - 60_000;
@@ -268,4 +268,134 @@ async fn no_answer_while_the_broker_is_down_and_the_resend_is_taken_after() {
     for fix in [t0, t0 + 1_000, t0 + 2_000] {
         assert!(ids.contains(&format!("{imei}@{fix}")), "{imei}@{fix} is in the topic: {ids:?}");
     }
+}
+
+/// Registers (or, with `delete`, removes) `device` through the API.
+async fn registry(pipeline: &Pipeline, device: &str, delete: bool) {
+    let url = format!("{}/v1/registry/{device}", pipeline.api_url);
+    let client = reqwest::Client::new();
+    let request = if delete { client.delete(url) } else { client.put(url).json(&serde_json::json!({})) };
+    let status = request.send().await.unwrap().status();
+    assert!(status.is_success(), "{status}");
+}
+
+/// The Teltonika handshake's answer to `imei`: `Some(byte)`, or `None` when the connection was
+/// closed unanswered. Returns the connection too.
+async fn handshake_answer(addr: &str, imei: &str) -> (Option<u8>, TcpStream) {
+    let mut stream = connect(addr).await;
+    stream.write_all(&teltonika::encode_imei(imei)).await.unwrap();
+    let mut answer = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(15), stream.read(&mut answer)).await {
+        Ok(Ok(1)) => (Some(answer[0]), stream),
+        Ok(_) => (None, stream),
+        Err(_) => panic!("no answer and not closed within 15 s"),
+    }
+}
+
+/// `fleetstream_ingest_tcp_rejects_total` for `protocol` and `reason`.
+async fn rejects(ingest_url: &str, protocol: &str, reason: &str) -> u64 {
+    let text = reqwest::get(format!("{ingest_url}/metrics")).await.unwrap().text().await.unwrap();
+    let series = format!(r#"fleetstream_ingest_tcp_rejects_total{{protocol="{protocol}",reason="{reason}"}} "#);
+    text.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |n| n.parse().unwrap())
+}
+
+fn login(imei: &str) -> Vec<u8> {
+    gt06::encode_frame(&gt06::encode_message(&Message::Login { imei: imei.into(), rest: vec![] }, 1))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_require_registered_only_registered_trackers_are_taken() {
+    let config = IngestConfig { require_registered: true, registry_poll_ms: 200, ..IngestConfig::local() };
+    let pipeline = Pipeline::start_with("trk_registered", config, fleetstream_api::ApiConfig::local()).await;
+    let addr = pipeline.teltonika_addr.clone();
+    let stamp = &now_millis().to_string()[..13];
+    let (known, unknown) = (format!("35{stamp}"), format!("36{stamp}"));
+    let (known_gt06, unknown_gt06) = (format!("86{stamp}"), format!("87{stamp}"));
+    registry(&pipeline, &known, false).await;
+    registry(&pipeline, &known_gt06, false).await;
+
+    // Once ingest has loaded the registry (within a poll), the registered IMEI is taken...
+    let mut s = eventually("the registered IMEI accepted", WAIT, || async {
+        match handshake_answer(&addr, &known).await {
+            (Some(teltonika::ACCEPT), s) => Ok(s),
+            (answer, _) => Err(format!("answered {answer:?}")),
+        }
+    })
+    .await;
+    let t0 = now_millis() - 60_000;
+    s.write_all(&packet(Codec::C8, t0, 2)).await.unwrap();
+    assert_eq!(read_exact(&mut s, 4).await, [0, 0, 0, 2]);
+    wait_stored(&pipeline, &known, 2).await;
+
+    // ...an unknown one is answered 00 and closed (the known one may have been too, before the
+    // registry loaded).
+    let refused = rejects(&pipeline.ingest_url, "teltonika", "unregistered").await;
+    let (answer, mut s) = handshake_answer(&addr, &unknown).await;
+    assert_eq!(answer, Some(teltonika::REJECT));
+    assert!(closed_without_answer(&mut s).await, "closed after the refusal");
+    assert_eq!(rejects(&pipeline.ingest_url, "teltonika", "unregistered").await, refused + 1);
+
+    // GT06: a registered login is answered, an unknown one is not, and closed.
+    let mut s = connect(&pipeline.gt06_addr).await;
+    s.write_all(&login(&known_gt06)).await.unwrap();
+    assert_eq!(read_exact(&mut s, 10).await, gt06::response(protocol::LOGIN, 1));
+    let mut s = connect(&pipeline.gt06_addr).await;
+    s.write_all(&login(&unknown_gt06)).await.unwrap();
+    assert!(closed_without_answer(&mut s).await, "an unknown login is not answered");
+    assert_eq!(rejects(&pipeline.ingest_url, "gt06", "unregistered").await, 1);
+
+    // HTTP is not concerned: tokens authorise it.
+    let body = serde_json::json!({"device_id": unknown, "fix_time": t0, "lat": 40.7, "lon": -74.0});
+    let response = reqwest::Client::new().post(format!("{}/v1/positions", pipeline.ingest_url)).json(&body);
+    assert_eq!(response.send().await.unwrap().status(), 200);
+
+    // A device removed from the registry is refused within a poll.
+    registry(&pipeline, &known, true).await;
+    eventually("the removed IMEI refused", WAIT, || async {
+        match handshake_answer(&addr, &known).await {
+            (Some(teltonika::REJECT), _) => Ok(()),
+            (answer, _) => Err(format!("answered {answer:?}")),
+        }
+    })
+    .await;
+    pipeline.stop().await;
+}
+
+/// Ingest started while ClickHouse cannot be reached: until the registry loads, trackers are
+/// closed unanswered (they retry), not told they are unknown; HTTP goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn trackers_are_closed_unanswered_until_the_registry_can_be_read() {
+    let kafka = KafkaConfig::with_topic_suffix(&support::brokers(), &unique("trk_noregistry"));
+    let config = IngestConfig { require_registered: true, registry_poll_ms: 200, ..IngestConfig::local() };
+    let unreachable = fleetstream_storage::ClickHouseConfig {
+        connect_timeout_ms: 500,
+        ..fleetstream_storage::ClickHouseConfig::local("http://127.0.0.1:1", "fleetstream")
+    };
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ingest_url = format!("http://{}", http.local_addr().unwrap());
+    let teltonika_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gt06_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, gt06_addr) =
+        (teltonika_listener.local_addr().unwrap().to_string(), gt06_listener.local_addr().unwrap().to_string());
+    let listeners = Listeners { http, osmand: None, teltonika: Some(teltonika_listener), gt06: Some(gt06_listener) };
+    let shutdown = CancellationToken::new();
+    let registry = Some(fleetstream_ingest::RegistryStore::Connect(unreachable));
+    let ingest = tokio::spawn(fleetstream_ingest::serve(config, kafka, registry, listeners, shutdown.clone()));
+    eventually("ingest ready", WAIT, || async {
+        reqwest::get(format!("{ingest_url}/readyz")).await.map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await;
+
+    let (answer, _) = handshake_answer(&addr, "356307042441013").await;
+    assert_eq!(answer, None, "closed unanswered, not refused");
+    let mut s = connect(&gt06_addr).await;
+    s.write_all(&login("868120201234567")).await.unwrap();
+    assert!(closed_without_answer(&mut s).await);
+    assert_eq!(rejects(&ingest_url, "teltonika", "registry_unavailable").await, 1);
+    assert_eq!(rejects(&ingest_url, "gt06", "registry_unavailable").await, 1);
+    let body = serde_json::json!({"device_id": "phone-1", "fix_time": now_millis() - 1_000, "lat": 40.7, "lon": -74.0});
+    let response = reqwest::Client::new().post(format!("{ingest_url}/v1/positions")).json(&body);
+    assert_eq!(response.send().await.unwrap().status(), 200, "HTTP does not need the registry");
+    shutdown.cancel();
+    ingest.await.unwrap().unwrap();
 }

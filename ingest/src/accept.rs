@@ -3,7 +3,7 @@
 //! request, secrets removed), count, and report.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -13,12 +13,14 @@ use fleetstream_schemas::dead_letter::{Origin, Raw};
 use fleetstream_schemas::time::now_millis;
 use fleetstream_schemas::{BodyError, DeadLetter, ErrorDetail, FieldError, Limits, Position};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Scope, Tokens};
 use crate::config::IngestConfig;
 use crate::error::IngestError;
 use crate::metrics::{Metrics, OutcomeLabel, ProtocolLabel, RejectLabels, field_label};
 use crate::producer::{PositionProducer, ProduceError};
+use crate::registry::{Registry, RegistryStore};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -32,6 +34,8 @@ pub struct Inner {
     pub producer: PositionProducer,
     pub tokens: Tokens,
     pub metrics: Metrics,
+    /// The registry the tracker ports admit devices by; `None` admits every device.
+    pub registry: Option<Registry>,
 }
 
 /// One request as its answers and dead letters need it.
@@ -70,9 +74,20 @@ impl Request {
 }
 
 impl AppState {
-    pub fn new(config: IngestConfig, producer: PositionProducer, tokens: Tokens) -> Self {
+    /// The state of one ingest; with `registry` (`--require-registered`), polled from it.
+    pub fn new(
+        config: IngestConfig,
+        producer: PositionProducer,
+        tokens: Tokens,
+        registry: Option<RegistryStore>,
+        shutdown: &CancellationToken,
+    ) -> Self {
         let limits = config.limits();
-        AppState { inner: Arc::new(Inner { config, limits, producer, tokens, metrics: Metrics::default() }) }
+        let metrics = Metrics::default();
+        let poll = Duration::from_millis(config.registry_poll_ms);
+        let registry = registry
+            .map(|store| Registry::spawn(store, poll, metrics.tcp.registered_devices.clone(), shutdown.clone()));
+        AppState { inner: Arc::new(Inner { config, limits, producer, tokens, metrics, registry }) }
     }
 
     pub fn get(&self) -> &Inner {

@@ -21,6 +21,15 @@ pub struct IngestConfig {
     pub gt06_listen: String,
     #[command(flatten)]
     pub tcp: TcpLimits,
+    /// The tracker ports (Teltonika, GT06) take only devices in the registry (managed through
+    /// the API): an unknown Teltonika IMEI is answered 0x00, an unknown GT06 login is not
+    /// answered, and the connection is closed. Reads the registry from ClickHouse (the
+    /// --clickhouse-* settings). HTTP and OsmAnd are not concerned: tokens authorise them.
+    #[arg(long, env = "FLEETSTREAM_REQUIRE_REGISTERED")]
+    pub require_registered: bool,
+    /// With --require-registered: how often ingest looks for registry changes, in milliseconds.
+    #[arg(long, env = "FLEETSTREAM_REGISTRY_POLL_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub registry_poll_ms: u64,
     /// File of device and fleet tokens (`<token> device:<id>` or `<token> fleet:<name>` per line).
     #[arg(long, env = "FLEETSTREAM_TOKENS_FILE")]
     pub tokens_file: Option<std::path::PathBuf>,
@@ -119,6 +128,8 @@ impl IngestConfig {
                 tcp_idle_timeout_secs: 900,
                 tcp_frame_timeout_secs: 30,
             },
+            require_registered: false,
+            registry_poll_ms: 5_000,
             tokens_file: None,
             tokens: None,
             max_body_bytes: 5 * 1024 * 1024,

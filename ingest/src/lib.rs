@@ -10,6 +10,7 @@
 //! - [`http`]: fleetstream's JSON API, health and metrics;
 //! - [`osmand`]: the OsmAnd port for the Traccar Client apps;
 //! - [`tcp`]: the TCP ports of hardware trackers (Teltonika, GT06);
+//! - [`registry`]: which trackers may connect, with `--require-registered`;
 //! - [`accept`]: the path every decoded request takes, whatever its protocol;
 //! - [`producer`]: produces and waits for the brokers' acknowledgements;
 //! - [`metrics`], [`error`].
@@ -22,6 +23,7 @@ pub mod http;
 pub mod metrics;
 pub mod osmand;
 pub mod producer;
+pub mod registry;
 pub mod tcp;
 
 use futures::future::BoxFuture;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::IngestConfig;
 use fleetstream_kafka::KafkaConfig;
+pub use registry::RegistryStore;
 
 /// The sockets ingest serves on.
 pub struct Listeners {
@@ -57,13 +60,23 @@ impl Listeners {
 }
 
 /// Runs ingest until `shutdown` is cancelled, then finishes the requests in flight (each waits
-/// for its own acknowledgements) and flushes the producer.
+/// for its own acknowledgements) and flushes the producer. `registry` is where the device
+/// registry is read from with `--require-registered` (required then, unused otherwise).
 pub async fn serve(
     config: IngestConfig,
     kafka: KafkaConfig,
+    registry: Option<RegistryStore>,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let registry = match (config.require_registered, registry) {
+        (false, _) => None,
+        (true, None) => anyhow::bail!("--require-registered needs ClickHouse to read the device registry from"),
+        (true, Some(registry)) => {
+            tracing::info!("tracker ports take only registered devices (--require-registered)");
+            Some(registry)
+        }
+    };
     let tokens = config.load_tokens()?;
     if tokens.is_open() {
         tracing::warn!("no device or fleet tokens configured: ingest accepts positions from anyone");
@@ -72,7 +85,7 @@ pub async fn serve(
     }
     fleetstream_kafka::ensure_topics(&kafka, &[kafka.positions_topic.as_str(), kafka.dlq_topic.as_str()]).await?;
     let producer = producer::PositionProducer::new(&kafka, &config)?;
-    let state = accept::AppState::new(config, producer.clone(), tokens);
+    let state = accept::AppState::new(config, producer.clone(), tokens, registry, &shutdown);
 
     tracing::info!(addr = %listeners.http.local_addr()?, "ingest listening");
     let mut servers: Vec<BoxFuture<'static, anyhow::Result<()>>> = Vec::new();

@@ -32,7 +32,8 @@ pub struct OutcomeLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TcpRejectLabels {
     pub protocol: &'static str,
-    /// Why the frame or connection was refused, from a fixed list (see `ingest::tcp::Refusal`).
+    /// Why the frame or connection was refused, from a fixed list: `crc`, `malformed`,
+    /// `connections`, `unregistered`, `registry_unavailable`.
     pub reason: &'static str,
 }
 
@@ -50,6 +51,8 @@ pub struct TcpMetrics {
     pub acks: Family<ProtocolLabel, Counter>,
     /// Frames and connections refused, by reason.
     pub rejects: Family<TcpRejectLabels, Counter>,
+    /// Devices in the registry as the ports last loaded it (`--require-registered`).
+    pub registered_devices: Gauge,
 }
 
 impl TcpMetrics {
@@ -60,6 +63,11 @@ impl TcpMetrics {
         registry.register("tcp_records", "Position records in tracker frames", self.records.clone());
         registry.register("tcp_acks", "Tracker frames answered once their records were durable", self.acks.clone());
         registry.register("tcp_rejects", "Tracker frames and connections refused, by reason", self.rejects.clone());
+        registry.register(
+            "tcp_registered_devices",
+            "Devices in the registry as the tracker ports last loaded it (--require-registered)",
+            self.registered_devices.clone(),
+        );
     }
 }
 

@@ -46,6 +46,36 @@ impl ConsumerContext for RebalanceCounter {
     }
 }
 
+/// Asks the broker where the consumed topic's partitions end, for [`crate::incarnation`].
+pub struct PartitionEnds {
+    pub consumer: Arc<StreamConsumer<RebalanceCounter>>,
+    pub topic: String,
+}
+
+impl PartitionEnds {
+    /// The high watermark of each of `partitions` that the broker tells within a few seconds;
+    /// one that it does not is left out (a state is then not judged by its partition's end).
+    pub async fn high_watermarks(&self, partitions: Vec<i32>) -> HashMap<i32, i64> {
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        let asked = tokio::task::spawn_blocking(move || {
+            partitions
+                .into_iter()
+                .filter_map(|partition| match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
+                    Ok((_, high)) => Some((partition, high)),
+                    Err(e) => {
+                        tracing::warn!(partition, error = %e, "could not ask where the partition ends");
+                        None
+                    }
+                })
+                .collect()
+        });
+        asked.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "asking where partitions end failed");
+            HashMap::new()
+        })
+    }
+}
+
 /// A consumed message, detached from the consumer so that it can wait in a batch: a position,
 /// or the dead letter of a payload that is not one.
 pub struct Pending {
@@ -117,6 +147,7 @@ pub async fn run(
     let sink = Arc::new(Sink::new(store, &kafka, metrics.clone())?);
     let writer = Writer::spawn(sink.clone(), consumer.clone(), kafka.positions_topic.clone(), shutdown.clone());
     let mut processor = Processor {
+        ends: PartitionEnds { consumer: consumer.clone(), topic: kafka.positions_topic.clone() },
         rebalances,
         seen_rebalances: 0,
         sink,

@@ -19,6 +19,7 @@ use fleetstream_storage::{GeofenceEventRow, PositionRow, WindowRow, event_type, 
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Enrichment, FenceTransition, Fix, History, Placement};
+use crate::incarnation;
 
 pub use crate::history::{bearing_deg, distance_m};
 
@@ -170,12 +171,28 @@ impl Tracker {
         self.devices.is_empty()
     }
 
+    /// Restarts the offsets of `p`'s device when its state belongs to another incarnation of
+    /// the message's partition ([`incarnation`]), so that the message is applied instead of
+    /// skipped as a redelivery; returns the evidence then. What the state knows of the device
+    /// stays (newest fix, odometer, fences: those positions are stored); its window of recent
+    /// fixes goes, because their versions are offsets of the old incarnation, which corrections
+    /// written at the new, smaller offsets could not beat: older fixes are flagged late instead.
+    pub fn restart_other_incarnation(
+        &mut self,
+        p: &Position,
+        source: Source,
+        high_watermark: Option<i64>,
+    ) -> Option<incarnation::Evidence> {
+        let state = self.devices.get_mut(&p.device_id)?;
+        let evidence = incarnation::other_incarnation(state, p.fix_time_ms, source, high_watermark)?;
+        state.applied = None;
+        state.history.forget_window();
+        Some(evidence)
+    }
+
     pub fn apply(&mut self, p: &Position, source: Source, fences: &FenceIndex, settings: &Settings) -> Applied {
         let state = self.devices.entry(p.device_id.clone()).or_default();
-        if let Some(done) = state.applied
-            && done.partition == source.partition
-            && source.offset <= done.offset
-        {
+        if incarnation::would_skip(state, source) {
             return Applied::Redelivered;
         }
         state.applied = Some(source);
@@ -289,7 +306,7 @@ fn event_row(device_id: &str, fix: &Fix, t: &FenceTransition, version: u64, retr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT};
     use std::collections::BTreeMap;
@@ -298,7 +315,7 @@ mod tests {
     use fleetstream_schemas::POSITION_SCHEMA_VERSION;
     use proptest::prelude::*;
 
-    fn pos(device: &str, t: i64, lat: f64, lon: f64, speed: Option<f64>) -> Position {
+    pub(crate) fn pos(device: &str, t: i64, lat: f64, lon: f64, speed: Option<f64>) -> Position {
         Position {
             v: POSITION_SCHEMA_VERSION,
             event_id: Position::derived_event_id(device, t),
@@ -418,6 +435,30 @@ mod tests {
         // A copy of the late one is a copy too (beyond the bound: a late copy, which loses).
         let again = stored(t.apply(&pos("a", 50_000, OUT.0, OUT.1, None), src(8), &f, &s)).row;
         assert!(again.version < out.row.version, "the first late copy wins");
+    }
+
+    #[test]
+    fn a_state_of_another_incarnation_restarts_its_offsets_and_keeps_the_device() {
+        let s = Settings { max_lateness_ms: 600_000, ..Settings::default() };
+        let (mut t, f) = (Tracker::default(), fences());
+        stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(40), &f, &s));
+        let before = stored(t.apply(&pos("a", 60_000, IN.0, IN.1, None), src(41), &f, &s)).row;
+        // The topic is recreated: offsets start again. A real redelivery is still skipped...
+        assert_eq!(t.restart_other_incarnation(&pos("a", 60_000, IN.0, IN.1, None), src(41), Some(42)), None);
+        // ...a new fix at a small offset is not.
+        let next = pos("a", 120_000, IN.0, IN.1 + 0.001, None);
+        let evidence = t.restart_other_incarnation(&next, src(0), None);
+        assert_eq!(evidence, Some(incarnation::Evidence::NewerFix { applied_offset: 41 }));
+        let out = stored(t.apply(&next, src(0), &f, &s));
+        assert_eq!(out.row.prev_fix_ms, Some(60_000), "the device's history goes on");
+        assert!(out.row.distance_total_m > before.distance_total_m);
+        assert!(out.events.is_empty(), "still inside the fence: no new enter");
+        assert_eq!(t.state("a").unwrap().applied, Some(src(0)));
+        // A fix from before the recreation, now at a small offset: flagged late (its neighbours'
+        // rows carry versions of the old offsets), not skipped and not correcting anything.
+        let late = stored(t.apply(&pos("a", 30_000, IN.0, IN.1, None), src(1), &f, &s));
+        assert_eq!((late.row.late, late.corrections.len()), (1, 0));
+        assert_eq!(t.restart_other_incarnation(&pos("a", 9, IN.0, IN.1, None), src(2), Some(1)), None, "not skipped");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! - [`config`]: consumer group, batching, hysteresis settings;
 //! - [`enrich`]: pure per-device logic: deltas, odometer, H3, fences and geofence transitions;
 //! - [`history`]: each device's recent fixes in event time, so late fixes are placed in order;
+//! - [`incarnation`]: telling a device state from another incarnation of its partition (a
+//!   recreated topic), so that new messages are not skipped as redeliveries;
 //! - [`reference`]: fences and the device registry, reloaded when they change;
 //! - [`consumer`]: the loop that consumes and batches messages;
 //! - [`process`]: one batch: restore states, apply, resolve corrections;
@@ -16,6 +18,7 @@ pub mod config;
 pub mod consumer;
 pub mod enrich;
 pub mod history;
+pub mod incarnation;
 pub mod metrics;
 pub mod outputs;
 pub mod process;

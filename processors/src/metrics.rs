@@ -17,6 +17,11 @@ pub struct StageLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvidenceLabel {
+    pub evidence: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
     pub operation: &'static str,
 }
@@ -42,6 +47,9 @@ pub struct Inner {
     pub corrections: Counter,
     /// Devices whose recent history could not be rebuilt from storage after a restart.
     pub histories_restarted: Counter,
+    /// Device states found to belong to another incarnation of their partition (a recreated
+    /// topic, a broker that lost its data), whose offsets started afresh, by evidence.
+    pub incarnation_restarts: Family<EvidenceLabel, Counter>,
     pub batches: Counter,
     pub batch_seconds: Histogram,
     /// Items set aside on the processing dead-letter topic, by stage.
@@ -61,6 +69,7 @@ impl Default for Metrics {
             events: Counter::default(),
             corrections: Counter::default(),
             histories_restarted: Counter::default(),
+            incarnation_restarts: Family::default(),
             batches: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             dead_letters: Family::default(),
@@ -98,6 +107,12 @@ impl Default for Metrics {
             "Devices whose recent history could not be rebuilt from storage after a restart",
             inner.histories_restarted.clone(),
         );
+        registry.register(
+            "incarnation_restarts",
+            "Device states of another incarnation of their partition (topic recreated, broker data lost): \
+             offsets started afresh instead of skipping new messages as redelivered, by evidence",
+            inner.incarnation_restarts.clone(),
+        );
         registry.register("batches", "Batches written", inner.batches.clone());
         registry.register(
             "batch_write_seconds",
@@ -114,6 +129,9 @@ impl Default for Metrics {
             "Transient storage or broker failures retried, by operation",
             inner.retries.clone(),
         );
+        for evidence in crate::incarnation::Evidence::LABELS {
+            let _ = inner.incarnation_restarts.get_or_create(&EvidenceLabel { evidence });
+        }
         for stage in Stage::ALL {
             let _ = inner.dead_letters.get_or_create(&StageLabel { stage: stage.as_str() });
         }
@@ -135,6 +153,18 @@ impl Metrics {
 
     pub fn dead_letter_count(&self, stage: Stage) -> u64 {
         self.dead_letters.get_or_create(&StageLabel { stage: stage.as_str() }).get()
+    }
+
+    pub fn incarnation_restarted(&self, evidence: crate::incarnation::Evidence) {
+        self.incarnation_restarts.get_or_create(&EvidenceLabel { evidence: evidence.as_str() }).inc();
+    }
+
+    /// Device states restarted for another incarnation of their partition, whatever the evidence.
+    pub fn incarnation_restart_count(&self) -> u64 {
+        crate::incarnation::Evidence::LABELS
+            .into_iter()
+            .map(|evidence| self.incarnation_restarts.get_or_create(&EvidenceLabel { evidence }).get())
+            .sum()
     }
 
     pub fn retried(&self, operation: &'static str) {

@@ -14,8 +14,9 @@ use fleetstream_storage::{DeviceStateRow, PositionRow, WindowRow};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{Pending, RebalanceCounter};
+use crate::consumer::{PartitionEnds, Pending, RebalanceCounter};
 use crate::enrich::{Applied, Correction, DeviceState, Output, Settings, Source, Tracker};
+use crate::incarnation;
 use crate::metrics::Metrics;
 use crate::reference::Reference;
 use crate::retry::{Backoff, retry_transient};
@@ -28,6 +29,7 @@ const IDLE_DEVICE: Duration = Duration::from_secs(15 * 60);
 
 /// Everything a batch needs besides its messages.
 pub struct Processor {
+    pub ends: PartitionEnds,
     pub rebalances: RebalanceCounter,
     pub seen_rebalances: u64,
     pub sink: Arc<Sink>,
@@ -66,7 +68,8 @@ impl Processor {
             tracing::warn!(error = %e, "stopping with an unprocessed batch");
             return false;
         }
-        let (mut out, corrections) = match self.apply(batch) {
+        let ends = self.ends_of_doubtful_partitions(batch).await;
+        let (mut out, corrections) = match self.apply(batch, &ends) {
             Ok(applied) => applied,
             Err(e) => {
                 tracing::error!(error = %e, "could not encode device states; stopping with an unprocessed batch");
@@ -109,7 +112,7 @@ impl Processor {
 
     /// Applies each message to its device's state: the batch's outputs, dead letters and the
     /// states of the devices it touched.
-    fn apply(&mut self, batch: &[Pending]) -> anyhow::Result<(Batch, Vec<Correction>)> {
+    fn apply(&mut self, batch: &[Pending], ends: &HashMap<i32, i64>) -> anyhow::Result<(Batch, Vec<Correction>)> {
         // Sized once: growing a vector of rows by doubling held up to twice the batch in memory.
         let mut out = Batch { positions: Vec::with_capacity(batch.len()), ..Batch::default() };
         let mut corrections = Vec::new();
@@ -125,6 +128,16 @@ impl Processor {
             if let Some(error) = self.unloadable.get(position.device_id.as_str()) {
                 out.dead_letters.push(letter_for(error, p.source, position));
                 continue;
+            }
+            let end = ends.get(&p.source.partition).copied();
+            if let Some(evidence) = self.tracker.restart_other_incarnation(position, p.source, end) {
+                tracing::warn!(
+                    device = %position.device_id, partition = p.source.partition, offset = p.source.offset,
+                    ?evidence,
+                    "device state belongs to another incarnation of its partition (topic recreated or \
+                     broker data lost): its offsets start afresh instead of skipping the message"
+                );
+                self.metrics.incarnation_restarted(evidence);
             }
             match self.tracker.apply(position, p.source, &self.reference.fences, &self.settings) {
                 Applied::Redelivered => {
@@ -161,6 +174,28 @@ impl Processor {
             });
         }
         Ok((out, corrections))
+    }
+
+    /// Where the partitions end that hold messages their devices' states would skip as
+    /// redelivered, unless their fixes already prove otherwise ([`incarnation`]). Such messages
+    /// follow a restart, a rebalance or a recreated topic; other batches ask the broker nothing.
+    async fn ends_of_doubtful_partitions(&self, batch: &[Pending]) -> HashMap<i32, i64> {
+        let mut doubtful: Vec<i32> = batch
+            .iter()
+            .filter_map(|p| {
+                let position = p.position.as_ref().ok()?;
+                let state = self.tracker.state(&position.device_id)?;
+                let doubt = incarnation::would_skip(state, p.source)
+                    && incarnation::other_incarnation(state, position.fix_time_ms, p.source, None).is_none();
+                doubt.then_some(p.source.partition)
+            })
+            .collect();
+        if doubtful.is_empty() {
+            return HashMap::new();
+        }
+        doubtful.sort_unstable();
+        doubtful.dedup();
+        self.ends.high_watermarks(doubtful).await
     }
 
     /// Applies corrections to the rows they concern: rows of this batch in place, earlier rows

@@ -36,6 +36,17 @@ pub struct ClickHouseConfig {
     /// these are trusted (a private or self-signed CA).
     #[arg(long = "clickhouse-ca-file", env = "FLEETSTREAM_CLICKHOUSE_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Longest a new connection to the server may take to be ready, in milliseconds: TCP
+    /// connect and, with https://, the TLS handshake. A server (or proxy) that accepts TCP but
+    /// never completes the handshake then fails the request, which is retried, instead of
+    /// holding it forever.
+    #[arg(
+        long = "clickhouse-connect-timeout-ms",
+        env = "FLEETSTREAM_CLICKHOUSE_CONNECT_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub connect_timeout_ms: u64,
     /// A cluster of the server's `<remote_servers>`: migrations run `ON CLUSTER` and create
     /// replicated tables (`<table>_local`, needing ZooKeeper and the `{shard}` and `{replica}`
     /// macros) behind `Distributed` tables sharded by device, which every read and write uses.
@@ -61,6 +72,7 @@ impl ClickHouseConfig {
             user: "default".into(),
             password: String::new(),
             ca_file: None,
+            connect_timeout_ms: 10_000,
             cluster: None,
             chdb_dir: None,
             chdb_lib: None,
@@ -104,6 +116,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("user", &self.user)
             .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
             .field("ca_file", &self.ca_file)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("cluster", &self.cluster)
             .field("chdb_dir", &self.chdb_dir)
             .field("chdb_lib", &self.chdb_lib)

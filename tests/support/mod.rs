@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fleetstream_api::ApiConfig;
-use fleetstream_ingest::{IngestConfig, Listeners};
+use fleetstream_ingest::{IngestConfig, Listeners, RegistryStore};
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_processors::ProcessorConfig;
 use fleetstream_storage::{ClickHouseConfig, Store};
@@ -140,6 +140,8 @@ impl Pipeline {
             tokio::spawn(fleetstream_ingest::serve(
                 ingest_config,
                 kafka.clone(),
+                // The store is open already (an embedded engine can be opened only once).
+                Some(RegistryStore::Open(store.clone())),
                 Listeners {
                     http: ingest_listener,
                     osmand: Some(osmand_listener),

@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let ingest = tokio::spawn(fleetstream_ingest::serve(
         IngestConfig { produce_linger_ms: linger_ms, ..IngestConfig::local() },
         kafka.clone(),
+        None,
         Listeners { http: listener, osmand: None, teltonika: None, gt06: None },
         shutdown.clone(),
     ));

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TcpLimits;
+use crate::registry::Admission;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
@@ -28,6 +29,8 @@ pub enum End {
     Shutdown,
     /// The brokers could not take a frame's records: it is not answered, and the device resends.
     NotDurable,
+    /// The device is not in the registry (`--require-registered`), or the registry is not loaded.
+    NotAdmitted(Admission),
     Io(std::io::Error),
     /// The bytes are not a frame of this protocol (or one over the size limit).
     Malformed(fleetstream_protocols::DecodeError),

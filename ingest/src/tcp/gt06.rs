@@ -1,4 +1,6 @@
-//! A GT06 connection: the login (answered at once), then locations and alarms (answered once
+//! A GT06 connection: the login (answered at once; with `--require-registered`, a device not in
+//! the registry is not answered and the connection closed, the protocol having no refusal),
+//! then locations and alarms (answered once
 //! durable) and heartbeats (answered at once). A packet that cannot be read (bad CRC, wrong
 //! length or stop bits, over the size limit), or a location before the login, is never answered:
 //! it is dead-lettered with the IMEI and the connection closed.
@@ -6,7 +8,7 @@
 use fleetstream_protocols::gt06::{self, Message, protocol};
 use fleetstream_schemas::FieldError;
 
-use super::{Conn, End, deliver, refuse_frame};
+use super::{Conn, End, admit, deliver, refuse_frame};
 use crate::accept::AppState;
 use crate::metrics::ProtocolLabel;
 
@@ -38,7 +40,9 @@ async fn run(conn: &mut Conn, state: &AppState) -> End {
         };
         let answer = match &message {
             Message::Login { imei: sent, .. } => {
-                // No registry is consulted: every IMEI is accepted.
+                if let Err(end) = admit(state, PROTOCOL, sent) {
+                    return end;
+                }
                 imei = Some(sent.clone());
                 Some(protocol::LOGIN)
             }

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accept::{AppState, Item, Request, accept};
 use crate::metrics::{ProtocolLabel, TcpRejectLabels};
+use crate::registry::Admission;
 
 pub use conn::{Conn, End};
 
@@ -100,6 +101,27 @@ pub async fn bind(addr: &str) -> anyhow::Result<Option<TcpListener>> {
 /// Counts a refused frame or connection.
 pub fn reject(state: &AppState, protocol: &'static str, reason: &'static str) {
     state.get().metrics.tcp.rejects.get_or_create(&TcpRejectLabels { protocol, reason }).inc();
+}
+
+/// Whether the device `imei` may go on (`--require-registered`): always without a registry;
+/// otherwise a device the registry does not admit is counted and logged, and the caller ends
+/// the connection (refusing an unknown device, closing unanswered while the registry is not
+/// loaded).
+pub fn admit(state: &AppState, protocol: &'static str, imei: &str) -> Result<(), End> {
+    let Some(registry) = &state.get().registry else { return Ok(()) };
+    let admission = registry.admit(imei);
+    match admission {
+        Admission::Registered => return Ok(()),
+        Admission::Unknown => {
+            reject(state, protocol, "unregistered");
+            tracing::info!(protocol, imei, "device not in the registry: refused");
+        }
+        Admission::Unavailable => {
+            reject(state, protocol, "registry_unavailable");
+            tracing::warn!(protocol, imei, "device registry not loaded yet: closing without an answer");
+        }
+    }
+    Err(End::NotAdmitted(admission))
 }
 
 /// Refuses a frame that cannot be read: counted, dead-lettered with the device and the frame;

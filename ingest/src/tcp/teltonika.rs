@@ -1,13 +1,16 @@
-//! A Teltonika connection: the IMEI handshake, answered 0x01; then AVL packets, each answered
+//! A Teltonika connection: the IMEI handshake, answered 0x01 (0x00 and closed for a device not
+//! in the registry with `--require-registered`, closed unanswered while the registry is not
+//! loaded); then AVL packets, each answered
 //! with its record count once every valid record is durable. A packet that cannot be read (bad
 //! CRC, wrong counts, unknown codec, over the size limit) is never answered: it is dead-lettered
 //! with the IMEI and the connection closed.
 
 use fleetstream_protocols::teltonika;
 
-use super::{Conn, End, deliver, refuse_frame};
+use super::{Conn, End, admit, deliver, refuse_frame};
 use crate::accept::AppState;
 use crate::metrics::ProtocolLabel;
+use crate::registry::Admission;
 
 pub const PROTOCOL: &str = "teltonika";
 
@@ -28,7 +31,12 @@ async fn run(conn: &mut Conn, state: &AppState) -> End {
         }
         Err(end) => return end,
     };
-    // No registry is consulted: every IMEI is accepted.
+    if let Err(end) = admit(state, PROTOCOL, &imei) {
+        if matches!(end, End::NotAdmitted(Admission::Unknown)) {
+            let _ = conn.answer(&[teltonika::REJECT]).await;
+        }
+        return end;
+    }
     if let Err(end) = conn.answer(&[teltonika::ACCEPT]).await {
         return end;
     }

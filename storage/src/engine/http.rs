@@ -1,9 +1,13 @@
 //! A ClickHouse server over HTTP or HTTPS, through the official `clickhouse` crate with a hyper
 //! client of our own: rustls (ring) checks the server's certificate against the CA file given,
-//! else against Mozilla's list of public CAs built in.
+//! else against Mozilla's list of public CAs built in; setting up a connection (TCP connect and
+//! TLS handshake) is bounded by `--clickhouse-connect-timeout-ms`.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use clickhouse::Client;
@@ -102,9 +106,59 @@ fn client(config: &ClickHouseConfig) -> Result<Client, StoreError> {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
+    let connector = Bounded {
+        inner: connector,
+        timeout: Duration::from_millis(config.connect_timeout_ms),
+        server: Arc::from(crate::config::redact_url(&config.url)),
+    };
     Ok(Client::with_http_client(
         HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT).build(connector),
     ))
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A connector whose connections must be ready within `timeout`: hyper bounds neither the TCP
+/// connect nor the TLS handshake, so a server that accepts TCP and then says nothing would hold
+/// the request, and the processor or API waiting on it, forever. A connection not ready in time
+/// fails as a network error, which callers retry like any other.
+#[derive(Clone)]
+struct Bounded<C> {
+    inner: C,
+    timeout: Duration,
+    /// The server, for the error (its URL, redacted).
+    server: Arc<str>,
+}
+
+impl<C, R> tower::Service<R> for Bounded<C>
+where
+    C: tower::Service<R>,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let (timeout, server) = (self.timeout, self.server.clone());
+        let connecting = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected.map_err(Into::into),
+                Err(_) => Err(format!(
+                    "no connection to {server} within {} ms: the TCP connect or TLS handshake went \
+                     unanswered (--clickhouse-connect-timeout-ms)",
+                    timeout.as_millis()
+                )
+                .into()),
+            }
+        })
+    }
 }
 
 /// Every certificate in the PEM file `path` (`--clickhouse-ca-file`).
@@ -121,4 +175,40 @@ fn roots_from_file(path: &Path) -> Result<RootCertStore, StoreError> {
         roots.add(certificate).map_err(|e| fail(format!("not a usable CA certificate: {e}")))?;
     }
     Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::Store;
+
+    /// A server that accepts TCP and never answers: opening the store fails within the connect
+    /// timeout (each request tries once; callers retry transient failures), saying why.
+    #[tokio::test]
+    async fn a_handshake_that_never_completes_times_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accept and hold every connection, silent: the TLS handshake never gets an answer.
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                held.push(stream);
+            }
+        });
+        let config = ClickHouseConfig {
+            connect_timeout_ms: 500,
+            ..ClickHouseConfig::local(&format!("https://127.0.0.1:{port}"), "fleetstream")
+        };
+        let started = Instant::now();
+        let opened = tokio::time::timeout(Duration::from_secs(30), Store::open(&config))
+            .await
+            .expect("opening the store hung on a handshake that never completes");
+        let elapsed = started.elapsed();
+        let message = opened.err().expect("no ClickHouse answered").to_string();
+        assert!(message.contains("unreachable") && message.contains("within 500 ms"), "{message}");
+        assert!(message.contains("TLS handshake"), "{message}");
+        assert!(elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    }
 }
