@@ -205,6 +205,14 @@ async fn drain(ch: &ClickHouse, run: &str) {
     processor.stop();
     let drain_rate = n as f64 / took.as_secs_f64();
 
+    // What a position costs on disk (compressed, all columns), once merges have settled.
+    ch.query(&database, "OPTIMIZE TABLE positions FINAL").await;
+    let bytes = ch
+        .count(
+            "system",
+            &format!("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '{database}' AND table = 'positions' AND active"),
+        )
+        .await;
     let rows = ch
         .http
         .post(format!("{}/?database={database}", ch.url))
@@ -237,6 +245,7 @@ async fn drain(ch: &ClickHouse, run: &str) {
         drain_rate / raw_rate
     );
     let per_million = |seconds: f64| seconds / n as f64 * 1e6;
+    println!("    positions on disk after merges: {:.1} MB per million positions", per_million(bytes as f64) / 1e6);
     println!("    processor: {:.2} CPU s per million positions, peak RSS {rss:.0} MB", per_million(cpu));
     // Where the machine went: the drain is bounded by the sum of these on its cores.
     println!(
