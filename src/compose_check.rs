@@ -89,6 +89,14 @@ fn clickhouse_servers(compose: &Compose) -> Vec<(&String, &Service)> {
         .collect()
 }
 
+/// Whether a named volume of the file is mounted at `target` in the service.
+fn on_named_volume(compose: &Compose, service: &Service, target: &str) -> bool {
+    service.volumes.iter().any(|v| {
+        let mut parts = v.split(':');
+        compose.volumes.contains_key(parts.next().unwrap_or("")) && parts.next() == Some(target)
+    })
+}
+
 fn parse(text: &str) -> Compose {
     let mut value: serde_norway::Value = serde_norway::from_str(text).expect("valid compose YAML");
     // `<<: *fleetstream` merges are applied explicitly, as Compose does.
@@ -137,12 +145,7 @@ fn safety_violations(compose: &Compose) -> Vec<String> {
     }
     for (name, kafka) in brokers {
         let log_dirs = kafka.environment.get("KAFKA_LOG_DIRS");
-        let on_volume = kafka.volumes.iter().any(|v| {
-            let mut parts = v.split(':');
-            let (source, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            compose.volumes.contains_key(source) && Some(&target.to_string()) == log_dirs
-        });
-        if !on_volume {
+        if !log_dirs.is_some_and(|dir| on_named_volume(compose, kafka, dir)) {
             out.push(format!("{name}: KAFKA_LOG_DIRS ({log_dirs:?}) is not the target of a named volume"));
         }
     }
@@ -370,12 +373,6 @@ fn the_clickhouse_cluster_is_two_shards_of_two_replicas() {
     let read = |file: &str| std::fs::read_to_string(dir.join("clickhouse").join(file)).unwrap();
     let (cluster_xml, keeper_xml) = (read("cluster.xml"), read("keeper.xml"));
     let env = |service: &Service, key: &str| service.environment.get(key).cloned().unwrap_or_default();
-    let on_volume = |service: &Service, target: &str| {
-        service.volumes.iter().any(|v| {
-            let mut parts = v.split(':');
-            compose.volumes.contains_key(parts.next().unwrap_or("")) && parts.next() == Some(target)
-        })
-    };
 
     let servers = clickhouse_servers(&compose);
     let mut places: Vec<(String, String)> =
@@ -401,7 +398,7 @@ fn the_clickhouse_cluster_is_two_shards_of_two_replicas() {
                 .any(|v| v == "./clickhouse/cluster.xml:/etc/clickhouse-server/config.d/cluster.xml:ro"),
             "{name}: loads cluster.xml"
         );
-        assert!(on_volume(server, "/var/lib/clickhouse"), "{name}: data on a volume");
+        assert!(on_named_volume(&compose, server, "/var/lib/clickhouse"), "{name}: data on a volume");
         for keeper in ["keeper1", "keeper2", "keeper3"] {
             assert!(server.depends_on.contains_key(keeper), "{name} needs {keeper} first");
         }
@@ -424,7 +421,7 @@ fn the_clickhouse_cluster_is_two_shards_of_two_replicas() {
         let id = env(keeper, "KEEPER_SERVER_ID");
         assert!(keeper_xml.contains(&format!("<server><id>{id}</id><hostname>{name}</hostname>")), "{name}: id {id}");
         assert!(cluster_xml.contains(&format!("<node><host>{name}</host><port>9181</port></node>")), "{name}");
-        assert!(on_volume(keeper, "/var/lib/clickhouse-keeper"), "{name}: data on a volume");
+        assert!(on_named_volume(&compose, keeper, "/var/lib/clickhouse-keeper"), "{name}: data on a volume");
     }
     assert!(keeper_xml.contains("<server_id from_env=\"KEEPER_SERVER_ID\"/>"));
 

@@ -6,8 +6,9 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use fleetstream_schemas::EventKind;
 use fleetstream_schemas::time::format_millis;
-use fleetstream_storage::{EVENT_ENTER, EventQuery, GeofenceEventRow, PositionRow};
+use fleetstream_storage::{EventQuery, GeofenceEventRow, PositionRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -219,7 +220,7 @@ pub fn pair_visits(events: &[GeofenceEventRow]) -> Vec<Visit> {
             current = Some(key);
             open = None;
         }
-        if e.event_type == EVENT_ENTER {
+        if e.kind() == EventKind::Enter {
             visits.push(Visit {
                 device_id: e.device_id.clone(),
                 fence_id: e.fence_id.clone(),
@@ -285,7 +286,7 @@ async fn visits(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetstream_storage::EVENT_EXIT;
+    use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT};
     use proptest::prelude::*;
 
     fn fix(t_s: i64, moving: bool) -> PositionRow {

@@ -2,7 +2,7 @@
 //! field names as devices send them.
 
 use fleetstream_schemas::time::format_millis;
-use fleetstream_storage::{EVENT_ENTER, GeofenceEventRow, LatestRow, PositionRow};
+use fleetstream_storage::{GeofenceEventRow, LatestRow, PositionRow};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -128,7 +128,7 @@ pub struct EventView {
 impl From<GeofenceEventRow> for EventView {
     fn from(r: GeofenceEventRow) -> Self {
         EventView {
-            event: if r.event_type == EVENT_ENTER { "enter" } else { "exit" },
+            event: r.kind().as_str(),
             time: format_millis(r.event_time_ms),
             time_ms: r.event_time_ms,
             event_id: r.event_id,
