@@ -3,7 +3,9 @@
 # insert rate of ClickHouse, (b) ingest and processor under sustained load, (c) post-to-queryable
 # latency idle and under load, (d) CPU per million positions and peak RSS of each service.
 # Starts its own nisshi broker (memory storage) and ClickHouse 18.16, builds release binaries.
-# Arguments: `drain`, `load`, `many` (default all). BENCH_SECONDS sets the length of (b) (default 20).
+# (f) runs the embedded stack (`fleetstream up`: nisshi on SQLite, chDB) under the load of (b).
+# Arguments: `drain`, `load`, `many`, `up` (default all). BENCH_SECONDS sets the length of (b) and
+# (f) (default 20).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -12,6 +14,7 @@ source scripts/lib/services.sh
 fs_scratch_dir
 fs_ensure_tools
 fs_ensure_nisshi
+fs_ensure_chdb
 fs_say "building release binaries"
 cargo build --release -q --bin fleetstream -p fleetstream
 cargo build --release -q -p fleetstream-benches --bin pipeline

@@ -33,6 +33,12 @@ pub struct UpConfig {
     /// chDB's engine library; by default where `scripts/setup` installs it.
     #[arg(long = "chdb-lib", env = "FLEETSTREAM_CHDB_LIB")]
     pub chdb_lib: Option<PathBuf>,
+    /// Partitions of the topics `up` creates (existing topics are left alone). One: `up` runs
+    /// one processor, and the embedded broker reads every partition on every fetch from SQLite,
+    /// so partitions cost CPU even when idle (0.07 CPU s per second with 1 partition, 0.29 with
+    /// 8, measured on 2 shared cores); `benches/pipeline.sh up` compares 1 and 8 under load.
+    #[arg(long = "topic-partitions", env = "FLEETSTREAM_TOPIC_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=64))]
+    pub topic_partitions: i32,
 }
 
 pub async fn up(
@@ -64,7 +70,7 @@ pub async fn up(
             return Err(e.into());
         }
     };
-    let kafka = KafkaConfig::local(&broker.address);
+    let kafka = KafkaConfig { topic_partitions: config.topic_partitions, ..KafkaConfig::local(&broker.address) };
     let result = crate::run_all(kafka, store, ingest, processor, api, shutdown.clone(), || {
         println!("broker:  {} (nisshi, data in {})", broker.address, data.join("broker").display());
         println!("storage: {}", clickhouse.describe());

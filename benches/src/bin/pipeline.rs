@@ -9,10 +9,12 @@
 //! - (c) post-to-queryable latency of single fixes, on the idle pipeline and during (b);
 //! - (d) CPU seconds per million positions and peak RSS of each service (from /proc);
 //! - (e) many devices, one fix each: 1,000 clients (`BENCH_CLIENTS`) posting single positions
-//!   to ingest alone: requests/s and acknowledgement latency p50/p99/p999.
+//!   to ingest alone: requests/s and acknowledgement latency p50/p99/p999;
+//! - (f) the embedded stack, `fleetstream up`, under the load of (b) with the probes of (c)
+//!   through its API, with one partition per topic (its default) and eight.
 //!
 //! Environment: `FLEETSTREAM_BIN` (the release binary), `FLEETSTREAM_BROKERS`,
-//! `FLEETSTREAM_CLICKHOUSE_URL`; `BENCH_SECONDS` for (b) (default 20).
+//! `FLEETSTREAM_CLICKHOUSE_URL`; `BENCH_SECONDS` for (b) and (f) (default 20).
 
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -48,12 +50,46 @@ impl Service {
 
     /// CPU seconds (user + system) used so far.
     fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(self.child.id())
+        Pid(self.child.id()).cpu_seconds()
     }
 
     /// Peak resident memory in MB.
     fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        Pid(self.child.id()).peak_rss_mb()
+    }
+
+    /// Stops the service and waits for it to exit (what dropping it does).
+    fn stop(self) {}
+}
+
+/// A service is stopped however the bench ends, a failed assertion included: a `fleetstream up`
+/// left running would hold its ports, its data directory and its broker child.
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child, which has not been reaped yet.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A process watched through /proc.
+struct Pid(u32);
+
+impl Pid {
+    /// CPU seconds (user + system) used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+            + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        ticks / 100.0
+    }
+
+    /// Peak resident memory in MB.
+    fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0)).unwrap_or_default();
         let kb: f64 = status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
@@ -62,27 +98,12 @@ impl Service {
             .unwrap_or(0.0);
         kb / 1024.0
     }
-
-    fn stop(mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-/// CPU seconds (user + system) a process has used so far, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 /// CPU seconds of the broker and of ClickHouse (started by benches/pipeline.sh) so far.
 fn engines_cpu_seconds() -> (f64, f64) {
     let pid = |name: &str| env(name).parse::<u32>().unwrap_or_else(|_| panic!("{name} is not a pid"));
-    (cpu_seconds(pid("FS_BROKER_PID")), cpu_seconds(pid("FS_CLICKHOUSE_PID")))
+    (Pid(pid("FS_BROKER_PID")).cpu_seconds(), Pid(pid("FS_CLICKHOUSE_PID")).cpu_seconds())
 }
 
 struct ClickHouse {
@@ -267,16 +288,34 @@ fn percentiles(mut samples: Vec<f64>) -> String {
     format!("p50 {:.0} ms, p99 {:.0} ms ({} fixes)", at(0.5), at(0.99), samples.len())
 }
 
+/// Where a probe looks for its fix: in ClickHouse directly, or through the API (the embedded
+/// stack keeps ClickHouse inside its process).
+enum Queryable<'a> {
+    ClickHouse { ch: &'a ClickHouse, database: &'a str },
+    Api { http: reqwest::Client, url: String },
+}
+
+impl Queryable<'_> {
+    async fn has_fix(&self, device: &str, fix_ms: i64) -> bool {
+        match self {
+            Queryable::ClickHouse { ch, database } => {
+                let sql = format!("SELECT count() FROM positions WHERE device_id = '{device}' AND fix_time_ms = {fix_ms}");
+                ch.count(database, &sql).await > 0
+            }
+            Queryable::Api { http, url } => {
+                let track = format!("{url}/v1/devices/{device}/track?from={fix_ms}&to={}&format=ndjson", fix_ms + 1);
+                match http.get(track).send().await {
+                    Ok(r) if r.status().is_success() => !r.text().await.unwrap_or_default().trim().is_empty(),
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
 /// Posts single fixes of one device every `every`, each followed until it is queryable, for
 /// `count` fixes or until `budget` has passed.
-async fn probe(
-    ingest: &str,
-    ch: &ClickHouse,
-    database: &str,
-    count: usize,
-    every: Duration,
-    budget: Duration,
-) -> Vec<f64> {
+async fn probe(ingest: &str, queryable: &Queryable<'_>, count: usize, every: Duration, budget: Duration) -> Vec<f64> {
     let http = reqwest::Client::new();
     let mut latencies = Vec::new();
     let base = fleetstream_schemas::time::now_millis() - 60_000;
@@ -290,8 +329,7 @@ async fn probe(
         let sent = Instant::now();
         let answer = http.post(format!("{ingest}/v1/positions")).body(body).send().await.unwrap();
         assert!(answer.status().is_success());
-        let sql = format!("SELECT count() FROM positions WHERE device_id = 'probe' AND fix_time_ms = {fix_ms}");
-        while ch.count(database, &sql).await == 0 {
+        while !queryable.has_fix("probe", fix_ms).await {
             assert!(sent.elapsed() < Duration::from_secs(60), "a probe fix never became queryable");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -300,6 +338,42 @@ async fn probe(
     }
     latencies
 }
+
+/// The load of (b): 16 clients, each posting batches of 100 positions of its own 100 devices,
+/// one second apart on the fixes' clock, one request after the other, until `stop`. Each returns
+/// the fix time of its last acknowledged batch.
+fn start_load(ingest_url: &str, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>) -> Vec<tokio::task::JoinHandle<i64>> {
+    (0..LOAD_CLIENTS)
+        .map(|c| {
+            let (stop, acked, url) = (stop.clone(), acked.clone(), format!("{ingest_url}/v1/positions"));
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let (mut t, mut last_acked) = (1_700_000_000_000i64, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    t += 1_000;
+                    let body: Vec<String> = (0..LOAD_DEVICES_PER_CLIENT)
+                        .map(|d| {
+                            format!(
+                                r#"{{"device_id":"load-{c}-{d}","fix_time":{t},"lat":{},"lon":-74.0}}"#,
+                                40.6 + d as f64 * 1e-3
+                            )
+                        })
+                        .collect();
+                    if let Ok(r) = http.post(&url).body(format!("[{}]", body.join(","))).send().await
+                        && r.status().is_success()
+                    {
+                        acked.fetch_add(LOAD_DEVICES_PER_CLIENT, Ordering::Relaxed);
+                        last_acked = t;
+                    }
+                }
+                last_acked
+            })
+        })
+        .collect()
+}
+
+const LOAD_CLIENTS: u64 = 16;
+const LOAD_DEVICES_PER_CLIENT: u64 = 100;
 
 /// (b)-(d) Ingest and processor together under load, with latency probes.
 async fn sustained(ch: &ClickHouse, run: &str) {
@@ -318,8 +392,9 @@ async fn sustained(ch: &ClickHouse, run: &str) {
     }
     // Warm-up and the idle latency: single fixes on an otherwise idle pipeline.
     let forever = Duration::from_secs(3600);
-    let warm = probe(&ingest_url, ch, &database, 5, Duration::from_millis(50), forever).await;
-    let idle = probe(&ingest_url, ch, &database, 100, Duration::from_millis(20), forever).await;
+    let queryable = Queryable::ClickHouse { ch, database: &database };
+    let warm = probe(&ingest_url, &queryable, 5, Duration::from_millis(50), forever).await;
+    let idle = probe(&ingest_url, &queryable, 100, Duration::from_millis(20), forever).await;
     let probes_before = warm.len() + idle.len();
 
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
@@ -327,32 +402,9 @@ async fn sustained(ch: &ClickHouse, run: &str) {
     let (ingest_cpu, processor_cpu) = (ingest.cpu_seconds(), processor.cpu_seconds());
     let stored_before = ch.count(&database, "SELECT count() FROM positions").await;
     let started = Instant::now();
-    let mut clients = Vec::new();
-    for c in 0..16u64 {
-        let (stop, acked, url) = (stop.clone(), acked.clone(), format!("{ingest_url}/v1/positions"));
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut t = 1_700_000_000_000i64;
-            while !stop.load(Ordering::Relaxed) {
-                t += 1_000;
-                let body: Vec<String> = (0..100)
-                    .map(|d| {
-                        format!(
-                            r#"{{"device_id":"load-{c}-{d}","fix_time":{t},"lat":{},"lon":-74.0}}"#,
-                            40.6 + d as f64 * 1e-3
-                        )
-                    })
-                    .collect();
-                if let Ok(r) = http.post(&url).body(format!("[{}]", body.join(","))).send().await
-                    && r.status().is_success()
-                {
-                    acked.fetch_add(100, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
+    let clients = start_load(&ingest_url, stop.clone(), acked.clone());
     let under_load =
-        probe(&ingest_url, ch, &database, usize::MAX, Duration::from_millis(250), Duration::from_secs(seconds)).await;
+        probe(&ingest_url, &queryable, usize::MAX, Duration::from_millis(250), Duration::from_secs(seconds)).await;
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -450,7 +502,102 @@ async fn many_devices(run: &str, clients: usize) {
     ingest.stop();
 }
 
-/// `pipeline [drain] [load] [many]`: all parts by default.
+/// (f) The embedded stack: `fleetstream up` (nisshi on SQLite, ClickHouse in-process) with its
+/// topics created with `partitions` partitions, under the load of (b), with the probes of (c)
+/// through the API, and CPU and memory of `up` and of the broker it supervises.
+async fn embedded(run: &str, partitions: i32) {
+    let dir = std::env::temp_dir().join(format!("fleetstream-bench-up-{run}-{partitions}"));
+    let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (api_url, ingest_url) = (format!("http://127.0.0.1:{}", port()), format!("http://127.0.0.1:{}", port()));
+    let vars = [
+        ("FLEETSTREAM_DATA_DIR", dir.display().to_string()),
+        ("FLEETSTREAM_BROKER_PORT", port().to_string()),
+        ("FLEETSTREAM_API_LISTEN", api_url["http://".len()..].to_string()),
+        ("FLEETSTREAM_INGEST_LISTEN", ingest_url["http://".len()..].to_string()),
+        ("FLEETSTREAM_OSMAND_LISTEN", String::new()),
+        ("FLEETSTREAM_TELTONIKA_LISTEN", String::new()),
+        ("FLEETSTREAM_GT06_LISTEN", String::new()),
+        ("FLEETSTREAM_TOPIC_PARTITIONS", partitions.to_string()),
+    ];
+    let up = Service::start("up", "up", &vars);
+    let http = reqwest::Client::new();
+    for url in [&ingest_url, &api_url] {
+        while !http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let broker = Pid(child_named(up.child.id(), "nisshi").expect("`up` runs its broker as a child"));
+    let queryable = Queryable::Api { http: http.clone(), url: api_url.clone() };
+    let forever = Duration::from_secs(3600);
+    let warm = probe(&ingest_url, &queryable, 5, Duration::from_millis(50), forever).await;
+    let idle = probe(&ingest_url, &queryable, 100, Duration::from_millis(20), forever).await;
+
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let (up_cpu, broker_cpu) = (up.cpu_seconds(), broker.cpu_seconds());
+    let started = Instant::now();
+    let clients = start_load(&ingest_url, stop.clone(), acked.clone());
+    let under_load =
+        probe(&ingest_url, &queryable, usize::MAX, Duration::from_millis(250), Duration::from_secs(seconds)).await;
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut last = Vec::new();
+    for c in clients {
+        last.push(c.await.unwrap());
+    }
+    // Stored: every load device shows its client's last acknowledged fix through the API.
+    let drained_in = loop {
+        let latest = http.get(format!("{api_url}/v1/devices/latest?limit=100000")).send().await.unwrap();
+        let body: serde_json::Value = latest.json().await.unwrap();
+        let at_last = body["devices"].as_array().map_or(0, |devices| {
+            devices
+                .iter()
+                .filter(|d| {
+                    let id = d["device_id"].as_str().unwrap_or_default();
+                    let client = id.strip_prefix("load-").and_then(|r| r.split('-').next()?.parse::<usize>().ok());
+                    client.is_some_and(|c| d["fix_time_ms"].as_i64() == Some(last[c]))
+                })
+                .count()
+        });
+        if at_last as u64 == LOAD_CLIENTS * LOAD_DEVICES_PER_CLIENT {
+            break started.elapsed() - elapsed;
+        }
+        assert!(started.elapsed() - elapsed < Duration::from_secs(600), "the embedded stack never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let acked = acked.load(Ordering::Relaxed);
+    let total = acked + (warm.len() + idle.len() + under_load.len()) as u64;
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "(f) embedded (`up`, {partitions} partition(s) per topic), 16 clients posting batches of 100 for {secs:.0} s: \
+         {:.0} positions/s acknowledged; all stored {:.1} s after the load stopped ({:.0}/s over both)",
+        acked as f64 / secs,
+        drained_in.as_secs_f64(),
+        acked as f64 / (secs + drained_in.as_secs_f64())
+    );
+    println!("(f) post-to-queryable through the API: idle {}; under load {}", percentiles(idle), percentiles(under_load));
+    let per_million = |cpu: f64| cpu / total as f64 * 1e6;
+    println!(
+        "(f) CPU s per million positions: up (ingest, processor, API, chDB) {:.1}, broker {:.1}; peak RSS up {:.0} MB, broker {:.0} MB",
+        per_million(up.cpu_seconds() - up_cpu),
+        per_million(broker.cpu_seconds() - broker_cpu),
+        up.peak_rss_mb(),
+        broker.peak_rss_mb()
+    );
+    up.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first child process of `parent` whose command name is `name`.
+fn child_named(parent: u32, name: &str) -> Option<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).ok()?;
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
+        .flat_map(|children| children.split_whitespace().filter_map(|pid| pid.parse().ok()).collect::<Vec<u32>>())
+        .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == name))
+}
+
+/// `pipeline [drain] [load] [many] [up]`: all parts by default.
 #[tokio::main]
 async fn main() {
     let ch = ClickHouse { http: reqwest::Client::new(), url: env("FLEETSTREAM_CLICKHOUSE_URL") };
@@ -466,5 +613,11 @@ async fn main() {
     if wanted("many") {
         let clients = std::env::var("BENCH_CLIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
         many_devices(&run, clients).await;
+    }
+    if wanted("up") {
+        // One partition per topic is `up`'s default; eight is what a cluster deployment gets.
+        for partitions in [1, 8] {
+            embedded(&run, partitions).await;
+        }
     }
 }
