@@ -22,14 +22,6 @@ pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
     no_control_characters(field, id)
 }
 
-/// An id from the query: absent means any (`""`); otherwise checked by [`check_id`].
-pub fn optional_id(field: &str, raw: Option<&str>) -> Result<String, ApiError> {
-    match raw {
-        None => Ok(String::new()),
-        Some(id) => check_id(field, id).map(|()| id.to_string()),
-    }
-}
-
 /// A name or other free text: at most `max` bytes, no control characters (they break logs,
 /// CSV and terminals).
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
@@ -72,16 +64,6 @@ mod tests {
             assert_eq!(field, "device");
             assert!(message.starts_with("contains control character U+"), "{bad:?}: {message}");
         }
-    }
-
-    #[test]
-    fn optional_ids_are_checked_when_given() {
-        assert_eq!(optional_id("fence", None).unwrap(), "");
-        assert_eq!(optional_id("fence", Some("pier")).unwrap(), "pier");
-        assert!(
-            matches!(optional_id("fence", Some("\u{0}")), Err(ApiError::Invalid { field, .. }) if field == "fence")
-        );
-        assert!(optional_id("device", Some("")).is_err());
     }
 
     #[test]
