@@ -6,6 +6,7 @@
 //! - [`position`]: the normalised position that travels on `positions.raw`;
 //! - [`dead_letter`]: what a rejected item becomes on `positions.dlq`;
 //! - [`error`]: the one JSON error shape of ingest and the query API;
+//! - [`ids`]: the one rule for ids and the `{device_id}@{fix_time_ms}` event id;
 //! - [`outputs`]: the messages of `positions.enriched` and `geofence.events`, the contract for
 //!   services that consume them (`position.enriched.v1.schema.json`, `geofence.event.v1.schema.json`);
 //! - [`processing_dlq`]: what the processors set aside on `processing.dlq`, and why;
@@ -18,6 +19,7 @@ pub mod dead_letter;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ids;
 pub mod input;
 pub mod migrations;
 pub mod osmand;
