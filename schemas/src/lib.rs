@@ -12,6 +12,7 @@
 //! - [`processing_dlq`]: what the processors set aside on `processing.dlq`, and why;
 //! - [`osmand`]: the OsmAnd protocol of the Traccar Client apps, decoded into the same [`Position`];
 //! - [`topics`]: topic names and how messages are keyed;
+//! - [`settings`]: settings structs from their clap definitions, defaults in one place;
 //! - [`migrations`]: the ordered ClickHouse DDL (files under `schemas/migrations/`).
 
 pub mod body;
@@ -26,6 +27,7 @@ pub mod osmand;
 pub mod outputs;
 pub mod position;
 pub mod processing_dlq;
+pub mod settings;
 pub mod time;
 pub mod topics;
 
