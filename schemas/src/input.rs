@@ -32,7 +32,8 @@ pub const DEVICE_FIELDS: &[&str] = &[
     "event_id",
 ];
 
-/// Bounds on what one position may contain. Ingest exposes each as a flag.
+/// Bounds on what one position may contain. Ingest exposes the time bounds as flags
+/// (`--max-future-skew-secs`, `--max-fix-age-secs`); the others are these defaults.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_device_id_bytes: usize,
