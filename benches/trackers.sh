@@ -8,7 +8,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-# shellcheck source=../scripts/lib/services.sh
+# shellcheck source=scripts/lib/services.sh
 source scripts/lib/services.sh
 TRACKERS=${1:-10000}
 RUN_SECONDS=${BENCH_SECONDS:-60}
@@ -25,7 +25,7 @@ BIN=${CARGO_TARGET_DIR:-target}/release/fleetstream
 http=$(fs_free_port)
 teltonika=$(fs_free_port)
 FLEETSTREAM_BROKERS=$FS_BROKERS FLEETSTREAM_INGEST_LISTEN=127.0.0.1:$http \
-  FLEETSTREAM_TELTONIKA_LISTEN=127.0.0.1:$teltonika FLEETSTREAM_OSMAND_LISTEN= FLEETSTREAM_GT06_LISTEN= \
+  FLEETSTREAM_TELTONIKA_LISTEN=127.0.0.1:$teltonika FLEETSTREAM_OSMAND_LISTEN='' FLEETSTREAM_GT06_LISTEN='' \
   FLEETSTREAM_TCP_MAX_CONNECTIONS=$((TRACKERS * 2)) RUST_LOG=warn "$BIN" ingest >"$FS_RUN_DIR/ingest.log" 2>&1 &
 INGEST=$!
 FS_PIDS+=("$INGEST")

@@ -6,6 +6,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=scripts/lib/services.sh
 source scripts/lib/services.sh
 FILE=${1:-$ROOT/data/nyharbor-2020-12-week1.csv.gz}
 scripts/setup

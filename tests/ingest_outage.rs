@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use fleetstream_ingest::{IngestConfig, Listeners};
 use fleetstream_kafka::KafkaConfig;
+use fleetstream_schemas::ids::derived_event_id;
 use serde_json::Value;
 use support::{OwnBroker, read_topic, unique};
 use tokio::net::TcpListener;
@@ -63,7 +64,7 @@ async fn acknowledged_positions_survive_a_broker_crash() {
                         serde_json::json!({"device_id": format!("client-{c}"), "fix_time": fix_ms, "lat": 40.7, "lon": -74.0})
                     })
                     .collect();
-                let ids: Vec<String> = batch.iter().map(|p| format!("client-{c}@{}", p["fix_time"])).collect();
+                let ids: Vec<String> = batch.iter().map(|p| derived_event_id(&format!("client-{c}"), p["fix_time"].as_i64().unwrap())).collect();
                 let sent = Instant::now();
                 let result = http.post(&url).json(&batch).send().await;
                 let took = sent.elapsed();

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use fleetstream_schemas::ErrorBody;
 use sha2::{Digest, Sha256};
 
-use crate::routes::ApiState;
+use crate::state::ApiState;
 
 #[derive(Debug, Default)]
 pub struct ApiTokens {

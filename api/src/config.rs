@@ -48,20 +48,8 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
+    /// The defaults, listening on an OS-chosen port: for tests and embedding.
     pub fn local() -> Self {
-        ApiConfig {
-            api_listen: "127.0.0.1:0".into(),
-            max_track_points: 100_000,
-            max_devices: 10_000,
-            live_cache_ms: 1_000,
-            online_window_secs: 600,
-            live_moving_speed_mps: 0.5,
-            read_tokens: None,
-            admin_tokens: None,
-            dashboard_tiles: String::new(),
-            max_concurrent_queries: 16,
-            stream_page_rows: 10_000,
-            max_fence_vertices: 10_000,
-        }
+        fleetstream_schemas::settings::from_flags(&["--api-listen=127.0.0.1:0"])
     }
 }

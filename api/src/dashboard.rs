@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::routes::ApiState;
+use crate::state::ApiState;
 
 const PAGE: &str = include_str!("dashboard/index.html");
 

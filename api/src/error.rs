@@ -10,7 +10,7 @@ use axum::extract::Request;
 use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use fleetstream_schemas::ErrorBody;
+use fleetstream_schemas::{ErrorBody, FieldError};
 use fleetstream_storage::StoreError;
 
 #[derive(Debug)]
@@ -82,6 +82,13 @@ impl ApiError {
             Some(field) => ErrorBody::field(field, self.message()),
             None => ErrorBody::message(self.message()),
         }
+    }
+}
+
+/// A rule of [`fleetstream_schemas`] refused an input, by name.
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::bad(e.field, e.message)
     }
 }
 

@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use crate::checks::{MAX_TEXT_BYTES, check_id, check_text};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, PathId};
-use crate::routes::{ApiState, LatestParams, parse_limit};
+use crate::extract::{ApiJson, PathId};
+use crate::params::{Limit, limit};
+use crate::state::ApiState;
 
 /// Fence uploads carry real shapes (the NYC boroughs are 0.9 MB).
 const MAX_FENCE_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -73,17 +74,15 @@ async fn delete_fence(State(state): State<ApiState>, PathId(id): PathId) -> Resu
 async fn fence_inside(
     State(state): State<ApiState>,
     PathId(id): PathId,
-    ApiQuery(params): ApiQuery<LatestParams>,
+    limit: Limit<limit::Devices>,
 ) -> Result<Json<Value>, ApiError> {
-    let max = state.config().max_devices;
-    let limit = parse_limit(params.limit.as_deref(), max, max)?;
     if state.store().fence(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no fence {id:?}")));
     }
     let now = now_millis();
     let devices: Vec<Value> = state
         .store()
-        .fence_occupants(&id, limit)
+        .fence_occupants(&id, limit.get())
         .await?
         .into_iter()
         .map(|(device_id, since_ms)| {

@@ -17,10 +17,11 @@ use fleetstream_schemas::time::now_millis;
 use fleetstream_storage::LatestRow;
 use serde::Deserialize;
 
-use crate::checks::{MAX_TEXT_BYTES, check_id, check_text};
+use crate::checks::{MAX_TEXT_BYTES, check_text};
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
-use crate::routes::{ApiState, parse_limit};
+use crate::params::{Limit, QueryId, id, limit};
+use crate::state::ApiState;
 use crate::views::LatestView;
 
 /// Newest fix of every device, by device id, with its registry fleet and its answer already
@@ -46,13 +47,13 @@ struct DeviceView<'a> {
 /// Most devices a snapshot holds; beyond this the query API needs a different design.
 const MAX_SNAPSHOT_DEVICES: u64 = 1_000_000;
 
+/// The filters and the page of `GET /v1/devices/latest` (`limit` and `fence` are extractors of
+/// their own).
 #[derive(Debug, Deserialize)]
 pub struct LatestParams {
-    limit: Option<String>,
     after: Option<String>,
     fleet: Option<String>,
     bbox: Option<String>,
-    fence: Option<String>,
     state: Option<String>,
     stale_minutes: Option<String>,
 }
@@ -151,15 +152,16 @@ async fn snapshot(state: &ApiState) -> Result<Snapshot, ApiError> {
 /// `GET /v1/devices/latest`.
 pub async fn latest(
     State(state): State<ApiState>,
+    limit: Limit<limit::Devices>,
     ApiQuery(params): ApiQuery<LatestParams>,
+    fence: QueryId<id::Fence>,
 ) -> Result<Response, ApiError> {
     let config = state.config();
-    let limit = parse_limit(params.limit.as_deref(), config.max_devices, config.max_devices)? as usize;
+    let limit = limit.get() as usize;
     let filters = parse_filters(&params, now_millis())?;
-    let fence: Option<Fence> = match params.fence.as_deref() {
+    let fence: Option<Fence> = match fence.get() {
         None => None,
         Some(id) => {
-            check_id("fence", id)?;
             let row = state.store().fence(id).await?.ok_or_else(|| ApiError::NotFound(format!("no fence {id:?}")))?;
             let mut parsed = fences_from_geojson(&row.feature).map_err(|e| ApiError::bad("fence", e.to_string()))?;
             parsed.pop()
@@ -242,11 +244,9 @@ mod tests {
     #[test]
     fn request_parameters_are_checked() {
         let params = |state: Option<&str>, stale: Option<&str>| LatestParams {
-            limit: None,
             after: None,
             fleet: None,
             bbox: None,
-            fence: None,
             state: state.map(String::from),
             stale_minutes: stale.map(String::from),
         };

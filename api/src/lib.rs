@@ -4,30 +4,38 @@
 //! - [`auth`]: optional reader and admin tokens;
 //! - [`checks`]: the one rule for ids and the one for names, on every path;
 //! - [`error`]: JSON errors in the one shape, naming the input at fault; 5xx logging;
+//! - [`events`]: stored geofence events, filtered;
 //! - [`extract`]: query, path and JSON extractors that answer our errors, not axum's;
 //! - [`fences`]: fence management (GeoJSON in and out, validated);
+//! - [`health`]: `/healthz` and `/readyz`;
 //! - [`limits`]: at most N history queries at once, each holding its slot until answered;
 //! - [`latest`]: the latest position of every device, filtered, from a shared snapshot;
 //! - [`live`]: live aggregates for dashboards, behind a short shared cache;
+//! - [`params`]: time range, `limit` and query ids as extractors, parsed and checked once;
 //! - [`registry`]: the device registry (name, fleet, type);
 //! - [`views`]: the reader-facing JSON shapes;
 //! - [`track`]: a device's track as JSON, GeoJSON or CSV, downsampled on request;
-//! - [`routes`]: the router and the other handlers.
+//! - [`routes`]: the router, and nothing else;
+//! - [`state`]: [`ApiState`](state::ApiState), what every handler shares.
 
 pub mod auth;
 pub mod checks;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod fences;
+pub mod health;
 pub mod latest;
 pub mod limits;
 pub mod live;
 pub mod openapi;
+pub mod params;
 pub mod registry;
 pub mod reports;
 pub mod routes;
+pub mod state;
 pub mod track;
 pub mod views;
 
@@ -49,7 +57,7 @@ pub async fn serve(
     if tokens.is_open() {
         tracing::warn!("no reader or admin tokens configured: the query API is open to anyone who can reach it");
     }
-    let app = routes::router(routes::ApiState::new(config, store, tokens));
+    let app = routes::router(state::ApiState::new(config, store, tokens));
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     tracing::info!("api stopped");

@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
-use crate::routes::ApiState;
+use crate::state::ApiState;
 
 /// A shared value and when it was computed.
 pub struct LiveCache<T> {

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use crate::checks::{MAX_ID_BYTES, MAX_TEXT_BYTES, check_text};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, PathId};
-use crate::routes::{ApiState, parse_limit};
+use crate::params::{Limit, limit};
+use crate::state::ApiState;
 
 pub fn routes() -> Router<ApiState> {
     Router::new().route("/v1/registry", get(list)).route("/v1/registry/{id}", get(get_one).put(put).delete(delete))
@@ -83,13 +84,15 @@ async fn delete(State(state): State<ApiState>, PathId(id): PathId) -> Result<Sta
 #[derive(Debug, Deserialize)]
 struct ListParams {
     after: Option<String>,
-    limit: Option<String>,
 }
 
 /// Registered devices by id; page with `after` = the last id of the previous page.
-async fn list(State(state): State<ApiState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<Value>, ApiError> {
-    let max = state.config().max_devices;
-    let limit = parse_limit(params.limit.as_deref(), max, max)?;
+async fn list(
+    State(state): State<ApiState>,
+    limit: Limit<limit::Devices>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = limit.get();
     let after = params.after.unwrap_or_default();
     check_text("after", &after, MAX_ID_BYTES)?;
     let rows = state.store().registered_devices(&after, limit).await?;

@@ -12,10 +12,10 @@ use fleetstream_storage::{EventQuery, GeofenceEventRow, PositionRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::checks::optional_id;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
-use crate::routes::{ApiState, parse_limit, parse_range};
+use crate::params::{Limit, QueryId, TimeRange, id, limit};
+use crate::state::ApiState;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -170,24 +170,14 @@ fn with_times(segment: &Segment) -> Value {
     value
 }
 
-#[derive(Debug, Deserialize)]
-struct RangeParams {
-    from: Option<String>,
-    to: Option<String>,
-    device: Option<String>,
-    fence: Option<String>,
-    limit: Option<String>,
-}
-
 /// `GET /v1/reports/distance?from=&to=&device=&limit=`: metres per device per UTC day.
 async fn distance(
     State(state): State<ApiState>,
-    ApiQuery(params): ApiQuery<RangeParams>,
+    TimeRange { from, to }: TimeRange,
+    device: QueryId<id::Device>,
+    limit: Limit<limit::Rows>,
 ) -> Result<Json<Value>, ApiError> {
-    let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
-    let device = optional_id("device", params.device.as_deref())?;
-    let limit = parse_limit(params.limit.as_deref(), 10_000, 100_000)?;
-    let rows = state.store().distance_per_day(&device, from, to, limit).await?;
+    let rows = state.store().distance_per_day(device.filter(), from, to, limit.get()).await?;
     let days: Vec<Value> = rows
         .into_iter()
         .map(|(device_id, day, distance_m, positions)| {
@@ -250,17 +240,23 @@ pub fn pair_visits(events: &[GeofenceEventRow]) -> Vec<Visit> {
     visits
 }
 
-/// `GET /v1/visits?device=&fence=&from=&to=&min_dwell_minutes=&limit=`.
+/// `GET /v1/visits?device=&fence=&from=&to=&limit=`.
 async fn visits(
     State(state): State<ApiState>,
-    ApiQuery(params): ApiQuery<RangeParams>,
+    TimeRange { from, to }: TimeRange,
+    device: QueryId<id::Device>,
+    fence: QueryId<id::Fence>,
+    limit: Limit<limit::Rows>,
 ) -> Result<Json<Value>, ApiError> {
-    let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
-    let device = optional_id("device", params.device.as_deref())?;
-    let fence = optional_id("fence", params.fence.as_deref())?;
-    let limit = parse_limit(params.limit.as_deref(), 10_000, 100_000)?;
-    let query =
-        EventQuery { from_ms: from, to_ms: to, device_id: &device, fence_id: &fence, limit, newest_first: false };
+    let limit = limit.get();
+    let query = EventQuery {
+        from_ms: from,
+        to_ms: to,
+        device_id: device.filter(),
+        fence_id: fence.filter(),
+        limit,
+        newest_first: false,
+    };
     let mut events = state.store().geofence_events_where(&query).await?;
     events.sort_by(|a, b| {
         (&a.device_id, &a.fence_id, a.event_time_ms, a.event_type).cmp(&(

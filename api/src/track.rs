@@ -13,14 +13,12 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
-use crate::routes::{ApiState, parse_limit, parse_range};
+use crate::params::{Limit, TimeRange, bounded, limit};
+use crate::state::ApiState;
 use crate::views::{TrackPointView, TrackResponse};
 
 #[derive(Debug, Deserialize)]
 pub struct TrackParams {
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<String>,
     /// `json` (default), `geojson`, `csv` or `ndjson`.
     format: Option<String>,
     /// With `format=geojson`: `linestring` (default) or `points`.
@@ -186,21 +184,17 @@ pub fn to_geojson_points(rows: Vec<PositionRow>) -> Value {
 pub async fn track(
     State(state): State<ApiState>,
     PathId(device_id): PathId,
+    TimeRange { from, to }: TimeRange,
     ApiQuery(params): ApiQuery<TrackParams>,
+    limit: Limit<limit::TrackPoints>,
 ) -> Result<Response, ApiError> {
-    let (from, to) = parse_range(params.from.as_deref(), params.to.as_deref())?;
     let format = parse_format(params.format.as_deref(), params.geometry.as_deref())?;
     let max = state.config().max_track_points;
-    let limit = parse_limit(params.limit.as_deref(), max, max)?;
     let points = match params.points.as_deref() {
         None => None,
-        Some(raw) => Some(
-            parse_limit(Some(raw), max, max)
-                .map_err(|_| ApiError::bad("points", format!("must be an integer from 1 to {max}, got {raw:?}")))?
-                as usize,
-        ),
+        Some(raw) => Some(bounded("points", Some(raw), max, max)? as usize),
     };
-    if points.is_none() && params.limit.is_none() {
+    if points.is_none() && !limit.given() {
         let stream = |content_type, head, render| {
             let page = state.config().stream_page_rows;
             let body = stream_range(state.store().clone(), page, device_id.clone(), (from, to), head, render);
@@ -212,6 +206,7 @@ pub async fn track(
             _ => {}
         }
     }
+    let limit = limit.get();
     // One extra row tells whether the range goes on past this page.
     let mut rows = state.store().track(&device_id, from, to, limit + 1).await?;
     let next_from = if rows.len() as u64 > limit {

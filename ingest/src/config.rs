@@ -117,29 +117,11 @@ impl IngestConfig {
 
     /// Defaults, listening on an OS-chosen port: for tests and embedding.
     pub fn local() -> Self {
-        IngestConfig {
-            ingest_listen: "127.0.0.1:0".into(),
-            osmand_listen: "127.0.0.1:0".into(),
-            teltonika_listen: "127.0.0.1:0".into(),
-            gt06_listen: "127.0.0.1:0".into(),
-            tcp: TcpLimits {
-                tcp_max_connections: 20_000,
-                tcp_max_frame_bytes: 64 * 1024,
-                tcp_idle_timeout_secs: 900,
-                tcp_frame_timeout_secs: 30,
-            },
-            require_registered: false,
-            registry_poll_ms: 5_000,
-            tokens_file: None,
-            tokens: None,
-            max_body_bytes: 5 * 1024 * 1024,
-            max_batch_items: 10_000,
-            max_dead_letters: 100,
-            max_future_skew_secs: 600,
-            max_fix_age_secs: 0,
-            produce_timeout_ms: 10_000,
-            produce_linger_ms: 5,
-            producer_queue_messages: 200_000,
-        }
+        fleetstream_schemas::settings::from_flags(&[
+            "--ingest-listen=127.0.0.1:0",
+            "--osmand-listen=127.0.0.1:0",
+            "--teltonika-listen=127.0.0.1:0",
+            "--gt06-listen=127.0.0.1:0",
+        ])
     }
 }

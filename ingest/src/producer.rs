@@ -37,12 +37,7 @@ pub struct PositionProducer {
 impl PositionProducer {
     pub fn new(kafka: &KafkaConfig, config: &IngestConfig) -> Result<Self, KafkaError> {
         let producer: FutureProducer = kafka
-            .client_config("fleetstream-ingest")
-            // Durability: an acknowledgement means every in-sync replica has the message, and
-            // retries never duplicate or reorder within a partition.
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("compression.type", "lz4")
+            .durable_producer_config("fleetstream-ingest")
             .set("linger.ms", config.produce_linger_ms.to_string())
             .set("message.timeout.ms", config.produce_timeout_ms.to_string())
             .set("queue.buffering.max.messages", config.producer_queue_messages.to_string())
@@ -116,7 +111,7 @@ impl PositionProducer {
             .unwrap_or(false)
     }
 
-    /// Waits (bounded by the produce timeout) for queued messages to be delivered.
+    /// Waits, at most 30 s (whatever the produce timeout), for queued messages to be delivered.
     pub async fn flush(&self) {
         let producer = self.producer.clone();
         let result = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30))).await;

@@ -52,40 +52,22 @@ pub struct KafkaConfig {
 impl KafkaConfig {
     /// The default topics on `brokers`: the embedded stack of `fleetstream up`.
     pub fn local(brokers: &str) -> Self {
-        use fleetstream_schemas::topics::{
-            GEOFENCE_EVENTS, POSITIONS_DLQ, POSITIONS_ENRICHED, POSITIONS_RAW, PROCESSING_DLQ,
-        };
-        KafkaConfig {
-            brokers: brokers.into(),
-            positions_topic: POSITIONS_RAW.into(),
-            dlq_topic: POSITIONS_DLQ.into(),
-            enriched_topic: POSITIONS_ENRICHED.into(),
-            events_topic: GEOFENCE_EVENTS.into(),
-            processing_dlq_topic: PROCESSING_DLQ.into(),
-            topic_partitions: 8,
-            topic_replication: 1,
-            topic_min_insync_replicas: None,
-            security: KafkaSecurity::default(),
-        }
+        fleetstream_schemas::settings::from_flags(&[&format!("--brokers={brokers}")])
     }
 
     /// The default topic names with `.{suffix}` appended: one private set of topics per test.
     pub fn with_topic_suffix(brokers: &str, suffix: &str) -> Self {
-        use fleetstream_schemas::topics::{
-            GEOFENCE_EVENTS, POSITIONS_DLQ, POSITIONS_ENRICHED, POSITIONS_RAW, PROCESSING_DLQ,
-        };
-        KafkaConfig {
-            brokers: brokers.into(),
-            positions_topic: format!("{POSITIONS_RAW}.{suffix}"),
-            dlq_topic: format!("{POSITIONS_DLQ}.{suffix}"),
-            enriched_topic: format!("{POSITIONS_ENRICHED}.{suffix}"),
-            events_topic: format!("{GEOFENCE_EVENTS}.{suffix}"),
-            processing_dlq_topic: format!("{PROCESSING_DLQ}.{suffix}"),
-            topic_partitions: 8,
-            topic_replication: 1,
-            topic_min_insync_replicas: None,
-            security: KafkaSecurity::default(),
+        let mut config = KafkaConfig::local(brokers);
+        for topic in [
+            &mut config.positions_topic,
+            &mut config.dlq_topic,
+            &mut config.enriched_topic,
+            &mut config.events_topic,
+            &mut config.processing_dlq_topic,
+        ] {
+            topic.push_str(&format!(".{suffix}"));
         }
+        config
     }
 
     /// A producer whose acknowledgement means durable: every in-sync replica has the message

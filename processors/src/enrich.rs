@@ -318,7 +318,7 @@ pub(crate) mod tests {
     pub(crate) fn pos(device: &str, t: i64, lat: f64, lon: f64, speed: Option<f64>) -> Position {
         Position {
             v: POSITION_SCHEMA_VERSION,
-            event_id: Position::derived_event_id(device, t),
+            event_id: fleetstream_schemas::ids::derived_event_id(device, t),
             device_id: device.into(),
             fix_time_ms: t,
             received_at_ms: t,

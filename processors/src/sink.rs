@@ -89,7 +89,9 @@ impl Sink {
         &self.store
     }
 
-    /// Makes the batch durable: outputs, dead letters, then device states. Returns false when
+    /// Makes the batch durable, in this order: its outputs (rows and messages, concurrently), the
+    /// dead letters of what they refused, the pipeline stats (best effort), then the device
+    /// states (the commit point) and the dead letters of any state refused. Returns false when
     /// shutdown was asked for before that: the caller must then not store the offsets.
     pub async fn write(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
         let started = Instant::now();

@@ -10,6 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::ids::{MAX_ID_BYTES, check_id, derived_event_id};
 use crate::position::{POSITION_SCHEMA_VERSION, Position};
 use crate::time::{EpochMillis, parse_rfc3339_millis};
 
@@ -31,7 +32,8 @@ pub const DEVICE_FIELDS: &[&str] = &[
     "event_id",
 ];
 
-/// Bounds on what one position may contain. Ingest exposes each as a flag.
+/// Bounds on what one position may contain. Ingest exposes the time bounds as flags
+/// (`--max-future-skew-secs`, `--max-fix-age-secs`); the others are these defaults.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_device_id_bytes: usize,
@@ -49,8 +51,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_device_id_bytes: 128,
-            max_event_id_bytes: 128,
+            max_device_id_bytes: MAX_ID_BYTES,
+            max_event_id_bytes: MAX_ID_BYTES,
             max_attribute_keys: 64,
             max_attributes_bytes: 4096,
             max_future_skew: Duration::from_secs(10 * 60),
@@ -205,19 +207,6 @@ fn check_optional(field: &str, value: Option<f64>, min: f64, max: f64, unit: &st
     value.map_or(Ok(()), |v| check_range(field, v, min, max, unit))
 }
 
-fn check_id(field: &str, value: &str, max_bytes: usize) -> Result<(), FieldError> {
-    if value.trim().is_empty() {
-        return Err(FieldError::new(field, "must not be empty"));
-    }
-    if value.len() > max_bytes {
-        return Err(FieldError::new(field, format!("is {} bytes, the limit is {max_bytes}", value.len())));
-    }
-    if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(FieldError::new(field, format!("contains control character U+{:04X}", c as u32)));
-    }
-    Ok(())
-}
-
 /// A position in fleetstream's units, whatever protocol it came in: what [`validate`] checks.
 /// Protocol decoders outside this crate (`fleetstream-protocols`) build one and validate it.
 #[derive(Debug, Default)]
@@ -313,7 +302,7 @@ pub fn validate(raw: Fields, received_at_ms: EpochMillis, limits: &Limits) -> Re
         }
     }
 
-    let event_id = raw.event_id.unwrap_or_else(|| Position::derived_event_id(&raw.device_id, fix_time_ms));
+    let event_id = raw.event_id.unwrap_or_else(|| derived_event_id(&raw.device_id, fix_time_ms));
     Ok(Position {
         v: POSITION_SCHEMA_VERSION,
         event_id,

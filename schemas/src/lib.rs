@@ -6,11 +6,13 @@
 //! - [`position`]: the normalised position that travels on `positions.raw`;
 //! - [`dead_letter`]: what a rejected item becomes on `positions.dlq`;
 //! - [`error`]: the one JSON error shape of ingest and the query API;
+//! - [`ids`]: the one rule for ids and the `{device_id}@{fix_time_ms}` event id;
 //! - [`outputs`]: the messages of `positions.enriched` and `geofence.events`, the contract for
 //!   services that consume them (`position.enriched.v1.schema.json`, `geofence.event.v1.schema.json`);
 //! - [`processing_dlq`]: what the processors set aside on `processing.dlq`, and why;
 //! - [`osmand`]: the OsmAnd protocol of the Traccar Client apps, decoded into the same [`Position`];
 //! - [`topics`]: topic names and how messages are keyed;
+//! - [`settings`]: settings structs from their clap definitions, defaults in one place;
 //! - [`migrations`]: the ordered ClickHouse DDL (files under `schemas/migrations/`).
 
 pub mod body;
@@ -18,12 +20,14 @@ pub mod dead_letter;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ids;
 pub mod input;
 pub mod migrations;
 pub mod osmand;
 pub mod outputs;
 pub mod position;
 pub mod processing_dlq;
+pub mod settings;
 pub mod time;
 pub mod topics;
 

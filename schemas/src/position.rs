@@ -46,12 +46,6 @@ pub struct Position {
 }
 
 impl Position {
-    /// The event id used when a device sends none: the same fix of the same device always gets
-    /// the same id, so a blind retry de-duplicates downstream.
-    pub fn derived_event_id(device_id: &str, fix_time_ms: EpochMillis) -> String {
-        format!("{device_id}@{fix_time_ms}")
-    }
-
     /// Decodes a `positions.raw` message payload.
     pub fn from_message(payload: &[u8]) -> Result<Self, String> {
         let position: Position = serde_json::from_slice(payload).map_err(|e| format!("undecodable position: {e}"))?;
@@ -77,7 +71,7 @@ mod tests {
     fn sample() -> Position {
         Position {
             v: POSITION_SCHEMA_VERSION,
-            event_id: Position::derived_event_id("dev-1", 1_000),
+            event_id: crate::ids::derived_event_id("dev-1", 1_000),
             device_id: "dev-1".into(),
             fix_time_ms: 1_000,
             received_at_ms: 2_000,
@@ -114,12 +108,5 @@ mod tests {
         p.v = POSITION_SCHEMA_VERSION + 1;
         let err = Position::from_message(&p.to_message()).unwrap_err();
         assert!(err.contains("newer"), "{err}");
-    }
-
-    #[test]
-    fn derived_event_ids_identify_device_and_fix() {
-        assert_eq!(Position::derived_event_id("a", 5), Position::derived_event_id("a", 5));
-        assert_ne!(Position::derived_event_id("a", 5), Position::derived_event_id("a", 6));
-        assert_ne!(Position::derived_event_id("a", 5), Position::derived_event_id("b", 5));
     }
 }

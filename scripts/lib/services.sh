@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Installs, starts and stops the real services fleetstream runs and is tested against:
 # nisshi (a Kafka-protocol broker, built once with the preinstalled nightly toolchain and cached),
 # Debian's ClickHouse server (alone, or two of them as a 2-shard cluster with Debian's ZooKeeper),
@@ -62,6 +63,8 @@ fs_ensure_tools() {
   command -v openssl >/dev/null || missing+=(openssl)
   # The dashboard's end-to-end test runs the page in headless Chromium.
   command -v chromium >/dev/null || missing+=(chromium chromium-driver)
+  # scripts/test checks the shell scripts before the tests.
+  command -v shellcheck >/dev/null || missing+=(shellcheck)
   if [ ${#missing[@]} -gt 0 ]; then fs_apt_install "${missing[@]}"; fi
 }
 

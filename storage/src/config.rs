@@ -66,17 +66,10 @@ pub struct ClickHouseConfig {
 impl ClickHouseConfig {
     /// A ClickHouse server over HTTP.
     pub fn local(url: &str, database: &str) -> Self {
-        ClickHouseConfig {
-            url: url.into(),
-            database: database.into(),
-            user: "default".into(),
-            password: String::new(),
-            ca_file: None,
-            connect_timeout_ms: 10_000,
-            cluster: None,
-            chdb_dir: None,
-            chdb_lib: None,
-        }
+        fleetstream_schemas::settings::from_flags(&[
+            &format!("--clickhouse-url={url}"),
+            &format!("--clickhouse-database={database}"),
+        ])
     }
 
     /// Embedded ClickHouse (chDB) with its data in `dir`.

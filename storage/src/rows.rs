@@ -57,7 +57,7 @@ impl PositionRow {
     /// to fill in with `..PositionRow::at(..)`.
     pub fn at(device_id: &str, fix_time_ms: i64, lat: f64, lon: f64) -> PositionRow {
         PositionRow {
-            event_id: format!("{device_id}@{fix_time_ms}"),
+            event_id: fleetstream_schemas::ids::derived_event_id(device_id, fix_time_ms),
             device_id: device_id.into(),
             fix_time_ms,
             received_at_ms: fix_time_ms,

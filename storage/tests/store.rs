@@ -10,7 +10,7 @@ fn fresh_config(tag: &str) -> ClickHouseConfig {
 
 fn row(device: &str, fix_ms: i64, lat: f64) -> PositionRow {
     PositionRow {
-        event_id: format!("{device}@{fix_ms}"),
+        event_id: fleetstream_schemas::ids::derived_event_id(device, fix_ms),
         device_id: device.into(),
         fix_time_ms: fix_ms,
         received_at_ms: fix_ms + 1500,

@@ -26,7 +26,7 @@ fn position(device: &str, k: usize, t: i64) -> Position {
     let lon = -74.05 + (k / 300 % 300) as f64 * 0.0003 + (t / 1_000) as f64 * 1e-5;
     Position {
         v: POSITION_SCHEMA_VERSION,
-        event_id: Position::derived_event_id(device, t),
+        event_id: fleetstream_schemas::ids::derived_event_id(device, t),
         device_id: device.into(),
         fix_time_ms: t,
         received_at_ms: t,

@@ -74,10 +74,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let producer: FutureProducer = kafka
-        .client_config("bench-reference")
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("compression.type", "lz4")
+        .durable_producer_config("bench-reference")
         .set("linger.ms", linger_ms.to_string())
         .set("queue.buffering.max.messages", "200000")
         .create()?;

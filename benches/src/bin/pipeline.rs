@@ -139,7 +139,7 @@ fn three_weeks() -> Vec<Position> {
         for json in &week {
             let mut p = parse_position(json, 1_700_000_000_000, &Limits::default()).expect("a recorded position");
             p.device_id = format!("{}-{copy}", p.device_id);
-            p.event_id = Position::derived_event_id(&p.device_id, p.fix_time_ms);
+            p.event_id = fleetstream_schemas::ids::derived_event_id(&p.device_id, p.fix_time_ms);
             out.push(p);
         }
     }

@@ -1,0 +1,79 @@
+//! Ids: the one rule every id meets wherever it enters (device and event ids at ingest, device
+//! and fence ids at the query API), and the one format of the event id derived for a fix that
+//! came without one.
+
+use crate::input::FieldError;
+use crate::time::EpochMillis;
+
+/// Longest device, event or fence id, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// The event id of a fix its device sent without one, `{device_id}@{fix_time_ms}`: the same fix
+/// of the same device always gets the same id, so a blind retry de-duplicates downstream.
+pub fn derived_event_id(device_id: &str, fix_time_ms: EpochMillis) -> String {
+    format!("{device_id}@{fix_time_ms}")
+}
+
+/// An id: 1 to `max_bytes` bytes, not blank, no control characters (they break logs, CSV and
+/// terminals, and a blank id cannot be found again).
+pub fn check_id(field: &str, id: &str, max_bytes: usize) -> Result<(), FieldError> {
+    if id.trim().is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    check_text(field, id, max_bytes)
+}
+
+/// Free text (a name, a fleet, a page cursor): at most `max_bytes` bytes, no control characters.
+pub fn check_text(field: &str, value: &str, max_bytes: usize) -> Result<(), FieldError> {
+    if value.len() > max_bytes {
+        return Err(FieldError::new(field, format!("is {} bytes, the limit is {max_bytes}", value.len())));
+    }
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(FieldError::new(field, format!("contains control character U+{:04X}", c as u32))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(result: Result<(), FieldError>) -> (String, String) {
+        let e = result.unwrap_err();
+        (e.field, e.message)
+    }
+
+    #[test]
+    fn derived_event_ids_identify_device_and_fix() {
+        assert_eq!(derived_event_id("truck-1", 5), "truck-1@5");
+        assert_eq!(derived_event_id("a", 5), derived_event_id("a", 5));
+        assert_ne!(derived_event_id("a", 5), derived_event_id("a", 6));
+        assert_ne!(derived_event_id("a", 5), derived_event_id("b", 5));
+    }
+
+    #[test]
+    fn ids_are_short_printable_and_not_blank() {
+        for ok in ["truck-17", "Ω", "a b", &"x".repeat(MAX_ID_BYTES), "=cmd"] {
+            assert!(check_id("id", ok, MAX_ID_BYTES).is_ok(), "{ok}");
+        }
+        assert_eq!(refused(check_id("fence", "", MAX_ID_BYTES)), ("fence".into(), "must not be empty".into()));
+        assert_eq!(refused(check_id("id", "  ", MAX_ID_BYTES)).1, "must not be empty");
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        assert_eq!(refused(check_id("id", &long, MAX_ID_BYTES)).1, "is 129 bytes, the limit is 128");
+        // 43 three-byte characters: 129 bytes, though only 43 characters.
+        assert!(check_id("id", &"€".repeat(43), MAX_ID_BYTES).is_err());
+        for bad in ["a\u{0}b", "tab\there", "new\nline", "\u{7f}", "\u{85}next", "esc\u{1b}[31m"] {
+            let (field, message) = refused(check_id("device", bad, MAX_ID_BYTES));
+            assert_eq!(field, "device");
+            assert!(message.starts_with("contains control character U+"), "{bad:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn text_is_bounded_and_printable_and_may_be_empty() {
+        assert!(check_text("name", "", 256).is_ok());
+        assert!(check_text("name", "Pier 7 — north", 256).is_ok());
+        assert_eq!(refused(check_text("name", &"n".repeat(300), 256)).1, "is 300 bytes, the limit is 256");
+        assert_eq!(refused(check_text("properties.name", "a\rb", 256)).0, "properties.name");
+    }
+}
