@@ -18,6 +18,8 @@ use crate::error::{self, ApiError};
 use crate::extract::ApiQuery;
 use crate::limits::{self, QuerySlots};
 use crate::live::{self, LiveCache};
+use crate::metrics::{self, ApiMetrics};
+use crate::stream::{self, Streams};
 use crate::views::EventView;
 use crate::{auth, dashboard, fences, latest, openapi, registry, reports, track};
 
@@ -34,13 +36,25 @@ struct Inner {
     summary: LiveCache<Value>,
     latest: LiveCache<latest::Snapshot>,
     query_slots: QuerySlots,
+    metrics: ApiMetrics,
+    streams: Option<Arc<Streams>>,
 }
 
 impl ApiState {
     pub fn new(config: ApiConfig, store: Store, tokens: ApiTokens) -> Self {
+        ApiState::with_streams(config, store, tokens, ApiMetrics::default(), None)
+    }
+    /// With live streams (`streams` shares `metrics`).
+    pub fn with_streams(
+        config: ApiConfig,
+        store: Store,
+        tokens: ApiTokens,
+        metrics: ApiMetrics,
+        streams: Option<Streams>,
+    ) -> Self {
         let query_slots = QuerySlots::new(config.max_concurrent_queries as usize);
-        let inner =
-            Inner { tokens, config, store, summary: LiveCache::default(), latest: LiveCache::default(), query_slots };
+        let (summary, latest, streams) = (LiveCache::default(), LiveCache::default(), streams.map(Arc::new));
+        let inner = Inner { tokens, config, store, summary, latest, query_slots, metrics, streams };
         ApiState { inner: Arc::new(inner) }
     }
     pub(crate) fn tokens(&self) -> &ApiTokens {
@@ -58,6 +72,12 @@ impl ApiState {
     pub(crate) fn latest_cache(&self) -> &LiveCache<latest::Snapshot> {
         &self.inner.latest
     }
+    pub(crate) fn metrics(&self) -> &ApiMetrics {
+        &self.inner.metrics
+    }
+    pub(crate) fn streams(&self) -> Option<&Arc<Streams>> {
+        self.inner.streams.as_ref()
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -71,6 +91,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/devices/latest", get(latest::latest))
         .route("/v1/live/summary", get(live::summary))
+        .route("/v1/stream/positions", get(stream::positions))
+        .route("/v1/stream/events", get(stream::events))
         .merge(history)
         .merge(fences::routes())
         .merge(registry::routes())
@@ -80,6 +102,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(dashboard::page))
         .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::metrics))
         .route("/readyz", get(readyz))
         // Every answer is JSON, even for paths and methods no route serves (after all routes:
         // the 405 fallback is set on the routes present).

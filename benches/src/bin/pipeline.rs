@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fleetstream_benches::recorded_positions_json;
+use fleetstream_benches::{cpu_seconds, memory_mb, recorded_positions_json};
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_schemas::{Limits, Position, parse_position};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -53,14 +53,7 @@ impl Service {
 
     /// Peak resident memory in MB.
     fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kb: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        kb / 1024.0
+        memory_mb(self.child.id(), "VmHWM")
     }
 
     fn stop(mut self) {
@@ -68,15 +61,6 @@ impl Service {
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.child.wait();
     }
-}
-
-/// CPU seconds (user + system) a process has used so far, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 /// CPU seconds of the broker and of ClickHouse (started by benches/pipeline.sh) so far.
