@@ -60,6 +60,9 @@ enum Command {
     },
     /// The query API for analysts and dashboards.
     Api {
+        /// The output topics, for live streams.
+        #[command(flatten)]
+        kafka: KafkaConfig,
         #[command(flatten)]
         clickhouse: ClickHouseConfig,
         #[command(flatten)]
@@ -133,10 +136,11 @@ async fn main() -> anyhow::Result<()> {
             let store = Store::open(&clickhouse).await?;
             fleetstream_processors::run(processor, kafka, store, Default::default(), shutdown).await
         }
-        Command::Api { clickhouse, api } => {
+        Command::Api { kafka, clickhouse, api } => {
+            check_kafka(&kafka)?;
             let store = Store::open(&clickhouse).await?;
             let listener = bind(&api.api_listen).await?;
-            fleetstream_api::serve(api, store, listener, shutdown).await
+            fleetstream_api::serve_with(api, store, Some(kafka), listener, shutdown).await
         }
         Command::Migrate { clickhouse } => {
             let store = Store::open(&clickhouse).await?;
@@ -209,8 +213,8 @@ pub(crate) async fn run_all(
             ingest_listeners,
             shutdown.clone()
         ),
-        fleetstream_processors::run(processor, kafka, store.clone(), Default::default(), shutdown.clone()),
-        fleetstream_api::serve(api, store, api_listener, shutdown.clone()),
+        fleetstream_processors::run(processor, kafka.clone(), store.clone(), Default::default(), shutdown.clone()),
+        fleetstream_api::serve_with(api, store, Some(kafka), api_listener, shutdown.clone()),
     );
     shutdown.cancel();
     result.map(|_| ())

@@ -291,7 +291,9 @@ async fn api_rejects_bad_parameters_by_name_and_answers_empty_ranges() {
             let request = client.request(method.to_uppercase().parse().unwrap(), &url);
             let response = request.header("content-type", "application/json").body("{}").send().await.unwrap();
             let status = response.status();
-            let body = response.text().await.unwrap();
+            // A live stream never ends: its status and headers are the answer.
+            let streaming = response.headers().get("content-type").is_some_and(|t| t == "text/event-stream");
+            let body = if streaming { String::new() } else { response.text().await.unwrap() };
             assert!(
                 status != 405 && !(status == 404 && body.contains("no endpoint")),
                 "{method} {path}: {status} {body}"

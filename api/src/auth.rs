@@ -70,9 +70,20 @@ impl ApiTokens {
 }
 
 fn bearer(request: &Request) -> Option<&str> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return stream_token(request);
+    };
+    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Browsers' EventSource cannot send headers: streams also take the token as `access_token`.
+fn stream_token(request: &Request) -> Option<&str> {
+    if !request.uri().path().starts_with("/v1/stream/") {
+        return None;
+    }
+    let query = request.uri().query()?;
+    query.split('&').find_map(|pair| pair.strip_prefix("access_token=")).filter(|t| !t.contains('%'))
 }
 
 /// Middleware over the `/v1` routes.

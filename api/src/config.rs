@@ -45,6 +45,20 @@ pub struct ApiConfig {
     /// is tested against every position near it, by every processor).
     #[arg(long, env = "FLEETSTREAM_MAX_FENCE_VERTICES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(4..=10_000_000))]
     pub max_fence_vertices: u64,
+    /// Server-Sent Event streams (`/v1/stream/...`) open at once; more get 503.
+    #[arg(long, env = "FLEETSTREAM_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_streams: u32,
+    /// Streams resuming from an old id at once, each reading Kafka with a consumer of its own
+    /// until it has caught up; more wait their turn.
+    #[arg(long, env = "FLEETSTREAM_MAX_STREAM_RESUMES", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_stream_resumes: u32,
+    /// Messages of a stream's topic that one client may fall behind before it is dropped (it may
+    /// resume from its last id): the shared ring of each output topic holds this many.
+    #[arg(long, env = "FLEETSTREAM_STREAM_BUFFER", default_value_t = 8_192, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub stream_buffer: u32,
+    /// How often an idle stream sends a keep-alive comment, in milliseconds.
+    #[arg(long, env = "FLEETSTREAM_STREAM_KEEP_ALIVE_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub stream_keep_alive_ms: u64,
 }
 
 impl ApiConfig {

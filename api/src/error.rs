@@ -29,6 +29,8 @@ pub enum ApiError {
     TooBusy { limit: usize },
     /// Storage failed (503: the reader may retry).
     Storage(StoreError),
+    /// A service this request needs is not there or full (503, retry after a second).
+    Unavailable(String),
 }
 
 /// Why a request failed on our side, kept in the response for [`log_server_errors`].
@@ -59,15 +61,16 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn message(&self) -> String {
         match self {
-            ApiError::Invalid { message, .. } | ApiError::NotFound(message) | ApiError::TooLarge(message) => {
-                message.clone()
-            }
+            ApiError::Invalid { message, .. }
+            | ApiError::NotFound(message)
+            | ApiError::TooLarge(message)
+            | ApiError::Unavailable(message) => message.clone(),
             ApiError::MethodNotAllowed => "this path does not take this method (see Allow)".into(),
             ApiError::NotJson => "must be application/json".into(),
             ApiError::TooBusy { limit } => format!("{limit} history queries are running; retry in a second"),
@@ -102,7 +105,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
         match self {
-            ApiError::TooBusy { .. } => {
+            ApiError::TooBusy { .. } | ApiError::Unavailable(_) => {
                 response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             }
             ApiError::Storage(e) => {

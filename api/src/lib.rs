@@ -15,6 +15,8 @@
 //! - [`registry`]: the device registry (name, fleet, type);
 //! - [`views`]: the reader-facing JSON shapes;
 //! - [`track`]: a device's track as JSON, GeoJSON or CSV, downsampled on request;
+//! - [`stream`]: live positions and events over Server-Sent Events, from the output topics;
+//! - [`metrics`]: Prometheus counters at `/metrics`;
 //! - [`routes`]: the router, and nothing else;
 //! - [`state`]: [`ApiState`](state::ApiState), what every handler shares.
 
@@ -30,25 +32,40 @@ pub mod health;
 pub mod latest;
 pub mod limits;
 pub mod live;
+pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod registry;
 pub mod reports;
 pub mod routes;
 pub mod state;
+pub mod stream;
 pub mod track;
 pub mod views;
 
+use fleetstream_kafka::KafkaConfig;
 use fleetstream_storage::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ApiConfig;
 
-/// Serves the API on `listener` until `shutdown` is cancelled.
+/// Serves the API on `listener` until `shutdown` is cancelled, without live streams.
 pub async fn serve(
     config: ApiConfig,
     store: Store,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    serve_with(config, store, None, listener, shutdown).await
+}
+
+/// Serves the API, with live streams from the output topics of `kafka` when given, until
+/// `shutdown` is cancelled (which ends every stream).
+pub async fn serve_with(
+    config: ApiConfig,
+    store: Store,
+    kafka: Option<KafkaConfig>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -57,7 +74,9 @@ pub async fn serve(
     if tokens.is_open() {
         tracing::warn!("no reader or admin tokens configured: the query API is open to anyone who can reach it");
     }
-    let app = routes::router(state::ApiState::new(config, store, tokens));
+    let metrics = metrics::ApiMetrics::default();
+    let streams = kafka.map(|kafka| stream::Streams::start(&config, kafka, metrics.clone(), shutdown.child_token()));
+    let app = routes::router(state::ApiState::with_streams(config, store, tokens, metrics, streams));
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     tracing::info!("api stopped");

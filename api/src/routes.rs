@@ -6,7 +6,10 @@ use axum::Router;
 use axum::routing::get;
 
 use crate::state::ApiState;
-use crate::{auth, dashboard, error, events, fences, health, latest, limits, live, openapi, registry, reports, track};
+use crate::{
+    auth, dashboard, error, events, fences, health, latest, limits, live, metrics, openapi, registry, reports, stream,
+    track,
+};
 
 pub fn router(state: ApiState) -> Router {
     // History reads go to ClickHouse on every request: bounded, 429 beyond the bound. The live
@@ -19,6 +22,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/devices/latest", get(latest::latest))
         .route("/v1/live/summary", get(live::summary))
+        .route("/v1/stream/positions", get(stream::positions))
+        .route("/v1/stream/events", get(stream::events))
         .merge(history)
         .merge(fences::routes())
         .merge(registry::routes())
@@ -28,6 +33,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(dashboard::page))
         .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/readyz", get(health::readyz))
         // Every answer is JSON, even for paths and methods no route serves (after all routes:
         // the 405 fallback is set on the routes present).

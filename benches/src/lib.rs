@@ -1,5 +1,5 @@
 //! Shared helpers for fleetstream's benchmarks and load generators: the recorded NY Harbor
-//! positions from `data/`, and timing.
+//! positions from `data/`, timing, and a process's CPU time and memory from /proc.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -38,4 +38,25 @@ pub fn best_of<T>(rounds: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
         }
     }
     best.expect("rounds > 0")
+}
+
+/// CPU seconds (user + system) a process has used so far, from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// A memory figure of /proc/<pid>/status in MB: `VmRSS` (resident now) or `VmHWM` (peak).
+pub fn memory_mb(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
 }

@@ -157,7 +157,13 @@ impl Pipeline {
                 processor_metrics.clone(),
                 shutdown.clone(),
             )),
-            tokio::spawn(fleetstream_api::serve(api_config, store.clone(), api_listener, shutdown.clone())),
+            tokio::spawn(fleetstream_api::serve_with(
+                api_config,
+                store.clone(),
+                Some(kafka.clone()),
+                api_listener,
+                shutdown.clone(),
+            )),
         ];
         let pipeline = Pipeline {
             ingest_url,

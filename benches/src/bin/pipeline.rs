@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fleetstream_benches::recorded_positions_json;
+use fleetstream_benches::{cpu_seconds, memory_mb, recorded_positions_json};
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_schemas::{Limits, Position, parse_position};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -50,16 +50,18 @@ impl Service {
 
     /// CPU seconds (user + system) used so far.
     fn cpu_seconds(&self) -> f64 {
-        Pid(self.child.id()).cpu_seconds()
+        cpu_seconds(self.child.id())
     }
 
     /// Peak resident memory in MB.
     fn peak_rss_mb(&self) -> f64 {
-        Pid(self.child.id()).peak_rss_mb()
+        memory_mb(self.child.id(), "VmHWM")
     }
 
     /// Stops the service and waits for it to exit (what dropping it does).
-    fn stop(self) {}
+    fn stop(self) {
+        drop(self)
+    }
 }
 
 /// A service is stopped however the bench ends, a failed assertion included: a `fleetstream up`
@@ -74,36 +76,10 @@ impl Drop for Service {
     }
 }
 
-/// A process watched through /proc.
-struct Pid(u32);
-
-impl Pid {
-    /// CPU seconds (user + system) used so far.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-        ticks / 100.0
-    }
-
-    /// Peak resident memory in MB.
-    fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0)).unwrap_or_default();
-        let kb: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        kb / 1024.0
-    }
-}
-
 /// CPU seconds of the broker and of ClickHouse (started by benches/pipeline.sh) so far.
 fn engines_cpu_seconds() -> (f64, f64) {
     let pid = |name: &str| env(name).parse::<u32>().unwrap_or_else(|_| panic!("{name} is not a pid"));
-    (Pid(pid("FS_BROKER_PID")).cpu_seconds(), Pid(pid("FS_CLICKHOUSE_PID")).cpu_seconds())
+    (cpu_seconds(pid("FS_BROKER_PID")), cpu_seconds(pid("FS_CLICKHOUSE_PID")))
 }
 
 struct ClickHouse {
@@ -526,7 +502,7 @@ async fn embedded(run: &str, partitions: i32) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let broker = Pid(child_named(up.child.id(), "nisshi").expect("`up` runs its broker as a child"));
+    let broker = child_named(up.child.id(), "nisshi").expect("`up` runs its broker as a child");
     let queryable = Queryable::Api { http: http.clone(), url: api_url.clone() };
     let forever = Duration::from_secs(3600);
     let warm = probe(&ingest_url, &queryable, 5, Duration::from_millis(50), forever).await;
@@ -534,7 +510,7 @@ async fn embedded(run: &str, partitions: i32) {
 
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
-    let (up_cpu, broker_cpu) = (up.cpu_seconds(), broker.cpu_seconds());
+    let (up_cpu, broker_cpu) = (up.cpu_seconds(), cpu_seconds(broker));
     let started = Instant::now();
     let clients = start_load(&ingest_url, stop.clone(), acked.clone());
     let under_load =
@@ -580,9 +556,9 @@ async fn embedded(run: &str, partitions: i32) {
     println!(
         "(f) CPU s per million positions: up (ingest, processor, API, chDB) {:.1}, broker {:.1}; peak RSS up {:.0} MB, broker {:.0} MB",
         per_million(up.cpu_seconds() - up_cpu),
-        per_million(broker.cpu_seconds() - broker_cpu),
+        per_million(cpu_seconds(broker) - broker_cpu),
         up.peak_rss_mb(),
-        broker.peak_rss_mb()
+        memory_mb(broker, "VmHWM")
     );
     up.stop();
     let _ = std::fs::remove_dir_all(&dir);
