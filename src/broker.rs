@@ -11,21 +11,19 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use fleetstream_kafka::nisshi;
+use fleetstream_storage::config::pinned;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
-
-/// The nisshi build `scripts/lib/services.sh` installs.
-pub const NISSHI_VERSION: &str = "0.8.1";
-const NISSHI_FEATURES: &str = "dynostore-libsql";
 
 /// Restarts allowed within [`RESTART_WINDOW`] before `up` gives up and shuts down.
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
-/// Where `scripts/setup` installs nisshi.
+/// Where `scripts/setup` installs nisshi (the build `versions.env` names).
 pub fn default_nisshi() -> PathBuf {
     fleetstream_storage::config::cache_dir()
-        .join(format!("nisshi-{NISSHI_VERSION}-{NISSHI_FEATURES}"))
+        .join(format!("nisshi-{}-{}", pinned("NISSHI_VERSION"), pinned("NISSHI_FEATURES").replace(',', "-")))
         .join("bin")
         .join("nisshi")
 }
@@ -69,19 +67,14 @@ impl Broker {
 }
 
 async fn spawn(spec: &Spec) -> anyhow::Result<Child> {
-    let address = format!("tcp://127.0.0.1:{}", spec.port);
     let log_path = spec.dir.join("broker.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
         .with_context(|| format!("open {}", log_path.display()))?;
-    let mut command = Command::new(&spec.nisshi);
+    let mut command = Command::from(nisshi::durable_broker(&spec.nisshi, &spec.dir, spec.port, "127.0.0.1"));
     command
-        .args(["broker", "--listener-url", &address, "--advertised-listener-url", &address])
-        // Relative to the working directory: the database lives in the data directory.
-        .args(["--storage-engine", "sqlite://nisshi.db", "--group-initial-rebalance-delay", "0s"])
-        .current_dir(&spec.dir)
         // Its own process group: a Ctrl-C at the terminal reaches only us, and we stop the
         // broker after our services have flushed to it.
         .process_group(0)

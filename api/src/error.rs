@@ -117,14 +117,18 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Middleware over every route: logs each 5xx answer with the request and its cause.
+/// Middleware over every route: logs each 5xx answer with the request and its cause. An answer
+/// without a cause is a refusal the API chose (at capacity, not ready): a warning, not an error.
 pub async fn log_server_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
+    let status = response.status().as_u16();
     if response.status().is_server_error() {
-        let cause = response.extensions().get::<Cause>().map_or("", |c| c.0.as_str());
-        tracing::error!(%method, path, status = response.status().as_u16(), error = cause, "request failed");
+        match response.extensions().get::<Cause>() {
+            Some(cause) => tracing::error!(%method, path, status, error = cause.0.as_str(), "request failed"),
+            None => tracing::warn!(%method, path, status, "request refused"),
+        }
     }
     response
 }

@@ -1,6 +1,8 @@
 //! fleetstream's Kafka plumbing, shared by ingest and the processors: connection settings
-//! (including TLS and SASL, see [`security`]), and creating our topics when they are missing.
+//! (including TLS and SASL, see [`security`]), creating our topics when they are missing, and the
+//! command line of the local broker ([`nisshi`]).
 
+pub mod nisshi;
 pub mod security;
 
 use std::time::Duration;

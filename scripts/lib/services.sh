@@ -9,12 +9,14 @@
 # directory, so several runs can share a machine.
 
 FS_CACHE_DIR=${FLEETSTREAM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fleetstream}
-FS_NISSHI_VERSION=0.8.1
-FS_NISSHI_FEATURES=dynostore,libsql
+# shellcheck source=versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/../../versions.env"
+FS_NISSHI_VERSION=$NISSHI_VERSION
+FS_NISSHI_FEATURES=$NISSHI_FEATURES
 FS_NISSHI_HOME=$FS_CACHE_DIR/nisshi-$FS_NISSHI_VERSION-${FS_NISSHI_FEATURES//,/-}
 FS_NISSHI=$FS_NISSHI_HOME/bin/nisshi
-FS_CHDB_VERSION=26.9.0
-FS_CHDB_SHA256=707e2ec3fe0f7953bac97942eaeb7a1ed1d66b1e56ecef3f0aa2130f61f6e735
+FS_CHDB_VERSION=$CHDB_VERSION
+FS_CHDB_SHA256=$CHDB_SHA256
 FS_CHDB_HOME=$FS_CACHE_DIR/chdb-core-$FS_CHDB_VERSION
 FS_CHDB_LIB=$FS_CHDB_HOME/chdb/_chdb.abi3.so
 FS_ZOOKEEPER_JAR=/usr/share/java/zookeeper.jar

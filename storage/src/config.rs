@@ -8,8 +8,21 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// The chDB release `scripts/setup` installs and `--chdb-lib` finds by default.
-pub const CHDB_VERSION: &str = "26.9.0";
+/// The repository's `versions.env`: the nisshi and chDB releases that `scripts/lib/services.sh`
+/// installs (it sources the same file), so that one edit moves the installer and the code that
+/// finds what it installed.
+const VERSIONS_ENV: &str = include_str!("../../versions.env");
+
+/// The value of `name` in `versions.env` (a `NAME=value` line). Panics on a name the file lacks:
+/// a unit test reads every name the code asks for.
+pub fn pinned(name: &str) -> &'static str {
+    VERSIONS_ENV
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .find(|(key, _)| key.trim() == name)
+        .map(|(_, value)| value.trim())
+        .unwrap_or_else(|| panic!("versions.env has no {name}"))
+}
 
 #[derive(Clone, Args)]
 pub struct ClickHouseConfig {
@@ -143,12 +156,22 @@ pub fn cache_dir() -> PathBuf {
 }
 
 fn default_chdb_library() -> PathBuf {
-    cache_dir().join(format!("chdb-core-{CHDB_VERSION}")).join("chdb").join("_chdb.abi3.so")
+    cache_dir().join(format!("chdb-core-{}", pinned("CHDB_VERSION"))).join("chdb").join("_chdb.abi3.so")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pinned_version_the_code_asks_for_is_in_versions_env() {
+        for name in ["NISSHI_VERSION", "NISSHI_FEATURES", "CHDB_VERSION"] {
+            let value = pinned(name);
+            assert!(!value.is_empty() && !value.contains(char::is_whitespace), "{name}={value:?}");
+        }
+        assert!(pinned("CHDB_VERSION").split('.').all(|part| part.parse::<u32>().is_ok()));
+        assert!(std::panic::catch_unwind(|| pinned("NOT_A_VERSION")).is_err());
+    }
 
     #[test]
     fn the_password_never_shows() {

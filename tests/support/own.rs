@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use fleetstream_kafka::nisshi::durable_broker;
 use fleetstream_storage::ClickHouseConfig;
 
 use super::{nisshi, unique};
@@ -62,23 +63,16 @@ impl OwnBroker {
 
     /// Starts the broker process (again, on the same port and data) and waits for its port.
     pub fn restart(&mut self) {
-        let nisshi = nisshi();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let advertised = format!("tcp://{}", self.brokers());
+        let advertised_host = if self.tls.is_some() { "localhost" } else { "127.0.0.1" };
         let log = log_file(&self.dir, "broker.log");
-        let mut command = std::process::Command::new(nisshi);
+        let mut command = durable_broker(nisshi().as_ref(), &self.dir, self.port, advertised_host);
         if let Some((cert, key)) = &self.tls {
-            command.arg("broker").arg("--cert").arg(cert).arg("--key").arg(key);
-        } else {
-            command.arg("broker");
+            command.arg("--cert").arg(cert).arg("--key").arg(key);
         }
         if self.authentication {
             command.arg("--authentication");
         }
         let child = command
-            .current_dir(&self.dir)
-            .args(["--listener-url", &url, "--advertised-listener-url", &advertised])
-            .args(["--storage-engine", "sqlite://nisshi.db", "--group-initial-rebalance-delay", "0s"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
