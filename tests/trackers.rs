@@ -267,7 +267,7 @@ async fn no_answer_while_the_broker_is_down_and_the_resend_is_taken_after() {
         .map(|m| serde_json::from_slice::<serde_json::Value>(m).unwrap()["event_id"].as_str().unwrap().to_string())
         .collect();
     for fix in [t0, t0 + 1_000, t0 + 2_000] {
-        assert!(ids.contains(&derived_event_id(&imei, fix)), "{imei}@{fix} is in the topic: {ids:?}");
+        assert!(ids.contains(&derived_event_id(imei, fix)), "{imei}@{fix} is in the topic: {ids:?}");
     }
 }
 

@@ -133,7 +133,7 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), 
     let admin: AdminClient<DefaultClientContext> =
         config.client_config("fleetstream-admin").create().map_err(wrap("create admin client"))?;
     let min_insync = config.topic_min_insync_replicas.map(|n| n.to_string());
-    let new_topics: Vec<NewTopic> = topics
+    let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
             let topic = NewTopic::new(t, config.topic_partitions, TopicReplication::Fixed(config.topic_replication));

@@ -100,7 +100,9 @@ where
     Fut: Future<Output = Result<(), E>>,
 {
     let mut refused = Vec::new();
-    let mut pending: Vec<Range<usize>> = vec![0..items.len()];
+    // A stack of ranges still to write, starting with the whole batch.
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..items.len());
     while let Some(range) = pending.pop() {
         if range.is_empty() {
             continue;
@@ -198,7 +200,7 @@ mod tests {
         let calls = Cell::new(0u32);
         let refused = write_isolating("write", items, &CancellationToken::new(), &|| {}, |chunk: &[u32]| {
             calls.set(calls.get() + 1);
-            let result = if calls.get() % 3 == 0 {
+            let result = if calls.get().is_multiple_of(3) {
                 Err(Fail::Blip)
             } else if let Some(p) = chunk.iter().find(|i| poison.contains(i)) {
                 Err(Fail::Refused(*p))

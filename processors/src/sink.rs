@@ -126,10 +126,10 @@ impl Sink {
         };
 
         let mut letters = batch.dead_letters.clone();
-        letters.extend(refused(Stage::StorePosition, &batch.positions, &positions, |r| position_source(r)));
-        letters.extend(refused(Stage::StoreEvent, &batch.events, &events, |e| event_source(e)));
-        letters.extend(refused(Stage::ProduceEnriched, &batch.positions, &enriched, |r| position_source(r)));
-        letters.extend(refused(Stage::ProduceEvent, &batch.events, &event_messages, |e| event_source(e)));
+        letters.extend(refused(Stage::StorePosition, &batch.positions, &positions, position_source));
+        letters.extend(refused(Stage::StoreEvent, &batch.events, &events, event_source));
+        letters.extend(refused(Stage::ProduceEnriched, &batch.positions, &enriched, position_source));
+        letters.extend(refused(Stage::ProduceEvent, &batch.events, &event_messages, event_source));
         if !self.dead_letter(&letters, shutdown).await {
             return false;
         }

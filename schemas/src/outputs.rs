@@ -139,7 +139,7 @@ mod tests {
             "attributes":{"io1":"x"},"prev_fix_ms":null,"distance_m":null,"distance_total_m":0.0,"moving":false,
             "h3_cell":"892a100d2c3ffff","fence_ids":["a"],"device_name":"","fleet":"","device_type":"","late":false,
             "version":216172782113783808}"#;
-        let p: EnrichedPosition = serde_json::from_str(json).unwrap();
+        let p: EnrichedPosition<'_> = serde_json::from_str(json).unwrap();
         assert!(matches!(p.device_id, Cow::Borrowed("d")));
         assert_eq!((p.attributes.get(), p.version), (r#"{"io1":"x"}"#, 3 << 56));
         let again: serde_json::Value = serde_json::to_value(&p).unwrap();

@@ -72,11 +72,7 @@ impl OwnBroker {
         if self.authentication {
             command.arg("--authentication");
         }
-        let child = command
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start nisshi");
+        let child = command.stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("start nisshi");
         self.child = Some(child);
         wait_for_port(self.port, "broker");
     }

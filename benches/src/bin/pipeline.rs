@@ -275,7 +275,8 @@ impl Queryable<'_> {
     async fn has_fix(&self, device: &str, fix_ms: i64) -> bool {
         match self {
             Queryable::ClickHouse { ch, database } => {
-                let sql = format!("SELECT count() FROM positions WHERE device_id = '{device}' AND fix_time_ms = {fix_ms}");
+                let sql =
+                    format!("SELECT count() FROM positions WHERE device_id = '{device}' AND fix_time_ms = {fix_ms}");
                 ch.count(database, &sql).await > 0
             }
             Queryable::Api { http, url } => {
@@ -551,7 +552,11 @@ async fn embedded(run: &str, partitions: i32) {
         drained_in.as_secs_f64(),
         acked as f64 / (secs + drained_in.as_secs_f64())
     );
-    println!("(f) post-to-queryable through the API: idle {}; under load {}", percentiles(idle), percentiles(under_load));
+    println!(
+        "(f) post-to-queryable through the API: idle {}; under load {}",
+        percentiles(idle),
+        percentiles(under_load)
+    );
     let per_million = |cpu: f64| cpu / total as f64 * 1e6;
     println!(
         "(f) CPU s per million positions: up (ingest, processor, API, chDB) {:.1}, broker {:.1}; peak RSS up {:.0} MB, broker {:.0} MB",
