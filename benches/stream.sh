@@ -6,7 +6,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-# shellcheck source=../scripts/lib/services.sh
+# shellcheck source=scripts/lib/services.sh
 source scripts/lib/services.sh
 fs_scratch_dir
 fs_ensure_tools
