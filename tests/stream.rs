@@ -403,3 +403,37 @@ async fn streams_need_a_reader_token_and_are_bounded() {
     drop(second);
     pipeline.stop().await;
 }
+
+/// A resumed stream lets go of its resume turn (and its own consumer) once it has caught up:
+/// with one turn, clients resuming one after another, each staying connected, all catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caught_up_streams_let_go_of_their_resume_turn() {
+    let api_config = fleetstream_api::ApiConfig { max_stream_resumes: 1, ..fleetstream_api::ApiConfig::local() };
+    let pipeline = Pipeline::start_with("streamturn", fleetstream_ingest::IngestConfig::local(), api_config).await;
+    put_east_fence(&pipeline.store).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/stream/positions", pipeline.api_url);
+    let mut live = Sse::open(&client, &url, None).await;
+    let mut events = Sse::open(&client, &format!("{}/v1/stream/events", pipeline.api_url), None).await;
+    warm_up(&client, &pipeline, &mut live, &mut events).await;
+    drop(events);
+    post(&client, &pipeline, &fixes("turn", 2, 0, 5)).await;
+    let ours = |messages: &[Msg]| messages.iter().filter(|m| is_ours("turn")(m)).cloned().collect::<Vec<_>>();
+    let first_ten = ours(&live.until(WAIT, "ten positions live", |m| ours(m).len() >= 10).await);
+    assert_no_repeats(&first_ten, "live");
+    let from = first_ten[0].id.clone().expect("every position has an id");
+    let after: BTreeSet<String> = keys(&first_ten[1..]).into_iter().collect();
+    drop(live);
+    let mut connected = Vec::new();
+    for n in 0..3 {
+        let mut resumed = Sse::open(&client, &url, Some(&from)).await;
+        let got = ours(&resumed.until(WAIT, &format!("resumed client {n}"), |m| ours(m).len() >= 9).await);
+        assert_no_repeats(&got, "resumed");
+        assert_eq!(keys(&got).into_iter().collect::<BTreeSet<_>>(), after, "resumed client {n}");
+        connected.push(resumed);
+    }
+    let metrics = client.get(format!("{}/metrics", pipeline.api_url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"fleetstream_api_stream_resumes_total{stream="positions"} 3"#), "{metrics}");
+    drop(connected);
+    pipeline.stop().await;
+}

@@ -45,7 +45,12 @@ pub struct ApiConfig {
     /// is tested against every position near it, by every processor).
     #[arg(long, env = "FLEETSTREAM_MAX_FENCE_VERTICES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(4..=10_000_000))]
     pub max_fence_vertices: u64,
-    /// Server-Sent Event streams (`/v1/stream/...`) open at once; more get 503.
+    /// Seconds a connection may leave an answer untaken (its socket full, nothing read) before
+    /// it is closed: a stream client that stopped reading, a download that stalled.
+    #[arg(long, env = "FLEETSTREAM_API_WRITE_STALL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub write_stall_secs: u64,
+    /// Server-Sent Event streams (`/v1/stream/...`) open at once; more get 503. A stream's slot
+    /// is held until its connection closes.
     #[arg(long, env = "FLEETSTREAM_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_streams: u32,
     /// Streams resuming from an old id at once, each reading Kafka with a consumer of its own

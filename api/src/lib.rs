@@ -18,6 +18,7 @@
 //! - [`stream`]: live positions and events over Server-Sent Events, from the output topics;
 //! - [`metrics`]: Prometheus counters at `/metrics`;
 //! - [`routes`]: the router, and nothing else;
+//! - [`stall`]: connections that stop taking bytes are closed;
 //! - [`state`]: [`ApiState`](state::ApiState), what every handler shares.
 
 pub mod auth;
@@ -38,10 +39,13 @@ pub mod params;
 pub mod registry;
 pub mod reports;
 pub mod routes;
+pub mod stall;
 pub mod state;
 pub mod stream;
 pub mod track;
 pub mod views;
+
+use std::time::Duration;
 
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_storage::Store;
@@ -76,8 +80,9 @@ pub async fn serve_with(
     }
     let metrics = metrics::ApiMetrics::default();
     let streams = kafka.map(|kafka| stream::Streams::start(&config, kafka, metrics.clone(), shutdown.child_token()));
+    let listener = stall::StallTimeoutListener { inner: listener, after: Duration::from_secs(config.write_stall_secs) };
     let app = routes::router(state::ApiState::with_streams(config, store, tokens, metrics, streams));
-    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    tracing::info!(addr = %listener.inner.local_addr()?, "api listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     tracing::info!("api stopped");
     Ok(())

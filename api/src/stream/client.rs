@@ -33,6 +33,9 @@ const LAG_CHECK: Duration = Duration::from_millis(100);
 /// How long a resuming client may leave a message untaken before it is dropped.
 pub const STALLED_AFTER: Duration = Duration::from_secs(30);
 
+/// A client's receiver of its topic's shared ring.
+type Ring = broadcast::Receiver<Arc<Frame>>;
+
 /// Why a stream ended.
 #[derive(Debug, PartialEq, Eq)]
 enum End {
@@ -51,7 +54,6 @@ pub struct Client {
     pub filter: Filter,
     pub resume: Option<Cursor>,
     pub out: mpsc::Sender<Bytes>,
-    pub slot: OwnedSemaphorePermit,
 }
 
 impl Client {
@@ -81,7 +83,6 @@ impl Client {
             tracing::info!(stream = kind.label(), reason, "stream client dropped for reading too slowly");
         }
         metrics.stream_closed(kind);
-        drop(self.slot);
     }
 
     async fn stopped(&self) {
@@ -93,14 +94,8 @@ impl Client {
 
     /// Frames from the shared ring. `mine`: what a resumed client has had beyond the ring's
     /// position (frames at or before it are skipped), until the ring's position covers it.
-    async fn live(
-        &self,
-        mut ring: broadcast::Receiver<Arc<Frame>>,
-        mut mine: Option<Cursor>,
-        mut first: Option<Arc<Frame>>,
-    ) -> End {
-        let every = self.streams.keep_alive;
-        let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    async fn live(&self, mut ring: Ring, mut mine: Option<Cursor>, mut first: Option<Arc<Frame>>) -> End {
+        let mut keep_alive = self.keep_alive();
         loop {
             let frame = match first.take() {
                 Some(frame) => frame,
@@ -111,8 +106,7 @@ impl Client {
                         Err(RecvError::Closed) => return End::Shutdown,
                     },
                     _ = keep_alive.tick() => {
-                        // A full buffer means the client is being sent messages anyway.
-                        let _ = self.out.try_send(Bytes::from_static(sse::KEEP_ALIVE));
+                        self.keep_alive_now();
                         continue;
                     }
                     () = self.stopped() => return if self.out.is_closed() { End::Gone } else { End::Shutdown },
@@ -130,8 +124,8 @@ impl Client {
                         mine = None;
                         wanted.then(|| frame.sse.clone())
                     } else {
-                        let id = had.max(&frame.cursor).encode(self.fanout.kind);
-                        wanted.then(|| sse::message(self.fanout.kind, &id, &frame.payload()))
+                        let id = || had.max(&frame.cursor).encode(self.fanout.kind);
+                        wanted.then(|| sse::message(self.fanout.kind, &id(), &frame.payload()))
                     }
                 }
             };
@@ -150,7 +144,7 @@ impl Client {
     }
 
     /// Waits for a slow client to take `text`, as long as it stays within the ring.
-    async fn send_behind(&self, ring: &broadcast::Receiver<Arc<Frame>>, text: Bytes) -> Result<(), End> {
+    async fn send_behind(&self, ring: &Ring, text: Bytes) -> Result<(), End> {
         let mut check = tokio::time::interval(LAG_CHECK);
         loop {
             tokio::select! {
@@ -168,35 +162,53 @@ impl Client {
     }
 
     /// Reads from the client's id with a consumer of its own until it has what the shared ring
-    /// had when it subscribed, then joins the ring.
-    async fn resume(&self, mut had: Cursor) -> End {
+    /// had when it subscribed, then joins the ring. The consumer and its resume permit are let
+    /// go before the client goes live.
+    async fn resume(&self, had: Cursor) -> End {
+        match self.catch_up(had).await {
+            Ok((ring, had, first)) => self.live(ring, Some(had), first).await,
+            Err(end) => end,
+        }
+    }
+
+    /// The catching up of [`resume`](Self::resume): the ring to join, what the client has had,
+    /// and the ring's first frame when it already holds one.
+    async fn catch_up(&self, mut had: Cursor) -> Result<(Ring, Cursor, Option<Arc<Frame>>), End> {
         let kind = self.fanout.kind;
         let mut own: Option<(CatchUp, OwnedSemaphorePermit)> = None;
+        let mut keep_alive = self.keep_alive();
         loop {
             let (mut ring, target) = tokio::select! {
                 s = self.fanout.subscribe() => s,
-                () = self.stopped() => return End::Shutdown,
+                () = self.stopped() => return Err(End::Shutdown),
             };
-            if had.covers(&target) {
-                return self.live(ring, Some(had), None).await;
+            // Exactly where the ring is: nothing to read. Ahead of it anywhere (an id of a
+            // recreated topic, of partitions the topic lacks, or of another API instance ahead
+            // of this one): the topic's own consumer checks it against what the topic holds.
+            if own.is_none() && had.covers(&target) && target.covers(&had) {
+                return Ok((ring, had, None));
             }
             if own.is_none() {
-                let permit = tokio::select! {
-                    p = self.streams.resumes.clone().acquire_owned() => p.expect("never closed"),
-                    () = self.stopped() => return End::Shutdown,
-                };
-                let catch_up = match CatchUp::start(&self.streams.kafka, &self.fanout.topic, &had).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(stream = kind.label(), error = format!("{e:#}"), "cannot resume a stream");
-                        return End::Failed;
+                let permit = loop {
+                    tokio::select! {
+                        p = self.streams.resumes.clone().acquire_owned() => break p.expect("never closed"),
+                        _ = keep_alive.tick() => self.keep_alive_now(),
+                        () = self.stopped() => return Err(End::Shutdown),
                     }
                 };
+                let started = tokio::select! {
+                    started = CatchUp::start(&self.streams.kafka, &self.fanout.topic, &had) => started,
+                    () = self.stopped() => return Err(End::Shutdown),
+                };
+                let catch_up = started.map_err(|e| {
+                    tracing::warn!(stream = kind.label(), error = format!("{e:#}"), "cannot resume a stream");
+                    End::Failed
+                })?;
+                // Partitions the topic does not have hold nothing to resume.
+                had.0.truncate(catch_up.earliest.len());
                 if !catch_up.gaps.is_empty() {
                     self.streams.metrics.stream_gap(kind);
-                    if let Err(end) = self.send(sse::notice("gap", &gap_notice(&catch_up.gaps))).await {
-                        return end;
-                    }
+                    self.send(sse::notice("gap", &gap_notice(&catch_up.gaps))).await?;
                     // Read from the earliest kept: an offset beyond the end (a recreated topic)
                     // would otherwise skip the messages that are there.
                     for gap in &catch_up.gaps {
@@ -213,35 +225,43 @@ impl Client {
             while !(0..target.0.len()).all(|p| reached(&had, p)) {
                 let read = tokio::select! {
                     read = catch_up.next() => read,
-                    () = self.stopped() => return End::Shutdown,
+                    // A filter that matches little sends nothing for a long time: the
+                    // connection must not look dead to proxies meanwhile.
+                    _ = keep_alive.tick() => { self.keep_alive_now(); continue }
+                    () = self.stopped() => return Err(End::Shutdown),
                 };
-                let read = match read {
-                    Ok(read) => read,
-                    Err(e) => {
-                        tracing::warn!(stream = kind.label(), error = format!("{e:#}"), "resuming a stream failed");
-                        return End::Failed;
-                    }
-                };
+                let read = read.map_err(|e| {
+                    tracing::warn!(stream = kind.label(), error = format!("{e:#}"), "resuming a stream failed");
+                    End::Failed
+                })?;
                 if read.offset <= had.get(read.partition) {
                     continue;
                 }
                 had.set(read.partition, read.offset);
                 if Keys::read(&read.payload).is_ok_and(|keys| self.filter.matches(&keys)) {
-                    let text = sse::message(kind, &had.encode(kind), &sse::one_line(&read.payload));
-                    if let Err(end) = self.send(text).await {
-                        return end;
-                    }
+                    self.send(sse::message(kind, &had.encode(kind), &sse::one_line(&read.payload))).await?;
                     self.streams.metrics.stream_sent(kind);
                 }
             }
             match ring.try_recv() {
-                Ok(frame) => return self.live(ring, Some(had), Some(frame)).await,
-                Err(TryRecvError::Empty) => return self.live(ring, Some(had), None).await,
+                Ok(frame) => return Ok((ring, had, Some(frame))),
+                Err(TryRecvError::Empty) => return Ok((ring, had, None)),
                 // The ring moved on while this client caught up: catch up further.
                 Err(TryRecvError::Lagged(_)) => continue,
-                Err(TryRecvError::Closed) => return End::Shutdown,
+                Err(TryRecvError::Closed) => return Err(End::Shutdown),
             }
         }
+    }
+
+    /// Ticks every keep-alive period, the first one period from now.
+    fn keep_alive(&self) -> tokio::time::Interval {
+        let every = self.streams.keep_alive;
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+    }
+
+    /// A keep-alive comment, unless the client's buffer is full (then it has messages to take).
+    fn keep_alive_now(&self) {
+        let _ = self.out.try_send(Bytes::from_static(sse::KEEP_ALIVE));
     }
 
     /// Sends at the client's pace, for at most [`STALLED_AFTER`].

@@ -52,6 +52,10 @@ impl StreamKind {
 /// Most partitions an id may name (a topic of fleetstream has 8 by default).
 pub const MAX_PARTITIONS: usize = 4_096;
 
+/// The largest offset an id may name: far beyond any real topic (2^53, a million messages a
+/// second for 285 years), and far enough from `i64::MAX` that the offset after it is one too.
+pub const MAX_OFFSET: i64 = 1 << 53;
+
 /// Per partition (by index), the offset of the last message accounted for; `-1`: none yet.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cursor(pub Vec<i64>);
@@ -132,6 +136,9 @@ impl Cursor {
             if partition >= MAX_PARTITIONS {
                 return Err(format!("partition {partition} is beyond the {MAX_PARTITIONS} an id may name"));
             }
+            if offset > MAX_OFFSET {
+                return Err(format!("offset {offset} is beyond any a topic reaches"));
+            }
             if cursor.get(partition) >= 0 {
                 return Err(format!("partition {partition} is named twice"));
             }
@@ -169,6 +176,11 @@ mod tests {
         }
         assert!(refused("p/0:1,0:2").contains("named twice"));
         assert!(refused("p/99999:1").contains("beyond"));
+        assert!(refused(&format!("p/0:{}", i64::MAX)).contains("beyond any a topic reaches"));
+        assert_eq!(
+            Cursor::decode(StreamKind::Positions, &format!("p/0:{MAX_OFFSET}")).unwrap(),
+            Cursor(vec![MAX_OFFSET])
+        );
     }
 
     #[test]
@@ -182,7 +194,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn every_cursor_round_trips(offsets in proptest::collection::vec(-1i64..i64::MAX, 0..64), events in any::<bool>()) {
+        fn every_cursor_round_trips(offsets in proptest::collection::vec(-1i64..=MAX_OFFSET, 0..64), events in any::<bool>()) {
             let kind = if events { StreamKind::Events } else { StreamKind::Positions };
             let cursor = Cursor(offsets).normalized();
             let id = cursor.encode(kind);
@@ -192,8 +204,15 @@ mod tests {
 
         #[test]
         fn any_text_is_an_id_or_a_reason(text in ".{0,40}") {
-            if let Ok(cursor) = Cursor::decode(StreamKind::Events, &text) {
-                prop_assert!(cursor.0.iter().all(|&o| o >= -1));
+            match Cursor::decode(StreamKind::Events, &text) {
+                // Every offset may be stepped past, and the id is one this stream would send.
+                Ok(cursor) => {
+                    prop_assert!(cursor.0.iter().all(|&o| (-1..=MAX_OFFSET).contains(&o)));
+                    prop_assert!(cursor.0.len() <= MAX_PARTITIONS);
+                    let again = cursor.clone().normalized().encode(StreamKind::Events);
+                    prop_assert_eq!(Cursor::decode(StreamKind::Events, &again).unwrap().normalized(), cursor.normalized());
+                }
+                Err(reason) => prop_assert!(!reason.is_empty()),
             }
         }
     }

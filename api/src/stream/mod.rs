@@ -95,6 +95,14 @@ async fn open(state: ApiState, kind: StreamKind, headers: &HeaderMap, uri: &Uri)
     };
     let mut params = filter::parse(kind, uri.query().unwrap_or(""))?;
     let resume = resume_from(kind, headers, params.last_event_id.as_deref())?;
+    // The slot first: a refused stream costs no registry read.
+    let Ok(slot) = streams.slots.clone().try_acquire_owned() else {
+        streams.metrics.stream_refused(kind);
+        return Err(ApiError::Unavailable(format!(
+            "{} streams are open, the most this API serves; retry later",
+            streams.max_streams
+        )));
+    };
     if kind == StreamKind::Events
         && let Some(fleet) = &params.filter.fleet
     {
@@ -103,23 +111,19 @@ async fn open(state: ApiState, kind: StreamKind, headers: &HeaderMap, uri: &Uri)
             devices.into_iter().filter(|d| d.fleet == *fleet).map(|d| d.device_id).collect();
         params.filter.fleet_devices = Some(in_fleet);
     }
-    let Ok(slot) = streams.slots.clone().try_acquire_owned() else {
-        streams.metrics.stream_refused(kind);
-        return Err(ApiError::Unavailable(format!(
-            "{} streams are open, the most this API serves; retry later",
-            streams.max_streams
-        )));
-    };
     let fanout = match kind {
         StreamKind::Positions => streams.positions.clone(),
         StreamKind::Events => streams.events.clone(),
     };
     let (out, body) = mpsc::channel::<Bytes>(CONNECTION_QUEUE);
     out.try_send(Bytes::from_static(sse::PREAMBLE)).expect("a new buffer has room");
-    let client = Client { streams: streams.clone(), fanout, filter: params.filter, resume, out, slot };
+    let client = Client { streams: streams.clone(), fanout, filter: params.filter, resume, out };
     tokio::spawn(client.run());
-    let body = futures::stream::unfold(body, |mut body| async move {
-        body.recv().await.map(|text| (Ok::<_, std::convert::Infallible>(text), body))
+    // The body holds the slot: it is freed when the connection lets go of the answer (the
+    // client went, or a stalled write closed it: see `stall`), not when the task ends while
+    // the connection still holds unsent messages.
+    let body = futures::stream::unfold((body, slot), |(mut body, slot)| async move {
+        body.recv().await.map(|text| (Ok::<_, std::convert::Infallible>(text), (body, slot)))
     });
     let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
