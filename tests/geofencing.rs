@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fleetstream_kafka::KafkaConfig;
-use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT, GeofenceEventRow};
+use fleetstream_schemas::outputs::EventKind;
+use fleetstream_storage::GeofenceEventRow;
 use serde_json::Value;
 use support::week::{Running, output, outputs_of, produce_week, store_with_counties, topic_output, wait_until_done};
 use support::{brokers, data_dir, eventually, get_json, query_one, unique};
@@ -59,13 +60,13 @@ fn check_alternation(events: &[GeofenceEventRow]) -> usize {
             assert!(e.event_time_ms >= last, "{device}/{fence}: events out of order");
             last = e.event_time_ms;
             match (e.event_type, enter_at) {
-                (EVENT_ENTER, None) => enter_at = Some(e.event_time_ms),
-                (EVENT_EXIT, Some(at)) => {
+                (EventKind::Enter, None) => enter_at = Some(e.event_time_ms),
+                (EventKind::Exit, Some(at)) => {
                     assert!(e.event_time_ms >= at, "{device}/{fence}: exit before its enter");
                     assert_eq!(e.dwell_ms, Some(e.event_time_ms - at), "{device}/{fence}: dwell");
                     enter_at = None;
                 }
-                (t, state) => panic!("{device}/{fence}: event {t} while {state:?}: enter and exit must alternate"),
+                (t, state) => panic!("{device}/{fence}: event {t:?} while {state:?}: enter and exit must alternate"),
             }
         }
     }
@@ -160,7 +161,7 @@ async fn a_week_of_vessels_against_county_fences() {
             .collect();
         let expected: Vec<(String, i64)> = last_event
             .iter()
-            .filter(|((fence, _), e)| *fence == id && e.event_type == EVENT_ENTER)
+            .filter(|((fence, _), e)| *fence == id && e.event_type == EventKind::Enter)
             .map(|((_, device), e)| (device.to_string(), e.event_time_ms))
             .collect();
         assert_eq!(got, expected, "{id}: devices inside now");
@@ -178,13 +179,13 @@ async fn a_week_of_vessels_against_county_fences() {
     let range = "from=2020-11-30T00:00:00Z&to=2020-12-09T00:00:00Z";
     let visits = get_json(&http, &format!("{api}/v1/visits?{range}&fence=county-36061&limit=100000")).await;
     let visits = visits["visits"].as_array().unwrap();
-    let exits = events.iter().filter(|e| e.fence_id == "county-36061" && e.event_type == EVENT_EXIT).count();
+    let exits = events.iter().filter(|e| e.fence_id == "county-36061" && e.event_type == EventKind::Exit).count();
     let closed: Vec<&Value> = visits.iter().filter(|v| !v["exit_time"].is_null()).collect();
     assert_eq!(closed.len(), exits, "one closed visit per exit");
     assert!(visits.iter().all(|v| v["fence_id"] == "county-36061"));
     let open = visits.len() - closed.len();
     let inside_now =
-        last_event.iter().filter(|((f, _), e)| *f == "county-36061" && e.event_type == EVENT_ENTER).count();
+        last_event.iter().filter(|((f, _), e)| *f == "county-36061" && e.event_type == EventKind::Enter).count();
     assert_eq!(open, inside_now, "open visits are the vessels inside now");
     // Distance per vessel per day adds up to each vessel's odometer at its last fix.
     let report = get_json(&http, &format!("{api}/v1/reports/distance?{range}&limit=100000")).await;

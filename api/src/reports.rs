@@ -210,7 +210,7 @@ pub fn pair_visits(events: &[GeofenceEventRow]) -> Vec<Visit> {
             current = Some(key);
             open = None;
         }
-        if e.kind() == EventKind::Enter {
+        if e.event_type == EventKind::Enter {
             visits.push(Visit {
                 device_id: e.device_id.clone(),
                 fence_id: e.fence_id.clone(),
@@ -282,7 +282,6 @@ async fn visits(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT};
     use proptest::prelude::*;
 
     fn fix(t_s: i64, moving: bool) -> PositionRow {
@@ -333,7 +332,7 @@ mod tests {
         }
     }
 
-    fn event(device: &str, fence: &str, kind: i8, t: i64, dwell: Option<i64>) -> GeofenceEventRow {
+    fn event(device: &str, fence: &str, kind: EventKind, t: i64, dwell: Option<i64>) -> GeofenceEventRow {
         GeofenceEventRow {
             event_id: String::new(),
             device_id: device.into(),
@@ -354,11 +353,11 @@ mod tests {
     #[test]
     fn visits_pair_enters_and_exits_even_across_the_range_start() {
         let events = vec![
-            event("a", "f", EVENT_EXIT, 100, Some(60)), // entered at 40, before the range
-            event("a", "f", EVENT_ENTER, 200, None),
-            event("a", "f", EVENT_EXIT, 260, Some(60)),
-            event("a", "f", EVENT_ENTER, 300, None), // still inside
-            event("b", "f", EVENT_ENTER, 10, None),
+            event("a", "f", EventKind::Exit, 100, Some(60)), // entered at 40, before the range
+            event("a", "f", EventKind::Enter, 200, None),
+            event("a", "f", EventKind::Exit, 260, Some(60)),
+            event("a", "f", EventKind::Enter, 300, None), // still inside
+            event("b", "f", EventKind::Enter, 10, None),
         ];
         let visits = pair_visits(&events);
         let summary: Vec<(&str, i64, Option<i64>, Option<i64>)> =

@@ -128,7 +128,7 @@ pub struct EventView {
 impl From<GeofenceEventRow> for EventView {
     fn from(r: GeofenceEventRow) -> Self {
         EventView {
-            event: r.kind().as_str(),
+            event: r.event_type.as_str(),
             time: format_millis(r.event_time_ms),
             time_ms: r.event_time_ms,
             event_id: r.event_id,

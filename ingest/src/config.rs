@@ -47,7 +47,7 @@ pub struct IngestConfig {
     #[arg(long, env = "FLEETSTREAM_MAX_DEAD_LETTERS", default_value_t = 100)]
     pub max_dead_letters: usize,
     /// How far ahead of the server clock a fix time may be, in seconds.
-    #[arg(long, env = "FLEETSTREAM_MAX_FUTURE_SKEW_SECS", default_value_t = 600)]
+    #[arg(long, env = "FLEETSTREAM_MAX_FUTURE_SKEW_SECS", default_value_t = fleetstream_schemas::input::DEFAULT_MAX_FUTURE_SKEW_SECS)]
     pub max_future_skew_secs: u64,
     /// Oldest fix accepted, in seconds before now; 0 accepts any age after 2000-01-01 (imports).
     #[arg(long, env = "FLEETSTREAM_MAX_FIX_AGE_SECS", default_value_t = 0)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use fleetstream_geofence::{FenceIndex, Hysteresis, Transition};
 use fleetstream_schemas::{EventKind, Position};
-use fleetstream_storage::{GeofenceEventRow, PositionRow, WindowRow, event_type, version};
+use fleetstream_storage::{GeofenceEventRow, PositionRow, WindowRow, version};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Enrichment, FenceTransition, Fix, History, Placement};
@@ -55,14 +55,10 @@ pub struct Settings {
     pub max_history_fixes: usize,
 }
 
+/// The defaults of the processor's flags (no hysteresis, 0.5 m/s, 10 minutes, 256 fixes).
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            hysteresis: Hysteresis::NONE,
-            moving_speed_mps: 0.5,
-            max_lateness_ms: 10 * 60 * 1000,
-            max_history_fixes: 256,
-        }
+        crate::config::ProcessorConfig::local("default").settings()
     }
 }
 
@@ -289,10 +285,10 @@ fn event_row(device_id: &str, fix: &Fix, t: &FenceTransition, version: u64, retr
         Transition::Exit { at_ms, dwell_ms } => (EventKind::Exit, at_ms, Some(dwell_ms)),
     };
     GeofenceEventRow {
-        event_id: format!("{device_id}|{}|{}|{at_ms}", t.fence_id, kind.as_str()),
+        event_id: fleetstream_schemas::ids::geofence_event_id(device_id, &t.fence_id, kind, at_ms),
         device_id: device_id.to_string(),
         fence_id: t.fence_id.clone(),
-        event_type: event_type(kind),
+        event_type: kind,
         event_time_ms: at_ms,
         dwell_ms,
         fix_time_ms: fix.t,
@@ -308,12 +304,19 @@ fn event_row(device_id: &str, fix: &Fix, t: &FenceTransition, version: u64, retr
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use fleetstream_storage::{EVENT_ENTER, EVENT_EXIT};
     use std::collections::BTreeMap;
 
     use fleetstream_geofence::Fence;
     use fleetstream_schemas::POSITION_SCHEMA_VERSION;
     use proptest::prelude::*;
+
+    /// What the doc comment of `Settings::default` promises, from the flags' defaults.
+    #[test]
+    fn default_settings_are_the_flags_defaults() {
+        let s = Settings::default();
+        assert_eq!((s.hysteresis.min_time_ms, s.hysteresis.min_distance_m), (0, 0.0));
+        assert_eq!((s.moving_speed_mps, s.max_lateness_ms, s.max_history_fixes), (0.5, 600_000, 256));
+    }
 
     pub(crate) fn pos(device: &str, t: i64, lat: f64, lon: f64, speed: Option<f64>) -> Position {
         Position {
@@ -385,9 +388,9 @@ pub(crate) mod tests {
         let out = stored(t.apply(&pos("a", 10_000, IN.0, IN.1, None), src(1), &f, &s));
         assert_eq!(out.row.fence_ids, vec!["pier"]);
         let e = &out.events;
-        assert_eq!((e.len(), e[0].event_type, e[0].event_time_ms), (1, EVENT_ENTER, 10_000));
+        assert_eq!((e.len(), e[0].event_type, e[0].event_time_ms), (1, EventKind::Enter, 10_000));
         let e = stored(t.apply(&pos("a", 70_000, OUT.0, OUT.1, None), src(2), &f, &s)).events;
-        assert_eq!((e[0].event_type, e[0].event_time_ms, e[0].dwell_ms), (EVENT_EXIT, 70_000, Some(60_000)));
+        assert_eq!((e[0].event_type, e[0].event_time_ms, e[0].dwell_ms), (EventKind::Exit, 70_000, Some(60_000)));
         assert_eq!((e[0].event_id.as_str(), e[0].retracted), ("a|pier|exit|70000", 0));
         assert!(t.state("a").unwrap().history.head.fences.is_empty(), "idle pairs are dropped");
     }
@@ -405,11 +408,11 @@ pub(crate) mod tests {
         let c = &out.corrections[0];
         assert_eq!((c.fix_time_ms, c.enrichment.prev_fix_ms, c.version), (120_000, Some(60_000), version::current(2)));
         assert!(c.enrichment.distance_total_m > exit_row.distance_total_m, "the detour adds distance");
-        let kinds: Vec<(i8, i64, u8)> =
+        let kinds: Vec<(EventKind, i64, u8)> =
             out.events.iter().map(|e| (e.event_type, e.event_time_ms, e.retracted)).collect();
         assert_eq!(
             kinds,
-            vec![(EVENT_ENTER, 60_000, 0), (EVENT_EXIT, 120_000, 0)],
+            vec![(EventKind::Enter, 60_000, 0), (EventKind::Exit, 120_000, 0)],
             "enter at the late fix, exit after it"
         );
         assert_eq!(out.events[1].dwell_ms, Some(60_000));
@@ -466,7 +469,7 @@ pub(crate) mod tests {
         let (mut t, s) = (Tracker::default(), Settings::default());
         stored(t.apply(&pos("a", 0, IN.0, IN.1, None), src(0), &fences(), &s));
         let e = stored(t.apply(&pos("a", 5_000, IN.0, IN.1, None), src(1), &FenceIndex::default(), &s)).events;
-        assert_eq!((e[0].event_type, e[0].dwell_ms), (EVENT_EXIT, Some(5_000)));
+        assert_eq!((e[0].event_type, e[0].dwell_ms), (EventKind::Exit, Some(5_000)));
     }
 
     /// The processor and a store that keeps every version written, as ClickHouse does.
@@ -572,7 +575,16 @@ pub(crate) mod tests {
                 .into_iter()
                 .filter(|(_, e)| e.retracted == 0)
                 .map(|(id, e)| {
-                    (id, format!("{} {} dwell={:?} by {}", e.event_type, e.event_time_ms, e.dwell_ms, e.fix_time_ms))
+                    (
+                        id,
+                        format!(
+                            "{} {} dwell={:?} by {}",
+                            e.event_type.as_str(),
+                            e.event_time_ms,
+                            e.dwell_ms,
+                            e.fix_time_ms
+                        ),
+                    )
                 })
                 .collect();
             (rows, events)
@@ -661,7 +673,7 @@ pub(crate) mod tests {
                 sim.feed(&pos("d", minute * 60_000, lat, lon, None), offset as i64, &f, &s);
             }
             let (_, events) = sim.view();
-            let mut last = (EVENT_EXIT.to_string(), i64::MIN);
+            let mut last = (EventKind::Exit.as_str().to_string(), i64::MIN);
             let mut times: Vec<(i64, String)> = events.values().map(|e| {
                 let mut parts = e.split(' ');
                 let kind = parts.next().unwrap().to_string();

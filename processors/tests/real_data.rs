@@ -6,8 +6,9 @@ use std::io::{BufRead, BufReader};
 
 use fleetstream_geofence::{FenceIndex, Hysteresis, fences_from_geojson};
 use fleetstream_processors::enrich::{Applied, Settings, Source, Tracker};
+use fleetstream_schemas::outputs::EventKind;
 use fleetstream_schemas::{Limits, Position, parse_position};
-use fleetstream_storage::{EVENT_ENTER, GeofenceEventRow};
+use fleetstream_storage::GeofenceEventRow;
 
 fn data(file: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(file)
@@ -43,7 +44,7 @@ fn alternate(events: &[GeofenceEventRow]) {
     let mut inside: HashMap<(&str, &str), bool> = HashMap::new();
     for e in events {
         let now_inside = inside.entry((&e.device_id, &e.fence_id)).or_insert(false);
-        assert_eq!(e.event_type == EVENT_ENTER, !*now_inside, "{e:?}");
+        assert_eq!(e.event_type == EventKind::Enter, !*now_inside, "{e:?}");
         *now_inside = !*now_inside;
     }
 }

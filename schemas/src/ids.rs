@@ -1,6 +1,6 @@
 //! Ids: the one rule every id meets wherever it enters (device and event ids at ingest, device
-//! and fence ids at the query API), and the one format of the event id derived for a fix that
-//! came without one.
+//! and fence ids at the query API), the one format of the event id derived for a fix that came
+//! without one, and the one of a geofence event's id.
 
 use crate::input::FieldError;
 use crate::time::EpochMillis;
@@ -12,6 +12,18 @@ pub const MAX_ID_BYTES: usize = 128;
 /// of the same device always gets the same id, so a blind retry de-duplicates downstream.
 pub fn derived_event_id(device_id: &str, fix_time_ms: EpochMillis) -> String {
     format!("{device_id}@{fix_time_ms}")
+}
+
+/// The event id of a geofence event, `{device_id}|{fence_id}|{kind}|{at_ms}`: an enter or exit
+/// of the same device and fence at the same time is the same event however often it is
+/// computed again (a redelivery, a late fix recomputing the device's history).
+pub fn geofence_event_id(
+    device_id: &str,
+    fence_id: &str,
+    kind: crate::outputs::EventKind,
+    at_ms: EpochMillis,
+) -> String {
+    format!("{device_id}|{fence_id}|{}|{at_ms}", kind.as_str())
 }
 
 /// An id: 1 to `max_bytes` bytes, not blank, no control characters (they break logs, CSV and
@@ -37,6 +49,17 @@ pub fn check_text(field: &str, value: &str, max_bytes: usize) -> Result<(), Fiel
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The format the README shows consumers of `geofence.events` (`v7|pier|enter|1607390000000`).
+    #[test]
+    fn geofence_event_ids_name_device_fence_kind_and_time() {
+        use crate::outputs::EventKind;
+        assert_eq!(geofence_event_id("v7", "pier", EventKind::Enter, 1_607_390_000_000), "v7|pier|enter|1607390000000");
+        assert_ne!(
+            geofence_event_id("v7", "pier", EventKind::Enter, 1),
+            geofence_event_id("v7", "pier", EventKind::Exit, 1)
+        );
+    }
 
     fn refused(result: Result<(), FieldError>) -> (String, String) {
         let e = result.unwrap_err();

@@ -48,6 +48,10 @@ pub struct Limits {
     pub max_age: Option<Duration>,
 }
 
+/// How far ahead of the server clock a fix time may be by default (ingest's
+/// `--max-future-skew-secs`): device clocks drift.
+pub const DEFAULT_MAX_FUTURE_SKEW_SECS: u64 = 600;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -55,7 +59,7 @@ impl Default for Limits {
             max_event_id_bytes: MAX_ID_BYTES,
             max_attribute_keys: 64,
             max_attributes_bytes: 4096,
-            max_future_skew: Duration::from_secs(10 * 60),
+            max_future_skew: Duration::from_secs(DEFAULT_MAX_FUTURE_SKEW_SECS),
             max_age: None,
         }
     }

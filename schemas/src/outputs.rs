@@ -77,8 +77,8 @@ pub struct EnrichedPosition<'a> {
     pub version: u64,
 }
 
-/// Which way a device crossed a fence boundary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Which way a device crossed a fence boundary (ordered as stored: enter before exit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Enter,

@@ -25,7 +25,7 @@ pub use config::ClickHouseConfig;
 pub use engine::ReadRow;
 pub use error::{EngineError, StoreError};
 pub use rows::{
-    DeviceRow, DeviceStateRow, EVENT_ENTER, EVENT_EXIT, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow,
-    PositionRow, Throughput, WindowRow, event_type, next_version,
+    DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow, Throughput,
+    WindowRow, next_version,
 };
 pub use store::{EventQuery, Store};

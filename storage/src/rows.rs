@@ -120,15 +120,28 @@ pub struct DeviceRow {
     pub updated_at_ms: i64,
 }
 
-/// `geofence_events.event_type`: how [`EventKind`]s are stored.
-pub const EVENT_ENTER: i8 = 1;
-pub const EVENT_EXIT: i8 = 2;
+/// `geofence_events.event_type`, an `Enum8('enter' = 1, 'exit' = 2)`: an [`EventKind`] in the
+/// row, its code on the wire. A code that is neither is refused when read, never taken for one.
+mod event_type_code {
+    use fleetstream_schemas::outputs::EventKind;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
 
-/// The stored code of an event kind.
-pub fn event_type(kind: EventKind) -> i8 {
-    match kind {
-        EventKind::Enter => EVENT_ENTER,
-        EventKind::Exit => EVENT_EXIT,
+    pub fn serialize<S: Serializer>(kind: &EventKind, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i8(match kind {
+            EventKind::Enter => 1,
+            EventKind::Exit => 2,
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<EventKind, D::Error> {
+        match i8::deserialize(deserializer)? {
+            1 => Ok(EventKind::Enter),
+            2 => Ok(EventKind::Exit),
+            other => {
+                Err(D::Error::custom(format!("geofence_events.event_type {other} is neither enter (1) nor exit (2)")))
+            }
+        }
     }
 }
 
@@ -138,8 +151,8 @@ pub struct GeofenceEventRow {
     pub event_id: String,
     pub device_id: String,
     pub fence_id: String,
-    /// [`EVENT_ENTER`] or [`EVENT_EXIT`].
-    pub event_type: i8,
+    #[serde(with = "event_type_code")]
+    pub event_type: EventKind,
     /// When the device crossed: its first fix on the new side of the boundary.
     pub event_time_ms: i64,
     /// On exit: time inside since the matching enter.
@@ -154,12 +167,6 @@ pub struct GeofenceEventRow {
     pub version: u64,
     /// 1 when a later version withdrew the event (it no longer holds); readers skip it.
     pub retracted: u8,
-}
-
-impl GeofenceEventRow {
-    pub fn kind(&self) -> EventKind {
-        if self.event_type == EVENT_EXIT { EventKind::Exit } else { EventKind::Enter }
-    }
 }
 
 /// One row of `processor_state`: a device's state after the message at `kafka_offset`.
@@ -221,4 +228,30 @@ pub struct LatestRow {
     pub lon: f64,
     pub speed_mps: Option<f64>,
     pub heading_deg: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_json(code: i64) -> serde_json::Value {
+        serde_json::json!({
+            "event_id": "v|f|enter|1", "device_id": "v", "fence_id": "f", "event_type": code,
+            "event_time_ms": 1, "dwell_ms": null, "fix_time_ms": 1, "lat": 0.0, "lon": 0.0,
+            "kafka_partition": 0, "kafka_offset": 0, "version": 1, "retracted": 0
+        })
+    }
+
+    #[test]
+    fn event_kinds_are_stored_as_their_enum8_codes_and_unknown_codes_are_refused() {
+        for (code, kind) in [(1, EventKind::Enter), (2, EventKind::Exit)] {
+            let row: GeofenceEventRow = serde_json::from_value(event_json(code)).unwrap();
+            assert_eq!(row.event_type, kind);
+            assert_eq!(serde_json::to_value(&row).unwrap()["event_type"], code);
+        }
+        for code in [0, 3, -1] {
+            let error = serde_json::from_value::<GeofenceEventRow>(event_json(code)).unwrap_err().to_string();
+            assert!(error.contains("neither enter (1) nor exit (2)"), "{code}: {error}");
+        }
+    }
 }
