@@ -273,7 +273,14 @@ async fn a_processor_that_starts_while_fences_cannot_be_read_makes_no_false_exit
     let pipeline = start().await;
     pipeline.store.execute_trusted("ALTER TABLE geofences DROP COLUMN name").await.unwrap();
     post_fix(&pipeline, "visitor", first + 60_000).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The processor has the batch and is waiting for the fences, retrying.
+    let retries = pipeline.processor_metrics.retries.clone();
+    let label = fleetstream_processors::metrics::OperationLabel { operation: "load fences and registry" };
+    eventually("the processor retrying the fences", Duration::from_secs(30), || {
+        let count = retries.get_or_create(&label).get();
+        async move { if count >= 1 { Ok(()) } else { Err("no retry yet".to_string()) } }
+    })
+    .await;
     pipeline.store.execute_trusted("ALTER TABLE geofences ADD COLUMN name String").await.unwrap();
     wait_fix_stored(&pipeline.store, "visitor", first + 60_000).await;
     post_fix(&pipeline, "visitor", first + 120_000).await;
@@ -292,13 +299,7 @@ async fn a_processor_that_starts_while_fences_cannot_be_read_makes_no_false_exit
         .await
         .unwrap()
         .iter()
-        .map(|e| {
-            format!(
-                "{} at +{} s",
-                if e.event_type == fleetstream_storage::EVENT_ENTER { "enter" } else { "exit" },
-                (e.event_time_ms - first) / 1000
-            )
-        })
+        .map(|e| format!("{} at +{} s", e.event_type.as_str(), (e.event_time_ms - first) / 1000))
         .collect();
     assert_eq!(
         (in_pier, events),

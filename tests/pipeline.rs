@@ -394,7 +394,12 @@ async fn fence_changes_reach_running_processors_without_a_restart() {
     let t0 = 1_607_389_900_000i64;
     // Inside where no fence exists yet: nothing happens.
     assert_eq!(post(t0, 40.7).await.unwrap().status(), 200);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Counted once its batch, events included, is written.
+    let metrics = &pipeline.processor_metrics;
+    eventually("the fix outside any fence written", Duration::from_secs(30), move || async move {
+        if metrics.positions.get() >= 1 { Ok(()) } else { Err("not yet".to_string()) }
+    })
+    .await;
     assert!(events().await.is_empty());
 
     // A 500 m circle appears around the boat; the next fix enters it.

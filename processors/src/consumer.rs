@@ -2,8 +2,8 @@
 //! ([`crate::process`]), and hand the batch to the [`Writer`], which makes it durable while the
 //! next batch is consumed, and only then stores its offsets for the next commit.
 //!
-//! Offsets follow the rule in `../shared/docs/infra.md`: `enable.auto.offset.store=false`, and an
-//! offset is stored after its effects are durable. Device states are stored with the offset of
+//! Offsets are stored by hand (`enable.auto.offset.store=false`; auto-commit then commits only
+//! what was stored), and an offset is stored after its effects are durable. Device states are stored with the offset of
 //! the last message applied to them, so an instance taking over a partition (after a crash or a
 //! rebalance) loads them, skips messages it finds already applied, and carries on exactly where
 //! the state left off: the output equals that of an uninterrupted run.

@@ -8,11 +8,12 @@ pub const POSITIONS_RAW: &str = "positions.raw";
 /// misbehaving firmware can be diagnosed from what it really sent.
 pub const POSITIONS_DLQ: &str = "positions.dlq";
 
-/// Positions as the processors enriched them (the `positions` table's rows as JSON), keyed by
-/// `device_id`. At least once: consumers de-duplicate by `event_id`.
+/// Positions as the processors enriched them ([`crate::outputs::EnrichedPosition`], schema
+/// `position.enriched.v1`), keyed by `device_id`. At least once: consumers de-duplicate by `event_id`.
 pub const POSITIONS_ENRICHED: &str = "positions.enriched";
 
-/// Geofence enter/exit events (the `geofence_events` rows as JSON), keyed by `device_id`.
+/// Geofence enter/exit events ([`crate::outputs::GeofenceEvent`], schema `geofence.event.v1`),
+/// keyed by `device_id`.
 /// At least once: consumers de-duplicate by `event_id`.
 pub const GEOFENCE_EVENTS: &str = "geofence.events";
 

@@ -3,7 +3,7 @@
 # nisshi (a Kafka-protocol broker, built once with the preinstalled nightly toolchain and cached),
 # Debian's ClickHouse server (alone, or two of them as a 2-shard cluster with Debian's ZooKeeper),
 # and chDB (current ClickHouse as a library, from PyPI's chdb-core).
-# Sourced by scripts/test and scripts/up; see ../shared/docs/infra.md.
+# Sourced by scripts/test, scripts/up and the benches; the versions come from versions.env.
 #
 # Every function prints what it does on stderr; services get free loopback ports and their own
 # directory, so several runs can share a machine.

@@ -39,7 +39,11 @@ pub async fn produce_week(kafka: &KafkaConfig) -> Produced {
 /// Produces `positions` in this order, keyed by device, and waits for every acknowledgement.
 pub async fn produce(kafka: &KafkaConfig, positions: &[Position]) -> Produced {
     fleetstream_kafka::ensure_topics(kafka, &[kafka.positions_topic.as_str()]).await.unwrap();
-    let producer: FutureProducer = kafka.durable_producer_config("test-producer").create().unwrap();
+    // Every message is queued before the first acknowledgement is awaited: room for all of them
+    // (librdkafka's default queue of 100,000 messages refuses the rest of the week's 172,679).
+    let mut config = kafka.durable_producer_config("test-producer");
+    config.set("queue.buffering.max.messages", (positions.len() + 1).max(100_000).to_string());
+    let producer: FutureProducer = config.create().unwrap();
     let mut deliveries = Vec::with_capacity(positions.len());
     let mut keys = std::collections::HashSet::new();
     for p in positions {
