@@ -259,13 +259,10 @@ mod tests {
     /// Every handler of this crate takes our extractors: axum's own would answer plain text.
     #[test]
     fn no_handler_takes_an_axum_extractor_that_answers_plain_text() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("extract.rs") {
+        for (path, source) in crate::crate_sources() {
+            if path.ends_with("extract.rs") {
                 continue;
             }
-            let source = std::fs::read_to_string(&path).unwrap();
             let source = source.split("#[cfg(test)]").next().unwrap();
             for extractor in ["): Query<", "): Path<", "): Json<", "JsonRejection", "Form<", "): Bytes", "): String,"] {
                 assert!(!source.contains(extractor), "{} takes {extractor:?}: use crate::extract", path.display());

@@ -2,8 +2,8 @@
 //! ClickHouse answers too. Neither needs a token.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 
+use crate::error::ApiError;
 use crate::state::ApiState;
 
 /// Alive: the process answers.
@@ -11,10 +11,10 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready while ClickHouse answers.
-pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, &'static str) {
+/// Ready while ClickHouse answers; otherwise 503 in the one JSON error shape.
+pub async fn readyz(State(state): State<ApiState>) -> Result<&'static str, ApiError> {
     match state.store().server_version().await {
-        Ok(_) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "clickhouse unreachable"),
+        Ok(_) => Ok("ready"),
+        Err(e) => Err(ApiError::Unavailable(format!("ClickHouse does not answer: {e}"))),
     }
 }

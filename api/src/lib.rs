@@ -87,3 +87,24 @@ pub async fn serve_with(
     tracing::info!("api stopped");
     Ok(())
 }
+
+/// This crate's source files (below `src/`, recursively) and their text: for the tests that
+/// keep its module rules.
+#[cfg(test)]
+pub(crate) fn crate_sources() -> Vec<(std::path::PathBuf, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path, text));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+    assert!(out.iter().any(|(p, _)| p.ends_with("stream/client.rs")), "the walk reaches sub-modules");
+    out
+}
