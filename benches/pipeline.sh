@@ -18,12 +18,7 @@ fs_ensure_chdb
 fs_say "building release binaries"
 cargo build --release -q --bin fleetstream -p fleetstream
 cargo build --release -q -p fleetstream-benches --bin pipeline
-# (e) holds a thousand connections open on each side.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-fs_start_broker "$FS_RUN_DIR/broker" memory
-fs_start_clickhouse "$FS_RUN_DIR/clickhouse"
-TARGET=${CARGO_TARGET_DIR:-target}
-fs_say "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; broker, ClickHouse, services and load generator share them"
+fs_bench_services "the services and the load generator"
 FS_BROKER_PID=$FS_BROKER_PID FS_CLICKHOUSE_PID=$FS_CLICKHOUSE_PID \
-  FLEETSTREAM_BIN=$TARGET/release/fleetstream FLEETSTREAM_BROKERS=$FS_BROKERS \
-  FLEETSTREAM_CLICKHOUSE_URL=$FS_CLICKHOUSE_URL RUST_LOG=warn "$TARGET/release/pipeline" "$@"
+  FLEETSTREAM_BIN=$FS_TARGET/release/fleetstream FLEETSTREAM_BROKERS=$FS_BROKERS \
+  FLEETSTREAM_CLICKHOUSE_URL=$FS_CLICKHOUSE_URL RUST_LOG=warn "$FS_TARGET/release/pipeline" "$@"

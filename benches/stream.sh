@@ -14,11 +14,6 @@ fs_ensure_nisshi
 fs_say "building release binaries"
 cargo build --release -q --bin fleetstream -p fleetstream
 cargo build --release -q -p fleetstream-benches --bin stream_load
-# A thousand connections open on each side.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-fs_start_broker "$FS_RUN_DIR/broker" memory
-fs_start_clickhouse "$FS_RUN_DIR/clickhouse"
-TARGET=${CARGO_TARGET_DIR:-target}
-fs_say "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; broker, ClickHouse, fleetstream and the subscribers share them"
-FLEETSTREAM_BIN=$TARGET/release/fleetstream FLEETSTREAM_BROKERS=$FS_BROKERS \
-  FLEETSTREAM_CLICKHOUSE_URL=$FS_CLICKHOUSE_URL RUST_LOG=warn "$TARGET/release/stream_load" "$@"
+fs_bench_services "fleetstream and the subscribers"
+FLEETSTREAM_BIN=$FS_TARGET/release/fleetstream FLEETSTREAM_BROKERS=$FS_BROKERS \
+  FLEETSTREAM_CLICKHOUSE_URL=$FS_CLICKHOUSE_URL RUST_LOG=warn "$FS_TARGET/release/stream_load" "$@"

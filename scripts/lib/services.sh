@@ -230,6 +230,19 @@ fs_scratch_dir() {
   trap 'fs_stop_all; rm -rf "$FS_RUN_DIR"' EXIT
 }
 
+# fs_bench_services SHARERS: what a benchmark of whole services runs on, in the scratch
+# directory: the open-file limit raised (a thousand connections on each side), a broker (memory
+# storage) and ClickHouse 18.16 started; FS_TARGET is where the release binaries are. Says what
+# shares the machine's cores (SHARERS, besides the broker and ClickHouse).
+fs_bench_services() {
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  fs_start_broker "$FS_RUN_DIR/broker" memory
+  fs_start_clickhouse "$FS_RUN_DIR/clickhouse"
+  # shellcheck disable=SC2034 # read by the bench scripts that call this
+  FS_TARGET=${CARGO_TARGET_DIR:-target}
+  fs_say "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; the broker, ClickHouse, $1 share them"
+}
+
 # Stops every service this shell started: SIGTERM, then SIGKILL after 10 s; ZooKeeper last, since
 # a ClickHouse server that lost it waits for it on shutdown.
 fs_stop_all() {

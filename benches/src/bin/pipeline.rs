@@ -319,6 +319,50 @@ async fn probe(ingest: &str, queryable: &Queryable<'_>, count: usize, every: Dur
 /// The load of (b): 16 clients, each posting batches of 100 positions of its own 100 devices,
 /// one second apart on the fixes' clock, one request after the other, until `stop`. Each returns
 /// the fix time of its last acknowledged batch.
+/// What [`load_with_probes`] measured.
+struct LoadRun {
+    /// Post-to-queryable of the probes sent during the load, in milliseconds.
+    under_load: Vec<f64>,
+    /// From the first request to the load's stop.
+    elapsed: Duration,
+    /// Positions acknowledged.
+    acked: u64,
+    /// The fix time of each client's last acknowledged batch (its devices' newest fix).
+    last_acked: Vec<i64>,
+}
+
+/// 16 clients (`LOAD_CLIENTS`) posting batches of 100 devices' fixes back to back for
+/// `BENCH_SECONDS`, while a probe checks post-to-queryable every 250 ms.
+async fn load_with_probes(ingest_url: &str, queryable: &Queryable<'_>) -> LoadRun {
+    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let started = Instant::now();
+    let clients = start_load(ingest_url, stop.clone(), acked.clone());
+    let under_load =
+        probe(ingest_url, queryable, usize::MAX, Duration::from_millis(250), Duration::from_secs(bench_seconds()))
+            .await;
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut last_acked = Vec::new();
+    for c in clients {
+        last_acked.push(c.await.expect("a load client"));
+    }
+    LoadRun { under_load, elapsed, acked: acked.load(Ordering::Relaxed), last_acked }
+}
+
+/// `BENCH_SECONDS` (default 20).
+fn bench_seconds() -> u64 {
+    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20)
+}
+
+/// Single fixes on an otherwise idle pipeline: 5 to warm up, then 100 measured. Returns how many
+/// were posted and the measured latencies in milliseconds.
+async fn idle_probes(ingest_url: &str, queryable: &Queryable<'_>) -> (usize, Vec<f64>) {
+    let forever = Duration::from_secs(3600);
+    let warm = probe(ingest_url, queryable, 5, Duration::from_millis(50), forever).await;
+    let idle = probe(ingest_url, queryable, 100, Duration::from_millis(20), forever).await;
+    (warm.len() + idle.len(), idle)
+}
+
 fn start_load(ingest_url: &str, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>) -> Vec<tokio::task::JoinHandle<i64>> {
     (0..LOAD_CLIENTS)
         .map(|c| {
@@ -367,27 +411,12 @@ async fn sustained(ch: &ClickHouse, run: &str) {
     while !http.get(format!("{ingest_url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Warm-up and the idle latency: single fixes on an otherwise idle pipeline.
-    let forever = Duration::from_secs(3600);
     let queryable = Queryable::ClickHouse { ch, database: &database };
-    let warm = probe(&ingest_url, &queryable, 5, Duration::from_millis(50), forever).await;
-    let idle = probe(&ingest_url, &queryable, 100, Duration::from_millis(20), forever).await;
-    let probes_before = warm.len() + idle.len();
+    let (probes_before, idle) = idle_probes(&ingest_url, &queryable).await;
 
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let (ingest_cpu, processor_cpu) = (ingest.cpu_seconds(), processor.cpu_seconds());
     let stored_before = ch.count(&database, "SELECT count() FROM positions").await;
-    let started = Instant::now();
-    let clients = start_load(&ingest_url, stop.clone(), acked.clone());
-    let under_load =
-        probe(&ingest_url, &queryable, usize::MAX, Duration::from_millis(250), Duration::from_secs(seconds)).await;
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        let _ = c.await;
-    }
-    let acked = acked.load(Ordering::Relaxed);
+    let LoadRun { under_load, elapsed, acked, .. } = load_with_probes(&ingest_url, &queryable).await;
     let stored_at_stop = ch.count(&database, "SELECT count() FROM positions").await - stored_before;
     let expected = stored_before + acked + under_load.len() as u64;
     let drained_in = wait_for(ch, &database, expected, Duration::from_secs(600)).await;
@@ -431,7 +460,7 @@ async fn many_devices(run: &str, clients: usize) {
     while !http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20).min(10);
+    let seconds = bench_seconds().min(10);
     let cpu_before = ingest.cpu_seconds();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -505,26 +534,15 @@ async fn embedded(run: &str, partitions: i32) {
     }
     let broker = child_named(up.child.id(), "nisshi").expect("`up` runs its broker as a child");
     let queryable = Queryable::Api { http: http.clone(), url: api_url.clone() };
-    let forever = Duration::from_secs(3600);
-    let warm = probe(&ingest_url, &queryable, 5, Duration::from_millis(50), forever).await;
-    let idle = probe(&ingest_url, &queryable, 100, Duration::from_millis(20), forever).await;
+    let (probes_before, idle) = idle_probes(&ingest_url, &queryable).await;
 
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let (up_cpu, broker_cpu) = (up.cpu_seconds(), cpu_seconds(broker));
     let started = Instant::now();
-    let clients = start_load(&ingest_url, stop.clone(), acked.clone());
-    let under_load =
-        probe(&ingest_url, &queryable, usize::MAX, Duration::from_millis(250), Duration::from_secs(seconds)).await;
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let mut last = Vec::new();
-    for c in clients {
-        last.push(c.await.unwrap());
-    }
+    let LoadRun { under_load, elapsed, acked, last_acked: last } = load_with_probes(&ingest_url, &queryable).await;
     // Stored: every load device shows its client's last acknowledged fix through the API.
     let drained_in = loop {
-        let latest = http.get(format!("{api_url}/v1/devices/latest?limit=100000")).send().await.unwrap();
+        let latest = http.get(format!("{api_url}/v1/devices/latest?limit=10000")).send().await.unwrap();
+        assert!(latest.status().is_success(), "/v1/devices/latest: {}", latest.status());
         let body: serde_json::Value = latest.json().await.unwrap();
         let at_last = body["devices"].as_array().map_or(0, |devices| {
             devices
@@ -542,8 +560,7 @@ async fn embedded(run: &str, partitions: i32) {
         assert!(started.elapsed() - elapsed < Duration::from_secs(600), "the embedded stack never caught up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let acked = acked.load(Ordering::Relaxed);
-    let total = acked + (warm.len() + idle.len() + under_load.len()) as u64;
+    let total = acked + (probes_before + under_load.len()) as u64;
     let secs = elapsed.as_secs_f64();
     println!(
         "(f) embedded (`up`, {partitions} partition(s) per topic), 16 clients posting batches of 100 for {secs:.0} s: \
