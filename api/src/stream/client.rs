@@ -61,7 +61,6 @@ impl Client {
     pub async fn run(self) {
         let kind = self.fanout.kind;
         let metrics = self.streams.metrics.clone();
-        metrics.stream_opened(kind);
         let end = match self.resume.clone() {
             None => {
                 let subscribed = tokio::select! {
@@ -82,7 +81,6 @@ impl Client {
             metrics.stream_dropped(kind, reason);
             tracing::info!(stream = kind.label(), reason, "stream client dropped for reading too slowly");
         }
-        metrics.stream_closed(kind);
     }
 
     async fn stopped(&self) {
@@ -189,16 +187,27 @@ impl Client {
                 return Ok((ring, had, None));
             }
             if own.is_none() {
+                // One acquire for the whole wait: dropping it would lose the place in the queue.
+                let acquire = self.streams.resumes.clone().acquire_owned();
+                tokio::pin!(acquire);
                 let permit = loop {
                     tokio::select! {
-                        p = self.streams.resumes.clone().acquire_owned() => break p.expect("never closed"),
+                        p = &mut acquire => break p.expect("never closed"),
                         _ = keep_alive.tick() => self.keep_alive_now(),
                         () = self.stopped() => return Err(End::Shutdown),
                     }
                 };
-                let started = tokio::select! {
-                    started = CatchUp::start(&self.streams.kafka, &self.fanout.topic, &had) => started,
-                    () = self.stopped() => return Err(End::Shutdown),
+                // Reading the topic's partitions and watermarks may take a while on slow brokers.
+                let started = {
+                    let start = CatchUp::start(&self.streams.kafka, &self.fanout.topic, &had);
+                    tokio::pin!(start);
+                    loop {
+                        tokio::select! {
+                            started = &mut start => break started,
+                            _ = keep_alive.tick() => self.keep_alive_now(),
+                            () = self.stopped() => return Err(End::Shutdown),
+                        }
+                    }
                 };
                 let catch_up = started.map_err(|e| {
                     tracing::warn!(stream = kind.label(), error = format!("{e:#}"), "cannot resume a stream");
@@ -218,9 +227,10 @@ impl Client {
                 own = Some((catch_up, permit));
             }
             let (catch_up, _) = own.as_ref().expect("set above");
-            // A target offset the topic no longer holds cannot be read: nothing up to it is left.
+            // A target offset the topic no longer holds cannot be read: nothing up to it is left;
+            // nor can a partition the topic no longer has (recreated with fewer).
             let reached = |had: &Cursor, p: usize| {
-                had.get(p) >= target.get(p) || catch_up.earliest.get(p).is_some_and(|&low| target.get(p) < low)
+                had.get(p) >= target.get(p) || catch_up.earliest.get(p).is_none_or(|&low| target.get(p) < low)
             };
             while !(0..target.0.len()).all(|p| reached(&had, p)) {
                 let read = tokio::select! {

@@ -27,7 +27,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use fleetstream_kafka::KafkaConfig;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ApiConfig;
@@ -122,8 +122,9 @@ async fn open(state: ApiState, kind: StreamKind, headers: &HeaderMap, uri: &Uri)
     // The body holds the slot: it is freed when the connection lets go of the answer (the
     // client went, or a stalled write closed it: see `stall`), not when the task ends while
     // the connection still holds unsent messages.
-    let body = futures::stream::unfold((body, slot), |(mut body, slot)| async move {
-        body.recv().await.map(|text| (Ok::<_, std::convert::Infallible>(text), (body, slot)))
+    let open = OpenStream::new(slot, streams.metrics.clone(), kind);
+    let body = futures::stream::unfold((body, open), |(mut body, open)| async move {
+        body.recv().await.map(|text| (Ok::<_, std::convert::Infallible>(text), (body, open)))
     });
     let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
@@ -132,6 +133,27 @@ async fn open(state: ApiState, kind: StreamKind, headers: &HeaderMap, uri: &Uri)
     // Proxies such as nginx would otherwise hold messages back to fill their buffers.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// A stream's connection while it holds the answer: its slot of `--max-streams`, and its count
+/// in the `streams_open` gauge, both let go together.
+struct OpenStream {
+    _slot: OwnedSemaphorePermit,
+    metrics: ApiMetrics,
+    kind: StreamKind,
+}
+
+impl OpenStream {
+    fn new(slot: OwnedSemaphorePermit, metrics: ApiMetrics, kind: StreamKind) -> Self {
+        metrics.stream_opened(kind);
+        OpenStream { _slot: slot, metrics, kind }
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.metrics.stream_closed(self.kind);
+    }
 }
 
 /// Where to resume: the `Last-Event-ID` header (what a browser sends on reconnecting) wins over
