@@ -36,7 +36,8 @@ pub struct UpConfig {
     /// Partitions of the topics `up` creates (existing topics are left alone). One: `up` runs
     /// one processor, and the embedded broker reads every partition on every fetch from SQLite,
     /// so partitions cost CPU even when idle (0.07 CPU s per second with 1 partition, 0.29 with
-    /// 8, measured on 2 shared cores); `benches/pipeline.sh up` compares 1 and 8 under load.
+    /// 8) and under load (a quarter more broker CPU per position with 8, and a fifth less
+    /// throughput end to end: `benches/pipeline.sh up`, benches/README.md).
     #[arg(long = "topic-partitions", env = "FLEETSTREAM_TOPIC_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=64))]
     pub topic_partitions: i32,
 }
