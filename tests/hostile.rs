@@ -12,12 +12,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fleetstream_schemas::processing_dlq::{ProcessingDeadLetter, Stage};
+use fleetstream_schemas::processing_dlq::{PROCESSING_DEAD_LETTER_JSON_SCHEMA, ProcessingDeadLetter, Stage};
 use fleetstream_schemas::time::parse_rfc3339_millis;
 use fleetstream_storage::PositionRow;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
-use support::{Pipeline, eventually, query_one, read_topic};
+use support::{Pipeline, eventually, query_one, read_contract_topic};
 
 async fn post(pipeline: &Pipeline, body: &Value) -> Value {
     let client = reqwest::Client::new();
@@ -49,9 +49,10 @@ async fn healthy_fix_stored(pipeline: &Pipeline, device: &str) -> Duration {
 }
 
 fn letters(pipeline: &Pipeline) -> Vec<ProcessingDeadLetter> {
-    read_topic(&pipeline.kafka.brokers, &pipeline.kafka.processing_dlq_topic)
-        .iter()
-        .map(|m| serde_json::from_slice(m).unwrap())
+    let (brokers, topic) = (&pipeline.kafka.brokers, &pipeline.kafka.processing_dlq_topic);
+    read_contract_topic(brokers, topic, PROCESSING_DEAD_LETTER_JSON_SCHEMA)
+        .into_iter()
+        .map(|m| serde_json::from_value(m).unwrap())
         .collect()
 }
 

@@ -7,9 +7,10 @@ mod support;
 use std::time::Duration;
 
 use fleetstream_ingest::IngestConfig;
+use fleetstream_schemas::dead_letter::DEAD_LETTER_JSON_SCHEMA;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Pipeline, eventually, named_field, read_topic, topic_len};
+use support::{Pipeline, eventually, named_field, read_contract_topic, read_topic, topic_len};
 
 /// One hostile request and what ingest must answer.
 struct Case {
@@ -161,10 +162,7 @@ async fn hostile_inputs_are_refused_by_name_and_never_reach_the_topic() {
         if letters >= wanted { Ok(()) } else { Err(format!("{letters} of {wanted} dead letters")) }
     })
     .await;
-    let letters: Vec<Value> = read_topic(&pipeline.kafka.brokers, &pipeline.kafka.dlq_topic)
-        .iter()
-        .map(|m| serde_json::from_slice(m).unwrap())
-        .collect();
+    let letters = read_contract_topic(&pipeline.kafka.brokers, &pipeline.kafka.dlq_topic, DEAD_LETTER_JSON_SCHEMA);
     let lat91 =
         letters.iter().find(|l| l["raw"].as_str().unwrap().contains(r#""lat":91"#)).expect("lat 91 dead letter");
     assert_eq!((lat91["field"].as_str(), lat91["protocol"].as_str()), (Some("lat"), Some("json")));

@@ -8,9 +8,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use fleetstream_ingest::IngestConfig;
+use fleetstream_schemas::dead_letter::DEAD_LETTER_JSON_SCHEMA;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use support::{Pipeline, eventually, named_field, read_topic, topic_len};
+use support::{Pipeline, eventually, named_field, read_contract_topic, read_topic, topic_len};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "harbor-fleet-token-0123456789";
@@ -58,8 +59,7 @@ async fn dead_letters(pipeline: &Pipeline, n: i64) -> Vec<Value> {
     .await;
     // Letters are queued without waiting: give a surplus the time to show.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let letters: Vec<Value> =
-        read_topic(brokers, dlq).iter().map(|m| serde_json::from_slice(m).expect("a JSON dead letter")).collect();
+    let letters = read_contract_topic(brokers, dlq, DEAD_LETTER_JSON_SCHEMA);
     assert_eq!(letters.len() as i64, n, "dead letters: {letters:#?}");
     letters
 }

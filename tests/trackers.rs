@@ -12,9 +12,10 @@ use fleetstream_ingest::{IngestConfig, Listeners};
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_protocols::gt06::{self, Cell, Gps, Message, protocol};
 use fleetstream_protocols::teltonika::{self, AvlPacket, AvlRecord, Codec, GpsElement, IoElements};
+use fleetstream_schemas::dead_letter::DEAD_LETTER_JSON_SCHEMA;
 use fleetstream_schemas::ids::derived_event_id;
 use fleetstream_schemas::time::now_millis;
-use support::{OwnBroker, Pipeline, eventually, query_one, read_topic, unique};
+use support::{OwnBroker, Pipeline, eventually, query_one, read_contract_topic, read_topic, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -140,11 +141,14 @@ async fn teltonika_frames_are_answered_once_durable_and_stored() {
     let letter = eventually("the damaged frame's dead letter", WAIT, || {
         let (brokers, dlq, imei) = (brokers.clone(), dlq.clone(), imei.clone());
         async move {
-            let letters = tokio::task::spawn_blocking(move || read_topic(&brokers, &dlq)).await.unwrap();
+            let letters =
+                tokio::task::spawn_blocking(move || read_contract_topic(&brokers, &dlq, DEAD_LETTER_JSON_SCHEMA))
+                    .await
+                    .unwrap();
             letters
                 .iter()
-                .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap())
                 .find(|l| l["protocol"] == "teltonika" && l["raw"].as_str().unwrap_or("").contains(&imei))
+                .cloned()
                 .ok_or_else(|| format!("{} letters, none of {imei}", letters.len()))
         }
     })

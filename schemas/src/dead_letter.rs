@@ -11,8 +11,17 @@ use crate::time::EpochMillis;
 /// Raw items are kept up to this size; a larger one is cut and marked `raw_truncated`.
 pub const MAX_DEAD_LETTER_RAW_BYTES: usize = 16 * 1024;
 
+/// Version of [`DeadLetter`] on the wire.
+pub const DEAD_LETTER_VERSION: u32 = 1;
+
+/// The JSON Schema of one `positions.dlq` message (draft 2020-12).
+pub const DEAD_LETTER_JSON_SCHEMA: &str = include_str!("../dead-letter.v1.schema.json");
+
+/// One message of `positions.dlq` (`dead-letter.v1.schema.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// [`DEAD_LETTER_VERSION`].
+    pub v: u32,
     /// `json` or `osmand`.
     pub protocol: String,
     pub field: String,
@@ -83,6 +92,7 @@ impl DeadLetter {
             text.truncate(cut);
         }
         DeadLetter {
+            v: DEAD_LETTER_VERSION,
             protocol: origin.protocol.into(),
             field: redact::redact_presented(&error.field, origin.token).into_owned(),
             message: redact::redact_presented(&error.message, origin.token).into_owned(),
@@ -96,6 +106,7 @@ impl DeadLetter {
     /// first `lettered`, which had a letter each: a request cannot write more than that.
     pub fn summary(origin: &Origin<'_>, lettered: usize, unlettered: usize) -> Self {
         DeadLetter {
+            v: DEAD_LETTER_VERSION,
             protocol: origin.protocol.into(),
             field: "body".into(),
             message: format!(
@@ -117,6 +128,26 @@ mod tests {
     use super::*;
 
     const ORIGIN: Origin<'static> = Origin { protocol: "json", received_at_ms: 5, token: None };
+
+    #[test]
+    fn letters_satisfy_their_schema() {
+        let schema: serde_json::Value = serde_json::from_str(DEAD_LETTER_JSON_SCHEMA).unwrap();
+        let contract = jsonschema::validator_for(&schema).unwrap();
+        let e = FieldError::new("lat", "bad");
+        let frame = Raw::Frame { device_id: "356307042441013", bytes: &[0xff; 40_000] };
+        for (protocol, raw) in
+            [("json", Raw::Json(b"{\"lat\":91}")), ("teltonika", frame), ("osmand", Raw::Params(b"id=x"))]
+        {
+            let origin = Origin { protocol, ..ORIGIN };
+            for letter in [DeadLetter::new(&origin, &e, raw), DeadLetter::summary(&origin, 100, 7)] {
+                let message: serde_json::Value = serde_json::from_slice(&letter.to_message()).unwrap();
+                assert!(contract.is_valid(&message), "{message}");
+            }
+        }
+        let mut unknown = serde_json::to_value(DeadLetter::summary(&ORIGIN, 1, 1)).unwrap();
+        unknown["protocol"] = "carrier-pigeon".into();
+        assert!(!contract.is_valid(&unknown), "the schema lists the protocols");
+    }
 
     #[test]
     fn large_raw_items_are_cut_and_marked() {

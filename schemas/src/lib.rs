@@ -4,12 +4,13 @@
 //! - [`input`]: the device-facing JSON (`position.v1.schema.json` describes the same shape),
 //!   decoded and validated into a [`Position`], with errors that name the field;
 //! - [`position`]: the normalised position that travels on `positions.raw`;
-//! - [`dead_letter`]: what a rejected item becomes on `positions.dlq`;
+//! - [`dead_letter`]: what a rejected item becomes on `positions.dlq` (`dead-letter.v1.schema.json`);
 //! - [`error`]: the one JSON error shape of ingest and the query API;
-//! - [`ids`]: the one rule for ids and the `{device_id}@{fix_time_ms}` event id;
+//! - [`ids`]: the one rule for ids, the `{device_id}@{fix_time_ms}` event id and a geofence event's id;
 //! - [`outputs`]: the messages of `positions.enriched` and `geofence.events`, the contract for
 //!   services that consume them (`position.enriched.v1.schema.json`, `geofence.event.v1.schema.json`);
-//! - [`processing_dlq`]: what the processors set aside on `processing.dlq`, and why;
+//! - [`processing_dlq`]: what the processors set aside on `processing.dlq`, and why
+//!   (`processing-dead-letter.v1.schema.json`);
 //! - [`osmand`]: the OsmAnd protocol of the Traccar Client apps, decoded into the same [`Position`];
 //! - [`topics`]: topic names and how messages are keyed;
 //! - [`settings`]: settings structs from their clap definitions, defaults in one place;

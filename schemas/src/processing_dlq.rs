@@ -9,6 +9,9 @@ use crate::time::EpochMillis;
 /// Version of [`ProcessingDeadLetter`] on the wire.
 pub const PROCESSING_DEAD_LETTER_VERSION: u32 = 1;
 
+/// The JSON Schema of one `processing.dlq` message (draft 2020-12).
+pub const PROCESSING_DEAD_LETTER_JSON_SCHEMA: &str = include_str!("../processing-dead-letter.v1.schema.json");
+
 /// Raw payloads and error texts are kept up to this size.
 pub const MAX_PROCESSING_DEAD_LETTER_TEXT: usize = 16 * 1024;
 
@@ -121,6 +124,22 @@ fn cut(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn letters_of_every_stage_satisfy_their_schema() {
+        let schema: serde_json::Value = serde_json::from_str(PROCESSING_DEAD_LETTER_JSON_SCHEMA).unwrap();
+        let contract = jsonschema::validator_for(&schema).unwrap();
+        assert_eq!(schema["properties"]["stage"]["enum"].as_array().unwrap().len(), Stage::ALL.len());
+        for stage in Stage::ALL {
+            let bare = ProcessingDeadLetter::new(stage, "refused", 3, 42, 7);
+            let with_item = bare.clone().with_item("d", serde_json::json!({"device_id": "d"}));
+            let with_raw = bare.clone().with_raw(&[0xff; 20_000]);
+            for letter in [bare, with_item, with_raw] {
+                let message: serde_json::Value = serde_json::from_slice(&letter.to_message()).unwrap();
+                assert!(contract.is_valid(&message), "{message}");
+            }
+        }
+    }
 
     #[test]
     fn letters_round_trip_and_cut_what_they_carry() {

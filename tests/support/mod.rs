@@ -265,6 +265,22 @@ fn reader(brokers: &str) -> rdkafka::consumer::BaseConsumer {
 }
 
 /// Every message currently in `topic`, read from the beginning of each partition.
+/// Every message of `topic` as JSON, each checked against `schema`, its contract in `schemas/`.
+pub fn read_contract_topic(brokers: &str, topic: &str, schema: &str) -> Vec<serde_json::Value> {
+    let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
+    let contract = jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema");
+    read_topic(brokers, topic)
+        .iter()
+        .map(|message| {
+            let m: serde_json::Value = serde_json::from_slice(message).expect("a JSON message");
+            if let Err(e) = contract.validate(&m) {
+                panic!("a message of {topic} breaks {}: {e} at {}\n{m}", schema["$id"], e.instance_path());
+            }
+            m
+        })
+        .collect()
+}
+
 pub fn read_topic(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
     use rdkafka::consumer::Consumer;
     use rdkafka::{Message, Offset, TopicPartitionList};
