@@ -462,6 +462,7 @@ async fn many_devices(run: &str, clients: usize) {
     }
     let seconds = bench_seconds().min(10);
     let cpu_before = ingest.cpu_seconds();
+    let (broker_before, clients_before) = (engines_cpu_seconds().0, cpu_seconds(std::process::id()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -492,6 +493,8 @@ async fn many_devices(run: &str, clients: usize) {
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = ingest.cpu_seconds() - cpu_before;
+    let broker_cpu = engines_cpu_seconds().0 - broker_before;
+    let clients_cpu = cpu_seconds(std::process::id()) - clients_before;
     let n = latencies.len();
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| latencies.get(((n.max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(f64::NAN);
@@ -504,6 +507,19 @@ async fn many_devices(run: &str, clients: usize) {
         at(0.999),
         cpu / n.max(1) as f64 * 1e6,
         ingest.peak_rss_mb()
+    );
+    // What bounds it on this machine: every request costs CPU in the clients, ingest and the
+    // broker, all on the same cores.
+    let per_million = |cpu: f64| cpu / n.max(1) as f64 * 1e6;
+    let all = per_million(cpu + broker_cpu + clients_cpu);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!(
+        "(e) where the CPU went, per million requests: ingest {:.1}, broker {:.1}, the {clients} clients {:.1} \
+         = {all:.1} CPU s: {cores:.0} cores cannot serve more than {:.0} requests/s with all three on them",
+        per_million(cpu),
+        per_million(broker_cpu),
+        per_million(clients_cpu),
+        cores * 1e6 / all
     );
     ingest.stop();
 }
