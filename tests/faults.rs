@@ -229,7 +229,7 @@ async fn fences_that_failed_to_load_are_loaded_once_they_can_be() {
     // The operator repairs the table; no fence changes.
     pipeline.store.execute_trusted("ALTER TABLE geofences ADD COLUMN name String").await.unwrap();
     assert_eq!(pipeline.store.live_fences().await.unwrap().len(), 1, "the fence table is readable again");
-    tokio::time::sleep(Duration::from_secs(2)).await; // several poll intervals (500 ms)
+    pipeline.wait_fences_loaded().await;
 
     let second = first + 60_000;
     post_fix(&pipeline, "visitor", second).await;
@@ -267,11 +267,12 @@ async fn a_processor_that_starts_while_fences_cannot_be_read_makes_no_false_exit
     put_pier(&pipeline).await;
     post_fix(&pipeline, "visitor", first).await;
     wait_fix_stored(&pipeline.store, "visitor", first).await;
+    // A new processor starts while its fences cannot be read (their version can), and stays so
+    // until its first batch comes.
+    pipeline.store.execute_trusted("ALTER TABLE geofences DROP COLUMN name").await.unwrap();
     pipeline.stop().await;
 
-    // A new processor; its fences cannot be read (their version can) while its first batch comes.
     let pipeline = start().await;
-    pipeline.store.execute_trusted("ALTER TABLE geofences DROP COLUMN name").await.unwrap();
     post_fix(&pipeline, "visitor", first + 60_000).await;
     // The processor has the batch and is waiting for the fences, retrying.
     let retries = pipeline.processor_metrics.retries.clone();

@@ -405,7 +405,7 @@ async fn fence_changes_reach_running_processors_without_a_restart() {
     // A 500 m circle appears around the boat; the next fix enters it.
     let fence = serde_json::json!({"type":"Feature","properties":{"name":"Anchorage","radius_m":500},"geometry":{"type":"Point","coordinates":[-74.0,40.7]}});
     assert_eq!(client.put(format!("{api}/v1/fences/anchorage")).json(&fence).send().await.unwrap().status(), 200);
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    pipeline.wait_fences_loaded().await;
     post(t0 + 60_000, 40.7).await.unwrap();
     assert_eq!(wait_for(1).await, vec![("enter".to_string(), t0 + 60_000)]);
     let inside: Value =
@@ -415,7 +415,7 @@ async fn fence_changes_reach_running_processors_without_a_restart() {
     // The fence is deleted; the next fix ends the visit.
     assert_eq!(client.delete(format!("{api}/v1/fences/anchorage")).send().await.unwrap().status(), 204);
     assert_eq!(client.get(format!("{api}/v1/fences/anchorage")).send().await.unwrap().status(), 404);
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    pipeline.wait_fences_loaded().await;
     post(t0 + 120_000, 40.7).await.unwrap();
     let got = wait_for(2).await;
     assert_eq!(got[1], ("exit".to_string(), t0 + 120_000));

@@ -163,6 +163,8 @@ pub async fn run(
     let (max_wait, idle) = (config.batch_max_wait(), Duration::from_millis(config.batch_idle_ms));
     let (mut deadline, mut quiet_at) = (Instant::now() + max_wait, Instant::now() + idle);
     let mut stopped = false;
+    let mut idle_refresh = tokio::time::interval(Duration::from_millis(config.fences_poll_ms));
+    idle_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -207,6 +209,7 @@ pub async fn run(
                     batch.clear();
                 }
             }
+            _ = idle_refresh.tick(), if batch.is_empty() => processor.refresh_when_idle().await,
         }
     }
     if !stopped {

@@ -6,6 +6,7 @@ use fleetstream_schemas::processing_dlq::Stage;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -56,6 +57,8 @@ pub struct Inner {
     pub dead_letters: Family<StageLabel, Counter>,
     /// Transient failures retried, by operation.
     pub retries: Family<OperationLabel, Counter>,
+    /// The version of the fences in use: the newest change loaded (0 before any).
+    pub fences_version: Gauge,
 }
 
 impl Default for Metrics {
@@ -74,6 +77,7 @@ impl Default for Metrics {
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             dead_letters: Family::default(),
             retries: Family::default(),
+            fences_version: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -128,6 +132,11 @@ impl Default for Metrics {
             "retries",
             "Transient storage or broker failures retried, by operation",
             inner.retries.clone(),
+        );
+        registry.register(
+            "fences_version",
+            "Version of the fences in use: the newest change loaded (0 before any)",
+            inner.fences_version.clone(),
         );
         for evidence in crate::incarnation::Evidence::LABELS {
             let _ = inner.incarnation_restarts.get_or_create(&EvidenceLabel { evidence });

@@ -94,7 +94,9 @@ impl Processor {
     async fn refresh_reference(&mut self, shutdown: &CancellationToken) -> bool {
         let mut backoff = Backoff::default();
         loop {
-            match self.reference.refresh(self.sink.store()).await {
+            let refreshed = self.reference.refresh(self.sink.store()).await;
+            self.note_fences_version();
+            match refreshed {
                 Ok(()) => return true,
                 Err(e) if self.reference.is_loaded() || e.is_permanent() => {
                     tracing::warn!(error = %e, "could not refresh fences or registry; keeping what is loaded");
@@ -107,6 +109,22 @@ impl Processor {
                     }
                 }
             }
+        }
+    }
+
+    /// Between batches, once per poll interval: loads what changed, so that the first fix after
+    /// a quiet spell is judged against the fences as they are now. A failure is only logged:
+    /// the next batch refreshes (and waits) as usual.
+    pub async fn refresh_when_idle(&mut self) {
+        if let Err(e) = self.reference.refresh(self.sink.store()).await {
+            tracing::debug!(error = %e, "could not refresh fences or registry while idle");
+        }
+        self.note_fences_version();
+    }
+
+    fn note_fences_version(&self) {
+        if let Some(version) = self.reference.fences_version() {
+            self.metrics.fences_version.set(i64::try_from(version).unwrap_or(i64::MAX));
         }
     }
 

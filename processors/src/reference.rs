@@ -79,6 +79,11 @@ impl Reference {
         }
     }
 
+    /// The version of the fences loaded, once they are.
+    pub fn fences_version(&self) -> Option<u64> {
+        self.fences_clock.version
+    }
+
     /// True once the fences and the registry have each been loaded: before that, positions
     /// would be processed as if no fence existed (a device inside one would leave it).
     pub fn is_loaded(&self) -> bool {

@@ -198,6 +198,18 @@ impl Pipeline {
     }
 
     /// Stops every service and checks each one stopped cleanly and promptly.
+    /// Until the processor uses the newest fences (its `fences_version` gauge): it loads them
+    /// between batches, once per poll interval.
+    pub async fn wait_fences_loaded(&self) {
+        let newest = self.store.fences_version().await.unwrap() as i64;
+        let gauge = self.processor_metrics.fences_version.clone();
+        eventually("the processor loading the newest fences", Duration::from_secs(30), || {
+            let loaded = gauge.get();
+            async move { if loaded >= newest { Ok(()) } else { Err(format!("version {loaded} of {newest}")) } }
+        })
+        .await;
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         for task in self.tasks {
