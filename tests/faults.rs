@@ -267,12 +267,11 @@ async fn a_processor_that_starts_while_fences_cannot_be_read_makes_no_false_exit
     put_pier(&pipeline).await;
     post_fix(&pipeline, "visitor", first).await;
     wait_fix_stored(&pipeline.store, "visitor", first).await;
-    // A new processor starts while its fences cannot be read (their version can), and stays so
-    // until its first batch comes.
-    pipeline.store.execute_trusted("ALTER TABLE geofences DROP COLUMN name").await.unwrap();
     pipeline.stop().await;
 
+    // A new processor; its fences cannot be read (their version can) while its first batch comes.
     let pipeline = start().await;
+    pipeline.store.execute_trusted("ALTER TABLE geofences DROP COLUMN name").await.unwrap();
     post_fix(&pipeline, "visitor", first + 60_000).await;
     // The processor has the batch and is waiting for the fences, retrying.
     let retries = pipeline.processor_metrics.retries.clone();

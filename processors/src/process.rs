@@ -114,8 +114,12 @@ impl Processor {
 
     /// Between batches, once per poll interval: loads what changed, so that the first fix after
     /// a quiet spell is judged against the fences as they are now. A failure is only logged:
-    /// the next batch refreshes (and waits) as usual.
+    /// the next batch refreshes (and waits) as usual. Nothing before the first batch: the first
+    /// load goes with it, which waits for the fences as a batch must.
     pub async fn refresh_when_idle(&mut self) {
+        if !self.reference.is_loaded() {
+            return;
+        }
         if let Err(e) = self.reference.refresh(self.sink.store()).await {
             tracing::debug!(error = %e, "could not refresh fences or registry while idle");
         }
