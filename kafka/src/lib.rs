@@ -105,6 +105,20 @@ impl KafkaConfig {
     }
 
     /// Where the brokers are and how we reach them, for logs: never a password.
+    /// The environment that gives a fleetstream process these brokers and topics (the variables
+    /// of the flags above; security settings not included): for the tests and benchmarks that
+    /// start the binary.
+    pub fn topic_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("FLEETSTREAM_BROKERS", self.brokers.clone()),
+            ("FLEETSTREAM_POSITIONS_TOPIC", self.positions_topic.clone()),
+            ("FLEETSTREAM_DLQ_TOPIC", self.dlq_topic.clone()),
+            ("FLEETSTREAM_ENRICHED_TOPIC", self.enriched_topic.clone()),
+            ("FLEETSTREAM_EVENTS_TOPIC", self.events_topic.clone()),
+            ("FLEETSTREAM_PROCESSING_DLQ_TOPIC", self.processing_dlq_topic.clone()),
+        ]
+    }
+
     pub fn describe(&self) -> String {
         format!("Kafka at {} ({})", self.brokers, self.security.describe())
     }
@@ -160,6 +174,23 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each variable `topic_env` names is the one of the flag holding that value.
+    #[test]
+    fn topic_env_names_the_flags_variables() {
+        use clap::Args;
+        let config = KafkaConfig::with_topic_suffix("b:1", "x");
+        let command = KafkaConfig::augment_args(clap::Command::new("t"));
+        for (name, value) in config.topic_env() {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == name))
+                .unwrap_or_else(|| panic!("no flag reads {name}"));
+            let flag = format!("--{}={value}", arg.get_long().unwrap());
+            let parsed: KafkaConfig = fleetstream_schemas::settings::from_flags(&[&flag]);
+            assert!(parsed.topic_env().contains(&(name, value.clone())), "{name}: {flag}");
+        }
+    }
 
     #[test]
     fn min_insync_replicas_must_fit_the_replication() {

@@ -383,11 +383,7 @@ pub fn spawn_processor(
     }
     command
         .arg("process")
-        .env("FLEETSTREAM_BROKERS", &kafka.brokers)
-        .env("FLEETSTREAM_POSITIONS_TOPIC", &kafka.positions_topic)
-        .env("FLEETSTREAM_ENRICHED_TOPIC", &kafka.enriched_topic)
-        .env("FLEETSTREAM_EVENTS_TOPIC", &kafka.events_topic)
-        .env("FLEETSTREAM_PROCESSING_DLQ_TOPIC", &kafka.processing_dlq_topic)
+        .envs(kafka.topic_env())
         .env("FLEETSTREAM_CLICKHOUSE_URL", &clickhouse.url)
         .env("FLEETSTREAM_CLICKHOUSE_DATABASE", &clickhouse.database)
         .env("FLEETSTREAM_GROUP_ID", group)

@@ -149,16 +149,13 @@ async fn produce(kafka: &KafkaConfig, positions: &[Position]) {
 }
 
 fn processor_vars(kafka: &KafkaConfig, database: &str, group: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("FLEETSTREAM_BROKERS", kafka.brokers.clone()),
-        ("FLEETSTREAM_POSITIONS_TOPIC", kafka.positions_topic.clone()),
-        ("FLEETSTREAM_ENRICHED_TOPIC", kafka.enriched_topic.clone()),
-        ("FLEETSTREAM_EVENTS_TOPIC", kafka.events_topic.clone()),
-        ("FLEETSTREAM_PROCESSING_DLQ_TOPIC", kafka.processing_dlq_topic.clone()),
+    let mut vars = kafka.topic_env();
+    vars.extend([
         ("FLEETSTREAM_CLICKHOUSE_URL", env("FLEETSTREAM_CLICKHOUSE_URL")),
         ("FLEETSTREAM_CLICKHOUSE_DATABASE", database.to_string()),
         ("FLEETSTREAM_GROUP_ID", group.to_string()),
-    ]
+    ]);
+    vars
 }
 
 async fn wait_for(ch: &ClickHouse, database: &str, rows: u64, within: Duration) -> Duration {

@@ -35,12 +35,7 @@ fn start_pipeline(run: &str, ingest_port: u16, api_port: u16) -> Child {
     let kafka = KafkaConfig::with_topic_suffix(&env("FLEETSTREAM_BROKERS"), &format!("stream_{run}"));
     Command::new(env("FLEETSTREAM_BIN"))
         .arg("run")
-        .env("FLEETSTREAM_BROKERS", &kafka.brokers)
-        .env("FLEETSTREAM_POSITIONS_TOPIC", &kafka.positions_topic)
-        .env("FLEETSTREAM_ENRICHED_TOPIC", &kafka.enriched_topic)
-        .env("FLEETSTREAM_EVENTS_TOPIC", &kafka.events_topic)
-        .env("FLEETSTREAM_PROCESSING_DLQ_TOPIC", &kafka.processing_dlq_topic)
-        .env("FLEETSTREAM_DLQ_TOPIC", &kafka.dlq_topic)
+        .envs(kafka.topic_env())
         .env("FLEETSTREAM_CLICKHOUSE_URL", env("FLEETSTREAM_CLICKHOUSE_URL"))
         .env("FLEETSTREAM_CLICKHOUSE_DATABASE", format!("stream_{run}"))
         .env("FLEETSTREAM_GROUP_ID", format!("stream_{run}"))
