@@ -189,26 +189,10 @@ impl Client {
             if own.is_none() {
                 // One acquire for the whole wait: dropping it would lose the place in the queue.
                 let acquire = self.streams.resumes.clone().acquire_owned();
-                tokio::pin!(acquire);
-                let permit = loop {
-                    tokio::select! {
-                        p = &mut acquire => break p.expect("never closed"),
-                        _ = keep_alive.tick() => self.keep_alive_now(),
-                        () = self.stopped() => return Err(End::Shutdown),
-                    }
-                };
+                let permit = self.keeping_alive(&mut keep_alive, acquire).await?.expect("never closed");
                 // Reading the topic's partitions and watermarks may take a while on slow brokers.
-                let started = {
-                    let start = CatchUp::start(&self.streams.kafka, &self.fanout.topic, &had);
-                    tokio::pin!(start);
-                    loop {
-                        tokio::select! {
-                            started = &mut start => break started,
-                            _ = keep_alive.tick() => self.keep_alive_now(),
-                            () = self.stopped() => return Err(End::Shutdown),
-                        }
-                    }
-                };
+                let start = CatchUp::start(&self.streams.kafka, &self.fanout.topic, &had);
+                let started = self.keeping_alive(&mut keep_alive, start).await?;
                 let catch_up = started.map_err(|e| {
                     tracing::warn!(stream = kind.label(), error = format!("{e:#}"), "cannot resume a stream");
                     End::Failed
@@ -233,13 +217,8 @@ impl Client {
                 had.get(p) >= target.get(p) || catch_up.earliest.get(p).is_none_or(|&low| target.get(p) < low)
             };
             while !(0..target.0.len()).all(|p| reached(&had, p)) {
-                let read = tokio::select! {
-                    read = catch_up.next() => read,
-                    // A filter that matches little sends nothing for a long time: the
-                    // connection must not look dead to proxies meanwhile.
-                    _ = keep_alive.tick() => { self.keep_alive_now(); continue }
-                    () = self.stopped() => return Err(End::Shutdown),
-                };
+                // A filter that matches little sends nothing for a long time.
+                let read = self.keeping_alive(&mut keep_alive, catch_up.next()).await?;
                 let read = read.map_err(|e| {
                     tracing::warn!(stream = kind.label(), error = format!("{e:#}"), "resuming a stream failed");
                     End::Failed
@@ -259,6 +238,23 @@ impl Client {
                 // The ring moved on while this client caught up: catch up further.
                 Err(TryRecvError::Lagged(_)) => continue,
                 Err(TryRecvError::Closed) => return Err(End::Shutdown),
+            }
+        }
+    }
+
+    /// `work` to its end, with keep-alive comments meanwhile (proxies close a connection that
+    /// stays silent); `Shutdown` when the client goes or the API stops first.
+    async fn keeping_alive<T>(
+        &self,
+        keep_alive: &mut tokio::time::Interval,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, End> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                _ = keep_alive.tick() => self.keep_alive_now(),
+                () = self.stopped() => return Err(End::Shutdown),
             }
         }
     }
