@@ -1,10 +1,10 @@
 //! Reader-facing JSON: times as RFC 3339 with milliseconds (and epoch milliseconds beside them),
 //! field names as devices send them.
 
+use fleetstream_schemas::Attributes;
 use fleetstream_schemas::time::format_millis;
 use fleetstream_storage::{GeofenceEventRow, LatestRow, PositionRow};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 #[derive(Debug, Serialize)]
 pub struct LatestView {
@@ -51,7 +51,7 @@ pub struct TrackPointView {
     pub ignition: Option<bool>,
     pub odometer: Option<f64>,
     pub battery: Option<f64>,
-    pub attributes: Map<String, Value>,
+    pub attributes: Attributes,
     /// Metres from the device's previous fix, when known.
     pub distance_from_prev_m: Option<f64>,
     /// Distance travelled since the device was first seen, metres.
@@ -69,7 +69,7 @@ impl From<PositionRow> for TrackPointView {
         TrackPointView {
             fix_time: format_millis(r.fix_time_ms),
             received_at: format_millis(r.received_at_ms),
-            attributes: serde_json::from_str(&r.attributes).unwrap_or_default(),
+            attributes: Attributes::from_stored(r.attributes).unwrap_or_default(),
             event_id: r.event_id,
             fix_time_ms: r.fix_time_ms,
             lat: r.lat,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use fleetstream_schemas::dead_letter::redact::{redact_presented, scrub_attributes};
+use fleetstream_schemas::dead_letter::redact::redact_presented;
 use fleetstream_schemas::dead_letter::{Origin, Raw};
 use fleetstream_schemas::time::now_millis;
 use fleetstream_schemas::{BodyError, DeadLetter, ErrorDetail, FieldError, Limits, Position};
@@ -216,8 +216,9 @@ pub async fn accept(
         });
         match result {
             Ok(mut position) => {
-                // Stored and passed on: no secret may ride along in the attributes.
-                scrub_attributes(&mut position.attributes, request.token());
+                // Stored and passed on: the credential the device used may not ride along in the
+                // attributes (members named like a secret were left out when they were checked).
+                position.attributes.redact_token(request.token());
                 accepted.push(position)
             }
             Err(error) => {

@@ -259,7 +259,7 @@ fn position_row(p: &Position, fix: &Fix, e: &Enrichment, late: bool, version: u6
         ignition: p.ignition.map(u8::from),
         odometer_m: p.odometer_m,
         battery_pct: p.battery_pct,
-        attributes: serde_json::Value::Object(p.attributes.clone()).to_string(),
+        attributes: p.attributes.get().to_owned(),
         prev_fix_ms: None,
         distance_m: None,
         kafka_partition: fix.source.partition,

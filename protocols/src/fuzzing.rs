@@ -17,7 +17,9 @@ const MAX_FRAME: usize = 4096;
 fn check_accepted(p: &Position) {
     assert!((-90.0..=90.0).contains(&p.lat) && (-180.0..=180.0).contains(&p.lon));
     assert!(p.fix_time_ms <= NOW + 600_000);
-    assert!(p.attributes.len() <= Limits::default().max_attribute_keys);
+    let limits = Limits::default();
+    assert!(p.attributes.get().len() <= limits.max_attributes_bytes);
+    assert!(p.attributes.to_value().as_object().expect("an object").len() <= limits.max_attribute_keys);
     assert_eq!(&Position::from_message(&p.to_message()).expect("decodes"), p);
 }
 

@@ -62,8 +62,8 @@ fn a_devices_login_and_location_decode() {
     assert_eq!(p.fix_time_ms, 1_446_734_274_000);
     assert_eq!(p.speed_mps, Some(0.0));
     assert_eq!(p.heading_deg, Some(93.0));
-    assert_eq!(p.attributes["mcc"], 404);
-    assert_eq!(p.attributes["gps_valid"], true);
+    assert_eq!(p.attributes.to_value()["mcc"], 404);
+    assert_eq!(p.attributes.to_value()["gps_valid"], true);
     assert!(message_position("1", &login, NOW, &Limits::default()).is_none(), "a login has no position");
 }
 
@@ -123,9 +123,9 @@ fn an_alarm_carries_its_kind_and_the_ignition() {
     assert_eq!(back, alarm);
     let p = message_position("355488024906769", &back, NOW, &Limits::default()).unwrap().unwrap();
     assert_eq!(p.ignition, Some(true));
-    assert_eq!(p.attributes["alarm"], "sos");
-    assert_eq!(p.attributes["charging"], true);
-    assert_eq!(p.attributes["voltage_level"], 4);
+    assert_eq!(p.attributes.to_value()["alarm"], "sos");
+    assert_eq!(p.attributes.to_value()["charging"], true);
+    assert_eq!(p.attributes.to_value()["voltage_level"], 4);
 }
 
 #[test]

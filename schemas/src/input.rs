@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
+use crate::attributes::{Attributes, RawAttributes};
 use crate::ids::{MAX_ID_BYTES, check_id, derived_event_id};
 use crate::position::{POSITION_SCHEMA_VERSION, Position};
 use crate::time::{EpochMillis, parse_rfc3339_millis};
@@ -38,8 +38,9 @@ pub const DEVICE_FIELDS: &[&str] = &[
 pub struct Limits {
     pub max_device_id_bytes: usize,
     pub max_event_id_bytes: usize,
+    /// Most keys at the top level of the attributes object.
     pub max_attribute_keys: usize,
-    /// Size of the attributes object re-encoded as compact JSON.
+    /// Size of the attributes object as compact JSON, members named like a secret left out.
     pub max_attributes_bytes: usize,
     /// How far ahead of the server clock a fix time may be (device clocks drift).
     pub max_future_skew: Duration,
@@ -88,50 +89,24 @@ impl fmt::Display for FieldError {
 }
 
 /// A fix time as devices send it: an RFC 3339 string or integer epoch milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct FixTime(EpochMillis);
-
-impl<'de> Deserialize<'de> for FixTime {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FixTimeVisitor;
-        impl Visitor<'_> for FixTimeVisitor {
-            type Value = FixTime;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an RFC 3339 timestamp string or integer epoch milliseconds")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FixTime, E> {
-                parse_rfc3339_millis(v).map(FixTime).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FixTime, E> {
-                Ok(FixTime(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FixTime, E> {
-                i64::try_from(v).map(FixTime).map_err(|_| E::custom("epoch milliseconds out of range"))
-            }
+fn fix_time<'de, D: Deserializer<'de>>(d: D) -> Result<EpochMillis, D::Error> {
+    struct FixTimeVisitor;
+    impl Visitor<'_> for FixTimeVisitor {
+        type Value = EpochMillis;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 timestamp string or integer epoch milliseconds")
         }
-        d.deserialize_any(FixTimeVisitor)
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<EpochMillis, E> {
+            parse_rfc3339_millis(v).map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<EpochMillis, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<EpochMillis, E> {
+            i64::try_from(v).map_err(|_| E::custom("epoch milliseconds out of range"))
+        }
     }
-}
-
-/// The wire shape of one device-facing position. Serde checks types, missing and unknown or
-/// duplicate fields; [`validate`] checks ranges and sizes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DevicePosition {
-    device_id: String,
-    fix_time: FixTime,
-    lat: f64,
-    lon: f64,
-    speed: Option<f64>,
-    heading: Option<f64>,
-    altitude: Option<f64>,
-    accuracy: Option<f64>,
-    satellites: Option<u8>,
-    ignition: Option<bool>,
-    odometer: Option<f64>,
-    battery: Option<f64>,
-    attributes: Option<Map<String, Value>>,
-    event_id: Option<String>,
+    d.deserialize_any(FixTimeVisitor)
 }
 
 /// Parses and validates one JSON position received at `received_at_ms`.
@@ -139,8 +114,8 @@ pub fn parse_position(json: &str, received_at_ms: EpochMillis, limits: &Limits) 
     if !json.trim_start().starts_with('{') {
         return Err(FieldError::new("body", "each position must be a JSON object"));
     }
-    let raw: DevicePosition = deserialize_named(json)?;
-    validate(raw.into(), received_at_ms, limits)
+    let raw: Fields<'_> = deserialize_named(json)?;
+    validate(raw, received_at_ms, limits)
 }
 
 /// Deserialises one JSON document; a failure names the field where it happened.
@@ -159,7 +134,7 @@ pub(crate) fn deserialize_named<'a, T: Deserialize<'a>>(json: &'a str) -> Result
 /// serde_path_to_error writes `?` for a key it never finished reading (truncated input).
 /// Array indices are cut (`attributes.k[0][0]…` names `attributes.k`), so hostile nesting cannot
 /// make the answer long; the result is at most [`MAX_FIELD_PATH`] bytes.
-fn field_of(path: &str, message: &str) -> String {
+pub(crate) fn field_of(path: &str, message: &str) -> String {
     let path = path.split('[').next().unwrap_or_default();
     let path = path.trim_end_matches('?').trim_end_matches('.');
     let mut field = field_of_path(path, message);
@@ -192,7 +167,7 @@ fn field_of_path(path: &str, message: &str) -> String {
 }
 
 /// serde_json appends " at line L column C"; the field name says more, and the rest is kept.
-fn strip_location(e: &serde_json::Error) -> String {
+pub(crate) fn strip_location(e: &serde_json::Error) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
         Some(i) => text[..i].to_string(),
@@ -211,50 +186,40 @@ fn check_optional(field: &str, value: Option<f64>, min: f64, max: f64, unit: &st
     value.map_or(Ok(()), |v| check_range(field, v, min, max, unit))
 }
 
-/// A position in fleetstream's units, whatever protocol it came in: what [`validate`] checks.
-/// Protocol decoders outside this crate (`fleetstream-protocols`) build one and validate it.
-#[derive(Debug, Default)]
-pub struct Fields {
+/// A position in fleetstream's units, whatever protocol it came in, before [`validate`] checks
+/// it. The device-facing JSON deserialises straight into it (serde checks types, missing,
+/// unknown and duplicate fields; the names are the JSON ones); protocol decoders, here and in
+/// `fleetstream-protocols`, build one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fields<'a> {
     pub device_id: String,
+    #[serde(rename = "fix_time", deserialize_with = "fix_time")]
     pub fix_time_ms: EpochMillis,
     pub lat: f64,
     pub lon: f64,
+    #[serde(rename = "speed")]
     pub speed_mps: Option<f64>,
+    #[serde(rename = "heading")]
     pub heading_deg: Option<f64>,
+    #[serde(rename = "altitude")]
     pub altitude_m: Option<f64>,
+    #[serde(rename = "accuracy")]
     pub accuracy_m: Option<f64>,
     pub satellites: Option<u8>,
     pub ignition: Option<bool>,
+    #[serde(rename = "odometer")]
     pub odometer_m: Option<f64>,
+    #[serde(rename = "battery")]
     pub battery_pct: Option<f64>,
-    pub attributes: Map<String, Value>,
+    #[serde(borrow, default)]
+    pub attributes: RawAttributes<'a>,
     pub event_id: Option<String>,
-}
-
-impl From<DevicePosition> for Fields {
-    fn from(raw: DevicePosition) -> Self {
-        Fields {
-            device_id: raw.device_id,
-            fix_time_ms: raw.fix_time.0,
-            lat: raw.lat,
-            lon: raw.lon,
-            speed_mps: raw.speed,
-            heading_deg: raw.heading,
-            altitude_m: raw.altitude,
-            accuracy_m: raw.accuracy,
-            satellites: raw.satellites,
-            ignition: raw.ignition,
-            odometer_m: raw.odometer,
-            battery_pct: raw.battery,
-            attributes: raw.attributes.unwrap_or_default(),
-            event_id: raw.event_id,
-        }
-    }
 }
 
 /// The rules every position meets, whichever protocol brought it. Field names in errors are the
 /// device-facing JSON names; protocol decoders rename where theirs differ.
-pub fn validate(raw: Fields, received_at_ms: EpochMillis, limits: &Limits) -> Result<Position, FieldError> {
+pub fn validate(raw: Fields<'_>, received_at_ms: EpochMillis, limits: &Limits) -> Result<Position, FieldError> {
     check_id("device_id", &raw.device_id, limits.max_device_id_bytes)?;
     if let Some(id) = &raw.event_id {
         check_id("event_id", id, limits.max_event_id_bytes)?;
@@ -289,22 +254,7 @@ pub fn validate(raw: Fields, received_at_ms: EpochMillis, limits: &Limits) -> Re
         return Err(FieldError::new("fix_time", format!("is older than the accepted {} s", max_age.as_secs())));
     }
 
-    let attributes = raw.attributes;
-    if attributes.len() > limits.max_attribute_keys {
-        return Err(FieldError::new(
-            "attributes",
-            format!("has {} keys, the limit is {}", attributes.len(), limits.max_attribute_keys),
-        ));
-    }
-    if !attributes.is_empty() {
-        let size = serde_json::to_vec(&attributes).map(|v| v.len()).unwrap_or(usize::MAX);
-        if size > limits.max_attributes_bytes {
-            return Err(FieldError::new(
-                "attributes",
-                format!("is {size} bytes as JSON, the limit is {}", limits.max_attributes_bytes),
-            ));
-        }
-    }
+    let attributes = Attributes::check(raw.attributes, limits)?;
 
     let event_id = raw.event_id.unwrap_or_else(|| derived_event_id(&raw.device_id, fix_time_ms));
     Ok(Position {
@@ -332,6 +282,7 @@ pub fn validate(raw: Fields, received_at_ms: EpochMillis, limits: &Limits) -> Re
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::Value;
 
     const NOW: EpochMillis = 1_607_400_000_000; // 2020-12-08T04:00:00Z
 
@@ -379,7 +330,7 @@ mod tests {
         assert_eq!(p.ignition, Some(true));
         assert_eq!(p.odometer_m, Some(1000.0));
         assert_eq!(p.battery_pct, Some(77.5));
-        assert_eq!(p.attributes["driver"], "x");
+        assert_eq!(p.attributes.get(), r#"{"driver":"x"}"#);
         assert_eq!(p.event_id, "e-1");
         assert_eq!(p.fix_time_ms, 1_607_389_900_250);
     }

@@ -4,6 +4,7 @@
 //! - [`input`]: the device-facing JSON (`position.v1.schema.json` describes the same shape),
 //!   decoded and validated into a [`Position`], with errors that name the field;
 //! - [`position`]: the normalised position that travels on `positions.raw`;
+//! - [`attributes`]: a position's free-form attributes, checked once and carried as JSON text;
 //! - [`dead_letter`]: what a rejected item becomes on `positions.dlq` (`dead-letter.v1.schema.json`);
 //! - [`error`]: the one JSON error shape of ingest and the query API;
 //! - [`ids`]: the one rule for ids, the `{device_id}@{fix_time_ms}` event id and a geofence event's id;
@@ -16,6 +17,7 @@
 //! - [`settings`]: settings structs from their clap definitions, defaults in one place;
 //! - [`migrations`]: the ordered ClickHouse DDL (files under `schemas/migrations/`).
 
+pub mod attributes;
 pub mod body;
 pub mod dead_letter;
 pub mod error;
@@ -32,6 +34,7 @@ pub mod settings;
 pub mod time;
 pub mod topics;
 
+pub use attributes::Attributes;
 pub use body::{BodyError, split_body};
 pub use dead_letter::DeadLetter;
 pub use error::{ErrorBody, ErrorDetail};

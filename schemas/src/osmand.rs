@@ -136,6 +136,7 @@ pub fn parse_osmand_params(
         return Err(FieldError::new("body", format!("{} parameters, the limit is {MAX_PARAMS}", params.len())));
     }
     let mut fields = Fields { fix_time_ms: received_at_ms, ..Fields::default() };
+    let mut attributes = Map::new();
     let (mut id_param, mut heading_param) = ("id", "bearing");
     // Coordinates from `location=lat,lon` are named `location` in errors, as sent.
     let (mut lat_param, mut lon_param) = ("lat", "lon");
@@ -148,7 +149,7 @@ pub fn parse_osmand_params(
             continue;
         }
         if NETWORK_PARAMS.contains(&key) {
-            push_network(&mut fields.attributes, key, value)?;
+            push_network(&mut attributes, key, value)?;
             continue;
         }
         if seen.contains(&key) {
@@ -189,13 +190,13 @@ pub fn parse_osmand_params(
             "batt" => fields.battery_pct = Some(parse_number(key, value)?),
             "hdop" => {
                 let hdop = parse_number(key, value)?;
-                fields.attributes.insert("hdop".into(), attribute_value(&hdop.to_string()));
+                attributes.insert("hdop".into(), attribute_value(&hdop.to_string()));
             }
             "charge" | "valid" => {
-                fields.attributes.insert(key.into(), Value::Bool(parse_bool(key, value)?));
+                attributes.insert(key.into(), Value::Bool(parse_bool(key, value)?));
             }
             other => {
-                fields.attributes.insert(other.into(), attribute_value(value));
+                attributes.insert(other.into(), attribute_value(value));
             }
         }
     }
@@ -208,6 +209,7 @@ pub fn parse_osmand_params(
     if !have_lon {
         return Err(FieldError::new("lon", "is missing (send lat and lon, or location=lat,lon)"));
     }
+    fields.attributes = attributes.into();
     validate(fields, received_at_ms, limits).map_err(|mut e| {
         e.field = match e.field.as_str() {
             "device_id" => id_param,
@@ -334,8 +336,8 @@ fn json_location(
 ) -> Result<Position, FieldError> {
     // The apps send -1 for "unknown" speed, heading and battery level.
     let known = |v: Option<f64>| v.filter(|x| *x >= 0.0);
+    // Members of `extras` named like a secret are left out by the attribute checks.
     let mut attributes = l.extras.unwrap_or_default();
-    attributes.retain(|name, _| !is_secret_name(name));
     if let Some(moving) = l.is_moving {
         attributes.insert("motion".into(), Value::Bool(moving));
     }
@@ -358,7 +360,7 @@ fn json_location(
         ignition: None,
         odometer_m: l.odometer,
         battery_pct: known(l.battery.and_then(|b| b.level)).map(|level| level * 100.0),
-        attributes,
+        attributes: attributes.into(),
         event_id: l.uuid,
     };
     validate(fields, received_at_ms, limits).map_err(|mut e| {
@@ -415,9 +417,9 @@ mod tests {
         assert_eq!(p.altitude_m, Some(12.3));
         assert_eq!(p.accuracy_m, Some(5.0));
         assert_eq!(p.battery_pct, Some(87.0));
-        assert_eq!(p.attributes["charge"], true);
-        assert_eq!(p.attributes["valid"], true);
-        assert_eq!(p.attributes["hdop"], 0.9);
+        assert_eq!(p.attributes.to_value()["charge"], true);
+        assert_eq!(p.attributes.to_value()["valid"], true);
+        assert_eq!(p.attributes.to_value()["hdop"], 0.9);
         assert_eq!(p.event_id, "123456@1700000000000");
     }
 
@@ -430,8 +432,8 @@ mod tests {
         assert_eq!((p.lat, p.lon), (1.5, 2.5));
         assert_eq!(p.heading_deg, Some(90.0));
         assert_eq!(p.fix_time_ms, 1_700_000_000_000);
-        assert_eq!(p.attributes["driverUniqueId"], "d7");
-        assert_eq!(p.attributes["custom"], "x");
+        assert_eq!(p.attributes.to_value()["driverUniqueId"], "d7");
+        assert_eq!(p.attributes.to_value()["custom"], "x");
     }
 
     #[test]
@@ -505,12 +507,18 @@ mod tests {
              &wifi=11-22-33-44-55-66,-72&driverUniqueId=d7",
         )
         .unwrap();
-        assert_eq!(p.attributes["cell"], serde_json::json!(["310,410,7033,17811,-70", "310,410,7033,17812"]));
-        assert_eq!(p.attributes["wifi"], serde_json::json!(["aa-bb-cc-dd-ee-ff,-60", "11-22-33-44-55-66,-72"]));
-        assert_eq!(p.attributes["driverUniqueId"], "d7");
+        assert_eq!(
+            p.attributes.to_value()["cell"],
+            serde_json::json!(["310,410,7033,17811,-70", "310,410,7033,17812"])
+        );
+        assert_eq!(
+            p.attributes.to_value()["wifi"],
+            serde_json::json!(["aa-bb-cc-dd-ee-ff,-60", "11-22-33-44-55-66,-72"])
+        );
+        assert_eq!(p.attributes.to_value()["driverUniqueId"], "d7");
         // One value is an array of one, so that readers see one type.
         assert_eq!(
-            parse("id=a&lat=1&lon=2&wifi=aa-bb,-60").unwrap().attributes["wifi"],
+            parse("id=a&lat=1&lon=2&wifi=aa-bb,-60").unwrap().attributes.to_value()["wifi"],
             serde_json::json!(["aa-bb,-60"])
         );
     }
@@ -546,10 +554,10 @@ mod tests {
         assert!((p.battery_pct.unwrap() - 42.0).abs() < 1e-9);
         assert_eq!(p.odometer_m, Some(1234.5));
         assert_eq!(p.event_id, "u-1");
-        assert_eq!(p.attributes["motion"], true);
-        assert_eq!(p.attributes["charge"], false);
-        assert_eq!(p.attributes["event"], "motionchange");
-        assert_eq!(p.attributes["trip"], "t9");
+        assert_eq!(p.attributes.to_value()["motion"], true);
+        assert_eq!(p.attributes.to_value()["charge"], false);
+        assert_eq!(p.attributes.to_value()["event"], "motionchange");
+        assert_eq!(p.attributes.to_value()["trip"], "t9");
     }
 
     #[test]
@@ -619,7 +627,7 @@ mod tests {
         let body = r#"{"device_id":"p","location":{"timestamp":"2023-11-14T22:13:20Z",
             "coords":{"latitude":1,"longitude":2},"extras":{"trip":"t9","token":"s","Auth_Token":"s"}}}"#;
         let p = parse_osmand_json(body, NOW, &Limits::default()).unwrap().remove(0).unwrap();
-        assert_eq!(p.attributes, serde_json::json!({"trip": "t9"}).as_object().unwrap().clone());
+        assert_eq!(p.attributes.to_value(), serde_json::json!({"trip": "t9"}));
     }
 
     proptest! {

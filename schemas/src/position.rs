@@ -4,8 +4,8 @@
 //! has to know which protocol a device spoke.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
+use crate::attributes::Attributes;
 use crate::time::EpochMillis;
 
 /// Version of [`Position`] on the wire. Consumers refuse messages of a newer major version
@@ -41,8 +41,9 @@ pub struct Position {
     pub odometer_m: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub battery_pct: Option<f64>,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub attributes: Map<String, Value>,
+    /// The device's free-form attributes, as checked by ingest (omitted when empty).
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
 }
 
 impl Position {
@@ -85,7 +86,7 @@ mod tests {
             ignition: Some(true),
             odometer_m: None,
             battery_pct: None,
-            attributes: Map::new(),
+            attributes: Attributes::empty(),
         }
     }
 

@@ -47,7 +47,7 @@ pub fn message_position(
             heading_deg: Some(f64::from(gps.course())),
             satellites: Some(gps.satellites()),
             ignition: ignition.take(),
-            attributes,
+            attributes: attributes.into(),
             ..Fields::default()
         }
     });

@@ -56,7 +56,7 @@ pub fn record_position(
         satellites: Some(gps.satellites),
         ignition: record.io.get(io::IGNITION).map(|v| v != 0),
         odometer_m: record.io.get(io::TOTAL_ODOMETER).map(|v| v as f64),
-        attributes: attributes(record),
+        attributes: attributes(record).into(),
         ..Fields::default()
     };
     validate(fields, received_at_ms, limits)
@@ -138,7 +138,8 @@ mod tests {
         assert_eq!(p.speed_mps, Some(10.0));
         assert_eq!((p.heading_deg, p.altitude_m, p.satellites), (Some(90.0), Some(138.0), Some(6)));
         assert_eq!((p.ignition, p.odometer_m), (Some(true), Some(120_500.0)));
-        let a = &p.attributes;
+        let a = p.attributes.to_value();
+        let a = a.as_object().unwrap();
         assert_eq!(a["movement"], false);
         assert_eq!(a["gsm_signal"], 4);
         assert_eq!(a["external_voltage_v"], 12.45);
@@ -156,7 +157,7 @@ mod tests {
     fn many_io_elements_still_fit_the_attribute_limits() {
         let io = IoElements { eight: (1000..1200).map(|i| (i, u64::MAX)).collect(), ..IoElements::default() };
         let p = record_position("356307042441013", &record(io), NOW, &Limits::default()).unwrap();
-        assert_eq!(p.attributes["io_dropped"], 200 - MAX_IO_ATTRIBUTES as u64);
+        assert_eq!(p.attributes.to_value()["io_dropped"], 200 - MAX_IO_ATTRIBUTES as u64);
     }
 
     #[test]

@@ -210,51 +210,10 @@ pub fn redact_presented<'a>(text: &'a str, token: Option<&str>) -> Cow<'a, str> 
     }
 }
 
-/// An accepted position's attributes without secrets: every member named like a secret is
-/// removed, at any depth, and the text of `token` (the one the request presented) is redacted
-/// from every string, names included.
-pub fn scrub_attributes(attributes: &mut serde_json::Map<String, serde_json::Value>, token: Option<&str>) {
-    let members = std::mem::take(attributes);
-    for (name, mut value) in members {
-        if is_secret_name(&name) {
-            continue;
-        }
-        scrub_value(&mut value, token);
-        attributes.insert(redact_presented(&name, token).into_owned(), value);
-    }
-}
-
-fn scrub_value(value: &mut serde_json::Value, token: Option<&str>) {
-    use serde_json::Value;
-    match value {
-        Value::Object(members) => scrub_attributes(members, token),
-        Value::Array(items) => items.iter_mut().for_each(|item| scrub_value(item, token)),
-        Value::String(text) => {
-            if let Cow::Owned(redacted) = redact_presented(text, token) {
-                *text = redacted;
-            }
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn attributes_lose_secret_members_at_any_depth_and_the_presented_token() {
-        let mut attributes = serde_json::json!({
-            "token": "a", "driver": "ann", "config": {"api_token": "b", "mode": [TOKEN, {"Password": "c"}]},
-            "note": format!("auth={TOKEN}")
-        });
-        scrub_attributes(attributes.as_object_mut().unwrap(), Some(TOKEN));
-        assert_eq!(
-            attributes,
-            serde_json::json!({"driver": "ann", "config": {"mode": ["<redacted>", {}]}, "note": "auth=<redacted>"})
-        );
-    }
 
     const TOKEN: &str = "fleet-secret-0123456789";
 
