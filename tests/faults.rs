@@ -221,7 +221,23 @@ async fn fences_that_failed_to_load_are_loaded_once_they_can_be() {
     assert!(pipeline.store.live_fences().await.is_err(), "the fence table is unreadable");
     assert!(pipeline.store.fences_version().await.is_ok(), "its version is readable");
 
-    tokio::time::sleep(Duration::from_secs(1)).await; // the poll is due
+    // The processor has polled since: it tried to load the new fence and failed (or, when its
+    // poll fell between the fence and the broken table, loaded it, which the rest allows for).
+    let newest = pipeline.store.fences_version().await.unwrap() as i64;
+    let (failures, loaded) =
+        (&pipeline.processor_metrics.reference_refresh_failures, &pipeline.processor_metrics.fences_version);
+    let before = failures.get();
+    eventually("the processor polling the fences", Duration::from_secs(30), || {
+        let (failed, version) = (failures.get(), loaded.get());
+        async move {
+            if failed > before || version >= newest {
+                Ok(())
+            } else {
+                Err(format!("{failed} failures, version {version}"))
+            }
+        }
+    })
+    .await;
     let first = start + 60_000;
     post_fix(&pipeline, "visitor", first).await;
     wait_fix_stored(&pipeline.store, "visitor", first).await;

@@ -59,6 +59,9 @@ pub struct Inner {
     pub retries: Family<OperationLabel, Counter>,
     /// The version of the fences in use: the newest change loaded (0 before any).
     pub fences_version: Gauge,
+    /// Refreshes of the fences or the registry that failed, what was loaded staying in use: a
+    /// rising count means the processors judge fixes against fences that may be out of date.
+    pub reference_refresh_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -78,6 +81,7 @@ impl Default for Metrics {
             dead_letters: Family::default(),
             retries: Family::default(),
             fences_version: Gauge::default(),
+            reference_refresh_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -137,6 +141,11 @@ impl Default for Metrics {
             "fences_version",
             "Version of the fences in use: the newest change loaded (0 before any)",
             inner.fences_version.clone(),
+        );
+        registry.register(
+            "reference_refresh_failures",
+            "Refreshes of the fences or registry that failed, keeping what was loaded in use",
+            inner.reference_refresh_failures.clone(),
         );
         for evidence in crate::incarnation::Evidence::LABELS {
             let _ = inner.incarnation_restarts.get_or_create(&EvidenceLabel { evidence });

@@ -99,6 +99,7 @@ impl Processor {
             match refreshed {
                 Ok(()) => return true,
                 Err(e) if self.reference.is_loaded() || e.is_permanent() => {
+                    self.metrics.reference_refresh_failures.inc();
                     tracing::warn!(error = %e, "could not refresh fences or registry; keeping what is loaded");
                     return true;
                 }
@@ -121,6 +122,7 @@ impl Processor {
             return;
         }
         if let Err(e) = self.reference.refresh(self.sink.store()).await {
+            self.metrics.reference_refresh_failures.inc();
             tracing::debug!(error = %e, "could not refresh fences or registry while idle");
         }
         self.note_fences_version();
