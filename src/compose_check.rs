@@ -97,8 +97,23 @@ fn on_named_volume(compose: &Compose, service: &Service, target: &str) -> bool {
     })
 }
 
+/// `text` with the images substituted as Compose does from `.env` (a link to `versions.env`):
+/// `image: ${NAME}` becomes the pinned value of NAME, and a name `versions.env` lacks fails.
+fn with_pinned_images(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once("image: ${") {
+            Some((indent, rest)) => {
+                let name = rest.strip_suffix('}').unwrap_or_else(|| panic!("{line:?}: one ${{NAME}} per image"));
+                format!("{indent}image: {}", fleetstream_storage::config::pinned(name))
+            }
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn parse(text: &str) -> Compose {
-    let mut value: serde_norway::Value = serde_norway::from_str(text).expect("valid compose YAML");
+    let mut value: serde_norway::Value = serde_norway::from_str(&with_pinned_images(text)).expect("valid compose YAML");
     // `<<: *fleetstream` merges are applied explicitly, as Compose does.
     value.apply_merge().expect("valid merge keys");
     serde_norway::from_value(value).expect("the compose shape this test reads")
@@ -222,6 +237,30 @@ fn env_vars_of(subcommand: &str) -> Vec<String> {
 /// The port of a `host:port` listen address or URL.
 fn port_of(address: &str) -> &str {
     address.rsplit(':').next().unwrap().trim_end_matches('/')
+}
+
+/// The image versions live in `versions.env` with the other pinned releases: each compose
+/// directory's `.env` (which Compose reads for `${NAME}`) is that file, and every image is
+/// either ours or named by a variable of it.
+#[test]
+fn compose_images_come_from_versions_env() {
+    let versions =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("versions.env")).unwrap();
+    for dir in compose_dirs() {
+        let env = std::fs::read_to_string(dir.join(".env")).unwrap_or_else(|e| panic!("{}/.env: {e}", dir.display()));
+        assert_eq!(env, versions, "{}/.env is not versions.env", dir.display());
+        for line in compose_text_in(&dir).lines().filter(|l| l.trim_start().starts_with("image:")) {
+            let image = line.trim_start().trim_start_matches("image:").trim();
+            assert!(
+                image == "fleetstream:latest" || image.starts_with("${"),
+                "{}: {line:?} is pinned outside versions.env",
+                dir.display()
+            );
+        }
+        let compose = load_in(&dir);
+        assert!(!kafka_services(&compose).is_empty() && !clickhouse_servers(&compose).is_empty(), "{}", dir.display());
+    }
+    assert!(std::panic::catch_unwind(|| with_pinned_images("    image: ${NO_SUCH_IMAGE}")).is_err());
 }
 
 #[test]
@@ -448,7 +487,7 @@ fn each_safety_rule_catches_its_mistake() {
     caught(broken("KAFKA_LOG_DIRS: /var/lib/kafka/data", "KAFKA_LOG_DIRS: /tmp/kafka-logs"), "KAFKA_LOG_DIRS");
     caught(broken("      KAFKA_LOG_DIRS: /var/lib/kafka/data\n", ""), "KAFKA_LOG_DIRS (None)");
     caught(
-        broken("    image: apache/kafka:3.9.1\n    restart: unless-stopped\n", "    image: apache/kafka:3.9.1\n"),
+        broken("    image: ${KAFKA_IMAGE}\n    restart: unless-stopped\n", "    image: ${KAFKA_IMAGE}\n"),
         "kafka: restart is None",
     );
     caught(broken("    restart: \"no\"", "    restart: always"), "must not restart forever");
