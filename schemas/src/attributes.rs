@@ -20,6 +20,10 @@ use serde_json::{Map, Value};
 use crate::dead_letter::redact::{MIN_TOKEN_BYTES, is_secret_name, redact_presented};
 use crate::input::{FieldError, Limits, field_of, strip_location};
 
+/// How deeply objects and arrays may nest in attributes: a telematics value needs a few levels,
+/// and each level is a frame on the stack of every reader.
+pub const MAX_ATTRIBUTE_DEPTH: usize = 64;
+
 /// The text of a position without attributes.
 const EMPTY: &str = "{}";
 
@@ -169,6 +173,8 @@ struct Writer<'t> {
     stopped_in: Option<String>,
     /// It stopped because the whole object is too large, which no one member is to blame for.
     over_size: bool,
+    /// How many objects and arrays enclose the value being written.
+    depth: usize,
 }
 
 impl<'t> Writer<'t> {
@@ -181,6 +187,7 @@ impl<'t> Writer<'t> {
             refusal: None,
             stopped_in: None,
             over_size: false,
+            depth: 0,
         }
     }
 
@@ -212,6 +219,21 @@ impl<'t> Writer<'t> {
     fn value(&mut self, value: &impl Serialize) -> bool {
         serde_json::to_writer(&mut self.out, value).expect("writing to memory");
         self.out.len() <= self.max_bytes
+    }
+
+    /// Opens an object or an array, one level deeper.
+    fn open<E: de::Error>(&mut self, bracket: u8) -> Result<(), E> {
+        self.depth += 1;
+        if self.depth > MAX_ATTRIBUTE_DEPTH {
+            return Err(self.refuse(format!("nests deeper than {MAX_ATTRIBUTE_DEPTH} levels")));
+        }
+        self.out.push(bracket);
+        Ok(())
+    }
+
+    fn close(&mut self, bracket: u8) {
+        self.depth -= 1;
+        self.out.push(bracket);
     }
 
     fn too_long<E: de::Error>(&mut self) -> E {
@@ -289,17 +311,17 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.writer.out.push(b'[');
+        self.writer.open(b'[')?;
         let mut comma = false;
         while seq.next_element_seed(Member { writer: self.writer, top: false, comma })?.is_some() {
             comma = true;
         }
-        self.writer.out.push(b']');
+        self.writer.close(b']');
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.writer.out.push(b'{');
+        self.writer.open(b'{')?;
         let mut keys = 0usize;
         // Keys are compared as sent, so that redacting the token cannot make two of them equal.
         let mut written = Keys::default();
@@ -317,8 +339,8 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
                 if self.top {
                     self.writer.stopped_in = Some(key.clone().into_owned());
                 }
-                let why = format!("has the key {:?} twice in one object", redact_presented(&key, self.writer.token));
-                return Err(self.writer.refuse(why));
+                // The key is not quoted back: the field names it, redacted like every field.
+                return Err(self.writer.refuse("has a key given twice in one object".to_owned()));
             }
             if !written.is_empty() {
                 self.writer.out.push(b',');
@@ -334,7 +356,7 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
             value?;
             written.insert(key);
         }
-        self.writer.out.push(b'}');
+        self.writer.close(b'}');
         if self.writer.out.len() > self.writer.max_bytes {
             return Err(self.writer.too_long());
         }
@@ -449,7 +471,11 @@ mod tests {
     fn what_is_not_one_acceptable_object_is_refused_with_the_reason() {
         assert!(refusal("[1]").contains("object"));
         assert!(refusal(r#""text""#).contains("object"));
-        assert!(refusal_of(r#"{"k":1,"k":2}"#, "attributes.k").contains(r#""k" twice"#));
+        assert!(refusal_of(r#"{"k":1,"k":2}"#, "attributes.k").contains("twice"));
+        // A key is not quoted back in the message: a token sent as a key would leak past the
+        // redaction of the field.
+        let secret = refusal_of(r#"{"a\"tok":1,"a\"tok":2}"#, "attributes.a\"tok");
+        assert_eq!(secret, "has a key given twice in one object");
         assert!(refusal_of(r#"{"a":{"k":1,"k":2}}"#, "attributes.a").contains("twice"));
         assert!(refusal_of(r#"{"a":1,"n":[1e400]}"#, "attributes.n").contains("out of range"));
         let many: Vec<String> = (0..65).map(|i| format!(r#""k{i}":1"#)).collect();
@@ -513,8 +539,16 @@ mod tests {
         let parsed: Result<&RawValue, _> = serde::Deserialize::deserialize(&mut de);
         if let Ok(raw) = parsed {
             let e = Attributes::check(RawAttributes::Json(raw), &Limits::default()).unwrap_err();
-            assert_eq!((e.field.as_str(), e.message.as_str()), ("attributes.k", "recursion limit exceeded"));
+            assert_eq!(e.field, "attributes.k");
+            assert!(["recursion limit exceeded", "nests deeper than 64 levels"].contains(&e.message.as_str()));
         }
+        // The object itself is the first level.
+        let levels = |n: usize| format!(r#"{{"k":{}1{}}}"#, "[".repeat(n - 1), "]".repeat(n - 1));
+        assert!(check_json(&levels(MAX_ATTRIBUTE_DEPTH)).is_ok());
+        assert_eq!(refusal_of(&levels(MAX_ATTRIBUTE_DEPTH + 1), "attributes.k"), "nests deeper than 64 levels");
+        let objects = |n: usize| format!("{}1{}", r#"{"k":"#.repeat(n), "}".repeat(n));
+        assert!(check_json(&objects(MAX_ATTRIBUTE_DEPTH)).is_ok());
+        assert_eq!(refusal_of(&objects(MAX_ATTRIBUTE_DEPTH + 1), "attributes.k"), "nests deeper than 64 levels");
         let long_key = format!(r#"{{"{}":[1e400]}}"#, "k".repeat(1000));
         assert_eq!(check_json(&long_key).unwrap_err().field.len(), crate::input::MAX_FIELD_PATH);
     }
