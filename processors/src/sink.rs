@@ -17,15 +17,20 @@ use fleetstream_kafka::KafkaConfig;
 use fleetstream_schemas::processing_dlq::{ProcessingDeadLetter, Stage};
 use fleetstream_schemas::time::now_millis;
 use fleetstream_storage::{DeviceStateRow, GeofenceEventRow, PipelineStatRow, PositionRow, Store};
-use futures::future::join_all;
+use futures::{StreamExt, stream};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::outputs::{enriched_position, geofence_event};
 use crate::retry::{Backoff, Failure, write_isolating};
+
+/// Messages handed to the producer and not yet acknowledged, at most, per topic being written:
+/// enough for full produce requests (librdkafka's `batch.num.messages` is 10,000), few enough
+/// that the producer's copies of a large batch stay a few megabytes.
+const MAX_IN_FLIGHT: usize = 10_000;
 
 /// The output of one batch.
 #[derive(Default)]
@@ -168,15 +173,23 @@ impl Sink {
         payload: impl Fn(&T) -> Vec<u8>,
         shutdown: &CancellationToken,
     ) -> Option<Vec<(usize, String)>> {
-        let payloads: Vec<Vec<u8>> = items.iter().map(payload).collect();
         let mut pending: Vec<usize> = (0..items.len()).collect();
         let mut refused = Vec::new();
         let mut backoff = Backoff::default();
         loop {
-            let results = join_all(pending.iter().map(|&i| self.send(topic, key(&items[i]), &payloads[i]))).await;
+            // Each payload is encoded when its turn comes and dropped once the producer has its
+            // copy (a re-send encodes it again): a batch's messages are never all in memory twice.
+            let results: Vec<(usize, Result<(), ProduceFailure>)> = stream::iter(pending.iter().copied())
+                .map(|i| {
+                    let queued = self.enqueue(topic, key(&items[i]), &payload(&items[i]));
+                    async move { (i, delivered(queued).await) }
+                })
+                .buffered(MAX_IN_FLIGHT)
+                .collect()
+                .await;
             let mut retry = Vec::new();
             let mut transient = None;
-            for (&i, result) in pending.iter().zip(results) {
+            for (i, result) in results {
                 match result {
                     Ok(()) => {}
                     Err(e) if e.is_permanent() => refused.push((i, e.to_string())),
@@ -195,14 +208,10 @@ impl Sink {
         Some(refused)
     }
 
-    async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), ProduceFailure> {
+    /// Hands one message to the producer, which copies it.
+    fn enqueue(&self, topic: &str, key: &str, payload: &[u8]) -> Result<DeliveryFuture, ProduceFailure> {
         let record = FutureRecord::to(topic).key(key.as_bytes()).payload(payload);
-        let delivery = self.producer.send_result(record).map_err(|(e, _)| ProduceFailure(e))?;
-        match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(ProduceFailure(e)),
-            Err(_) => Err(ProduceFailure(KafkaError::Canceled)),
-        }
+        self.producer.send_result(record).map_err(|(e, _)| ProduceFailure(e))
     }
 
     /// Produces the dead letters and waits until the broker has them (they are what remains of
@@ -240,6 +249,15 @@ impl Sink {
         if let Err(e) = self.store.insert_pipeline_stat(&row).await {
             tracing::warn!(error = %e, "could not record pipeline stats");
         }
+    }
+}
+
+/// Waits for the broker's acknowledgement of a message handed to the producer.
+async fn delivered(queued: Result<DeliveryFuture, ProduceFailure>) -> Result<(), ProduceFailure> {
+    match queued?.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(ProduceFailure(e)),
+        Err(_) => Err(ProduceFailure(KafkaError::Canceled)),
     }
 }
 

@@ -1,9 +1,9 @@
 //! The writer: makes applied batches durable in the background, in order, and stores their Kafka
 //! offsets once they are, while the next batch is consumed and applied.
 //!
-//! One task owns the writes. Batches queue in a channel of one: at most one batch is being
-//! written while the next waits, so memory stays bounded and a slow database slows consumption
-//! instead of filling memory. Offsets are stored strictly after their batch's outputs and states
+//! One task owns the writes. A batch is handed over only once the one before it is written: at
+//! most one batch is being written while the next is consumed and applied, so memory holds two
+//! batches at most and a slow database slows consumption instead of filling memory. Offsets are stored strictly after their batch's outputs and states
 //! are durable, and in batch order, which keeps the commit rule of [`crate::sink`].
 //!
 //! Whoever needs storage to reflect everything applied so far (loading states after a
@@ -70,10 +70,11 @@ impl Writer {
         Writer { jobs, written, submitted: 0, task }
     }
 
-    /// Queues a batch; waits while another one is already waiting. False when the writer has
-    /// stopped (shutdown before a batch was durable).
+    /// Hands a batch over once the one before it is written. False when the writer has stopped
+    /// (shutdown before a batch was durable).
     pub async fn submit(&mut self, job: Job) -> bool {
-        if self.jobs.send(job).await.is_err() {
+        // Waiting here rather than in the channel keeps a third batch from piling up behind.
+        if !self.drain().await || self.jobs.send(job).await.is_err() {
             return false;
         }
         self.submitted += 1;
