@@ -24,6 +24,20 @@ mod up;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `purge_delay` option (its position in `mi_option_e` of mimalloc 3, which
+/// libmimalloc-sys builds; the Rust bindings do not name it): how long freed pages stay resident
+/// before they go back to the system.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// A processor frees a whole batch at once: with mimalloc 3's default delay of a second, the
+/// pages of the previous batches stayed resident while the next ones were built, 90 of a
+/// processor's 210 MB peak in benches/pipeline.sh with batches of 50,000. Purging at once cost no
+/// CPU measurable there.
+fn return_freed_memory_at_once() {
+    // SAFETY: sets one of the allocator's options; mimalloc accepts any value at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fleetstream",
@@ -113,6 +127,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    return_freed_memory_at_once();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()),
@@ -260,5 +275,19 @@ mod tests {
                 assert!(env.to_str().unwrap().starts_with("FLEETSTREAM_"), "{env:?}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod allocator_tests {
+    #[test]
+    fn the_purge_delay_is_the_option_set() {
+        // Its default is 1,000 ms, which no option beside it has: a wrong position would not read it.
+        // SAFETY: reads an allocator option.
+        let before = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        assert_eq!(before, 1000, "mimalloc's purge_delay moved; see MI_OPTION_PURGE_DELAY");
+        super::return_freed_memory_at_once();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) }, 0);
     }
 }
