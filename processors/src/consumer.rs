@@ -159,7 +159,8 @@ pub async fn run(
         unloadable: HashMap::new(),
         last_eviction: Instant::now(),
     };
-    let mut batch: Vec<Pending> = Vec::with_capacity(config.batch_max_rows);
+    let max_rows = config.batch_max_rows as usize;
+    let mut batch: Vec<Pending> = Vec::with_capacity(max_rows);
     let (max_wait, idle) = (config.batch_max_wait(), Duration::from_millis(config.batch_idle_ms));
     let (mut deadline, mut quiet_at) = (Instant::now() + max_wait, Instant::now() + idle);
     let mut stopped = false;
@@ -201,7 +202,7 @@ pub async fn run(
                 }
                 quiet_at = now + idle;
                 batch.push(Pending { source, position });
-                if batch.len() >= config.batch_max_rows {
+                if batch.len() >= max_rows {
                     if !processor.process(&batch, &shutdown).await {
                         stopped = true;
                         break;
