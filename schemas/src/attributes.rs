@@ -550,7 +550,8 @@ mod tests {
         assert!(check_json(&objects(MAX_ATTRIBUTE_DEPTH)).is_ok());
         assert_eq!(refusal_of(&objects(MAX_ATTRIBUTE_DEPTH + 1), "attributes.k"), "nests deeper than 64 levels");
         let long_key = format!(r#"{{"{}":[1e400]}}"#, "k".repeat(1000));
-        assert_eq!(check_json(&long_key).unwrap_err().field.len(), crate::input::MAX_FIELD_PATH);
+        // A name too long to show whole is not cut (a cut could keep part of a token).
+        assert_eq!(check_json(&long_key).unwrap_err().field, "attributes");
     }
 
     #[test]

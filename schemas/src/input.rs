@@ -133,19 +133,17 @@ pub(crate) fn deserialize_named<'a, T: Deserialize<'a>>(json: &'a str) -> Result
 /// serde reports missing/unknown/duplicate fields at the parent path with the name in backticks.
 /// serde_path_to_error writes `?` for a key it never finished reading (truncated input).
 /// Array indices are cut (`attributes.k[0][0]…` names `attributes.k`), so hostile nesting cannot
-/// make the answer long; the result is at most [`MAX_FIELD_PATH`] bytes.
+/// make the answer long; the result is at most [`MAX_FIELD_PATH`] bytes. A longer path is not
+/// cut: it holds a name the sender chose, and a cut could keep part of a token, which the
+/// redaction of the whole token would then miss. It names what holds it instead.
 pub(crate) fn field_of(path: &str, message: &str) -> String {
     let path = path.split('[').next().unwrap_or_default();
     let path = path.trim_end_matches('?').trim_end_matches('.');
-    let mut field = field_of_path(path, message);
-    if field.len() > MAX_FIELD_PATH {
-        let mut cut = MAX_FIELD_PATH;
-        while !field.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        field.truncate(cut);
+    let field = field_of_path(path, message);
+    if field.len() <= MAX_FIELD_PATH {
+        return field;
     }
-    field
+    if field.starts_with("attributes.") { "attributes" } else { "body" }.to_owned()
 }
 
 /// Longest field path an error names.
@@ -426,7 +424,10 @@ mod tests {
         assert_eq!(field_of("attributes.k[0][0][0]", "recursion limit exceeded"), "attributes.k");
         assert_eq!(field_of("[0]", "invalid type"), "body");
         let long = "a".repeat(500);
-        assert_eq!(field_of(&format!("attributes.{long}"), "x").len(), MAX_FIELD_PATH);
+        assert_eq!(field_of(&format!("attributes.{long}"), "x"), "attributes");
+        assert_eq!(field_of("", &format!("unknown field `{long}`, expected one of")), "body");
+        let longest = "a".repeat(MAX_FIELD_PATH - "attributes.".len());
+        assert_eq!(field_of(&format!("attributes.{longest}"), "x"), format!("attributes.{longest}"));
         assert_eq!(field_of("location", "missing field `coords`"), "location.coords");
     }
 
