@@ -27,7 +27,8 @@ use crate::metrics::Metrics;
 use crate::outputs::{enriched_position, geofence_event};
 use crate::retry::{Backoff, Failure, write_isolating};
 
-/// Messages handed to the producer and not yet acknowledged, at most, per topic being written:
+/// Messages handed to the producer and not yet acknowledged, at most, per topic being written
+/// (handed over in the batch's order; acknowledgements are taken as they come):
 /// enough for full produce requests (librdkafka's `batch.num.messages` is 10,000), few enough
 /// that the producer's copies of a large batch stay a few megabytes.
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -184,7 +185,8 @@ impl Sink {
                     let queued = self.enqueue(topic, key(&items[i]), &payload(&items[i]));
                     async move { (i, delivered(queued).await) }
                 })
-                .buffered(MAX_IN_FLIGHT)
+                // Unordered: a message stuck on one partition holds one place, not the window.
+                .buffer_unordered(MAX_IN_FLIGHT)
                 .collect()
                 .await;
             let mut retry = Vec::new();
@@ -200,6 +202,8 @@ impl Sink {
                 }
             }
             let Some(error) = transient else { break };
+            // Re-sent in the batch's order, as they were first sent.
+            retry.sort_unstable();
             pending = retry;
             self.metrics.retried("produce");
             backoff.wait(&format!("produce to {topic}"), &error.to_string(), shutdown).await?;
