@@ -12,9 +12,15 @@ pub struct ProcessorConfig {
     /// Positions per batch (and rows per ClickHouse insert) at most. ClickHouse pays for every
     /// insert (a part per table, merged later): batches of 50,000 drained the pipeline bench
     /// about 1.5 times faster than batches of 10,000, at half the database's CPU, for some 40 MB
-    /// more of processor memory. Under load, the batch wait usually ships a batch first.
+    /// more of processor memory with its positions (`batch_max_bytes` bounds larger ones). Under
+    /// load, the batch wait usually ships a batch first.
     #[arg(long, env = "FLEETSTREAM_BATCH_MAX_ROWS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_max_rows: u64,
+    /// Bytes of consumed messages per batch at most: with large positions (attributes may take
+    /// 4 KiB each) a batch closes on this before it reaches its row limit, so that memory stays
+    /// bounded whatever devices send. 50,000 of the benchmark's positions stay well under it.
+    #[arg(long, env = "FLEETSTREAM_BATCH_MAX_BYTES", default_value_t = 32 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1 << 30))]
+    pub batch_max_bytes: u64,
     /// Longest a position waits in a batch before it is written, in milliseconds.
     #[arg(long, env = "FLEETSTREAM_BATCH_MAX_WAIT_MS", default_value_t = 500)]
     pub batch_max_wait_ms: u64,
@@ -81,5 +87,28 @@ impl ProcessorConfig {
             "--fences-poll-ms=500",
             "--processor-metrics-listen=",
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(flag: &str) -> bool {
+        std::panic::catch_unwind(|| fleetstream_schemas::settings::from_flags::<ProcessorConfig>(&[flag])).is_err()
+    }
+
+    #[test]
+    fn batch_limits_are_bounded() {
+        let defaults: ProcessorConfig = fleetstream_schemas::settings::from_flags(&[]);
+        assert_eq!((defaults.batch_max_rows, defaults.batch_max_bytes), (50_000, 32 << 20));
+        for flag in
+            ["--batch-max-rows=0", "--batch-max-rows=1000001", "--batch-max-bytes=1000", "--batch-max-bytes=2000000000"]
+        {
+            assert!(refused(flag), "{flag} accepted");
+        }
+        for flag in ["--batch-max-rows=1", "--batch-max-rows=1000000", "--batch-max-bytes=65536"] {
+            assert!(!refused(flag), "{flag} refused");
+        }
     }
 }

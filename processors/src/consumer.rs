@@ -159,8 +159,10 @@ pub async fn run(
         unloadable: HashMap::new(),
         last_eviction: Instant::now(),
     };
-    let max_rows = config.batch_max_rows as usize;
-    let mut batch: Vec<Pending> = Vec::with_capacity(max_rows);
+    let (max_rows, max_bytes) = (config.batch_max_rows as usize, config.batch_max_bytes as usize);
+    // Room for the usual batch up front; a larger limit grows the vector only if it is reached.
+    let mut batch: Vec<Pending> = Vec::with_capacity(max_rows.min(65_536));
+    let mut batch_bytes = 0usize;
     let (max_wait, idle) = (config.batch_max_wait(), Duration::from_millis(config.batch_idle_ms));
     let (mut deadline, mut quiet_at) = (Instant::now() + max_wait, Instant::now() + idle);
     let mut stopped = false;
@@ -178,6 +180,7 @@ pub async fn run(
                     break;
                 }
                 batch.clear();
+                batch_bytes = 0;
             }
             received = consumer.recv() => {
                 let message = match received {
@@ -201,13 +204,15 @@ pub async fn run(
                     deadline = now + max_wait;
                 }
                 quiet_at = now + idle;
+                batch_bytes += payload.len();
                 batch.push(Pending { source, position });
-                if batch.len() >= max_rows {
+                if batch.len() >= max_rows || batch_bytes >= max_bytes {
                     if !processor.process(&batch, &shutdown).await {
                         stopped = true;
                         break;
                     }
                     batch.clear();
+                    batch_bytes = 0;
                 }
             }
             _ = idle_refresh.tick(), if batch.is_empty() => processor.refresh_when_idle().await,
