@@ -33,13 +33,22 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// pages of the previous batches stayed resident while the next ones were built, 90 of a
 /// processor's 210 MB peak in benches/pipeline.sh with batches of 50,000. Purging at once cost no
 /// CPU measurable there.
-/// `MIMALLOC_PURGE_DELAY` in the environment still decides, as mimalloc documents.
+/// The environment still decides when it sets the option, under any of the names mimalloc reads.
 fn return_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+    if purge_delay_from_environment() {
         return;
     }
     // SAFETY: sets one of the allocator's options; mimalloc accepts any value at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
+/// mimalloc reads `MIMALLOC_PURGE_DELAY`, or its old name `MIMALLOC_RESET_DELAY`, in any case.
+fn purge_delay_from_environment() -> bool {
+    std::env::vars_os().any(|(name, _)| {
+        name.to_str().is_some_and(|n| {
+            n.eq_ignore_ascii_case("MIMALLOC_PURGE_DELAY") || n.eq_ignore_ascii_case("MIMALLOC_RESET_DELAY")
+        })
+    })
 }
 
 #[derive(Debug, Parser)]
@@ -129,9 +138,13 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before any other thread allocates: mimalloc's options are plain variables.
     return_freed_memory_at_once();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()),
@@ -293,7 +306,7 @@ mod allocator_tests {
     fn the_purge_delay_is_the_option_set_unless_the_environment_sets_it() {
         let before = purge_delay();
         super::return_freed_memory_at_once();
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        if super::purge_delay_from_environment() {
             assert_eq!(purge_delay(), before, "the environment's value is kept");
             return;
         }
