@@ -33,6 +33,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// pages of the previous batches stayed resident while the next ones were built, 90 of a
 /// processor's 210 MB peak in benches/pipeline.sh with batches of 50,000. Purging at once cost no
 /// CPU measurable there.
+///
 /// The environment still decides when it sets the option, under any of the names mimalloc reads.
 fn return_freed_memory_at_once() {
     if purge_delay_from_environment() {

@@ -3,8 +3,9 @@
 //!
 //! One task owns the writes. A batch is handed over only once the one before it is written: at
 //! most one batch is being written while the next is consumed and applied, so memory holds two
-//! batches at most and a slow database slows consumption instead of filling memory. Offsets are stored strictly after their batch's outputs and states
-//! are durable, and in batch order, which keeps the commit rule of [`crate::sink`].
+//! batches at most and a slow database slows consumption instead of filling memory. Offsets are
+//! stored strictly after their batch's outputs and states are durable, and in batch order, which
+//! keeps the commit rule of [`crate::sink`].
 //!
 //! Whoever needs storage to reflect everything applied so far (loading states after a
 //! rebalance, reading rows back for corrections) first [`Writer::drain`]s.

@@ -539,8 +539,8 @@ mod tests {
         let parsed: Result<&RawValue, _> = serde::Deserialize::deserialize(&mut de);
         if let Ok(raw) = parsed {
             let e = Attributes::check(RawAttributes::Json(raw), &Limits::default()).unwrap_err();
-            assert_eq!(e.field, "attributes.k");
-            assert!(["recursion limit exceeded", "nests deeper than 64 levels"].contains(&e.message.as_str()));
+            // The writer's own limit comes long before serde_json's (128).
+            assert_eq!((e.field.as_str(), e.message.as_str()), ("attributes.k", "nests deeper than 64 levels"));
         }
         // The object itself is the first level.
         let levels = |n: usize| format!(r#"{{"k":{}1{}}}"#, "[".repeat(n - 1), "]".repeat(n - 1));
