@@ -114,14 +114,14 @@ impl Sink {
                 &self.enriched_topic,
                 &batch.positions,
                 |r| &r.device_id,
-                |r| json(&enriched_position(r)),
+                |r, out| json(&enriched_position(r), out),
                 shutdown
             ),
             self.produce_all(
                 &self.events_topic,
                 &batch.events,
                 |e| &e.device_id,
-                |e| json(&geofence_event(e)),
+                |e, out| json(&geofence_event(e), out),
                 shutdown
             ),
         );
@@ -171,18 +171,22 @@ impl Sink {
         topic: &str,
         items: &[T],
         key: fn(&T) -> &str,
-        payload: impl Fn(&T) -> Vec<u8>,
+        payload: impl Fn(&T, &mut Vec<u8>),
         shutdown: &CancellationToken,
     ) -> Option<Vec<(usize, String)>> {
         let mut pending: Vec<usize> = (0..items.len()).collect();
         let mut refused = Vec::new();
         let mut backoff = Backoff::default();
         loop {
-            // Each payload is encoded when its turn comes and dropped once the producer has its
-            // copy (a re-send encodes it again): a batch's messages are never all in memory twice.
+            // Each payload is encoded when its turn comes, into one buffer that the producer
+            // copies from (a re-send encodes it again): a batch's messages are never all in
+            // memory twice, and encoding allocates nothing once the buffer has grown.
+            let mut buffer = Vec::with_capacity(1024);
             let results: Vec<(usize, Result<(), ProduceFailure>)> = stream::iter(pending.iter().copied())
                 .map(|i| {
-                    let queued = self.enqueue(topic, key(&items[i]), &payload(&items[i]));
+                    buffer.clear();
+                    payload(&items[i], &mut buffer);
+                    let queued = self.enqueue(topic, key(&items[i]), &buffer);
                     async move { (i, delivered(queued).await) }
                 })
                 // Unordered: a message stuck on one partition holds one place, not the window.
@@ -265,9 +269,9 @@ async fn delivered(queued: Result<DeliveryFuture, ProduceFailure>) -> Result<(),
     }
 }
 
-/// The JSON bytes of a message.
-fn json<M: Serialize>(message: &M) -> Vec<u8> {
-    serde_json::to_vec(message).expect("messages always serialise")
+/// Appends the JSON bytes of a message to `out`.
+fn json<M: Serialize>(message: &M, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, message).expect("messages always serialise")
 }
 
 /// Dead letters are keyed by device (empty when the message had none).

@@ -346,17 +346,22 @@ enum Chunk<T> {
     Some(Vec<T>),
 }
 
-/// Groups rows so that no group spans more than [`MAX_MONTHS_PER_INSERT`] months.
+/// Groups rows so that no group spans more than [`MAX_MONTHS_PER_INSERT`] months. Counting the
+/// months copies nothing: rows are copied into groups only in the rare case that needs them.
 fn chunks_by_month<T: Clone>(rows: &[T], time_ms: fn(&T) -> i64) -> Vec<Chunk<T>> {
-    let mut by_month: std::collections::BTreeMap<i64, Vec<T>> = std::collections::BTreeMap::new();
-    for row in rows {
-        by_month.entry(fleetstream_schemas::time::month_index(time_ms(row))).or_default().push(row.clone());
-    }
-    if by_month.len() <= MAX_MONTHS_PER_INSERT {
+    let month = |row: &T| fleetstream_schemas::time::month_index(time_ms(row));
+    let months: std::collections::BTreeSet<i64> = rows.iter().map(month).collect();
+    if months.len() <= MAX_MONTHS_PER_INSERT {
         return vec![Chunk::All];
     }
-    let months: Vec<Vec<T>> = by_month.into_values().collect();
-    months.chunks(MAX_MONTHS_PER_INSERT).map(|group| Chunk::Some(group.concat())).collect()
+    // Each month's group number, months in order, so that a group holds consecutive months.
+    let group_of: std::collections::HashMap<i64, usize> =
+        months.iter().enumerate().map(|(i, m)| (*m, i / MAX_MONTHS_PER_INSERT)).collect();
+    let mut groups: Vec<Vec<T>> = vec![Vec::new(); months.len().div_ceil(MAX_MONTHS_PER_INSERT)];
+    for row in rows {
+        groups[group_of[&month(row)]].push(row.clone());
+    }
+    groups.into_iter().map(Chunk::Some).collect()
 }
 
 /// Splits ids into lists whose SQL literal (`['a','b']`, quotes and backslashes escaped) stays
@@ -404,6 +409,29 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn month_groups_keep_every_row_once_and_span_at_most_40_months(months in proptest::collection::vec(0i64..130, 0..600)) {
+            let rows: Vec<i64> = months.iter().enumerate().map(|(i, m)| 1_262_304_000_000 + m * MONTH_MS + i as i64).collect();
+            let month = |t: &i64| fleetstream_schemas::time::month_index(*t);
+            let distinct: std::collections::BTreeSet<i64> = rows.iter().map(month).collect();
+            let chunks = chunks_by_month(&rows, |t| *t);
+            if distinct.len() <= MAX_MONTHS_PER_INSERT {
+                prop_assert!(matches!(chunks[..], [Chunk::All]));
+            } else {
+                let mut all = Vec::new();
+                for chunk in chunks {
+                    let Chunk::Some(group) = chunk else { panic!("a split was needed") };
+                    let spanned: std::collections::BTreeSet<i64> = group.iter().map(month).collect();
+                    prop_assert!(!group.is_empty() && spanned.len() <= MAX_MONTHS_PER_INSERT);
+                    all.extend(group);
+                }
+                all.sort();
+                let mut expected = rows.clone();
+                expected.sort();
+                prop_assert_eq!(all, expected);
+            }
+        }
+
         #[test]
         fn id_lists_stay_small_and_keep_every_id(ids in proptest::collection::vec("[a-z'\\\\]{0,40}", 0..400), max in 10usize..300) {
             let chunks = chunks_by_literal_size(&ids, max);
