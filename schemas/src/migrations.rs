@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "0004_device_registry", sql: include_str!("../migrations/0004_device_registry.sql") },
     Migration { version: 5, name: "0005_pipeline_stats", sql: include_str!("../migrations/0005_pipeline_stats.sql") },
     Migration { version: 6, name: "0006_versioned_rows", sql: include_str!("../migrations/0006_versioned_rows.sql") },
+    Migration { version: 7, name: "0007_webhooks", sql: include_str!("../migrations/0007_webhooks.sql") },
 ];
 
 /// For `ALTER TABLE <table> ADD COLUMN <column> ...`, the table and column: the migrator runs

@@ -26,6 +26,6 @@ pub use engine::ReadRow;
 pub use error::{EngineError, StoreError};
 pub use rows::{
     DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow, Throughput,
-    WindowRow, next_version,
+    WebhookDeliveryRow, WebhookRow, WindowRow, next_version,
 };
 pub use store::{EventQuery, Store};

@@ -14,7 +14,10 @@ use serde::Deserialize;
 
 use crate::engine::{Engine, args};
 use crate::error::{Context, Result, StoreError};
-use crate::rows::{DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow};
+use crate::rows::{
+    DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow, WebhookDeliveryRow,
+    WebhookRow,
+};
 use crate::sql;
 
 pub(crate) mod cluster;
@@ -150,6 +153,8 @@ pub(crate) async fn check_shapes(client: &Engine) -> Result<()> {
     check_shape(client, sql::PROCESSOR_STATE, DeviceStateRow::COLUMN_NAMES).await?;
     check_shape(client, sql::GEOFENCES, FenceRow::COLUMN_NAMES).await?;
     check_shape(client, sql::DEVICES, DeviceRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::WEBHOOKS, WebhookRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::WEBHOOK_DELIVERIES, WebhookDeliveryRow::COLUMN_NAMES).await?;
     check_shape(client, sql::PIPELINE_STATS, PipelineStatRow::COLUMN_NAMES).await
 }
 

@@ -120,6 +120,42 @@ pub struct DeviceRow {
     pub updated_at_ms: i64,
 }
 
+/// One version of a webhook in `webhooks`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct WebhookRow {
+    pub webhook_id: String,
+    pub version: u64,
+    pub deleted: u8,
+    pub url: String,
+    /// Signs deliveries; never shown by the API.
+    pub secret: String,
+    /// Event kinds delivered (`enter`, `exit`).
+    pub kinds: Vec<String>,
+    /// Filters; empty matches every event.
+    pub device_id: String,
+    pub fence_id: String,
+    pub fleet: String,
+    pub created_at_ms: i64,
+}
+
+/// One state of one webhook delivery in `webhook_deliveries`; the newest by `last_attempt_ms`
+/// holds.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct WebhookDeliveryRow {
+    pub webhook_id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub device_id: String,
+    /// `retrying`, `delivered` or `dead`.
+    pub status: String,
+    pub attempts: u32,
+    /// The HTTP status of the last attempt, 0 when none came back.
+    pub last_status: u16,
+    pub last_error: String,
+    pub first_attempt_ms: i64,
+    pub last_attempt_ms: i64,
+}
+
 /// `geofence_events.event_type`, an `Enum8('enter' = 1, 'exit' = 2)`: an [`EventKind`] in the
 /// row, its code on the wire. A code that is neither is refused when read, never taken for one.
 mod event_type_code {

@@ -13,6 +13,8 @@ pub const GEOFENCE_EVENTS: &str = "geofence_events";
 pub const PROCESSOR_STATE: &str = "processor_state";
 pub const GEOFENCES: &str = "geofences";
 pub const DEVICES: &str = "devices";
+pub const WEBHOOKS: &str = "webhooks";
+pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries";
 pub const PIPELINE_STATS: &str = "pipeline_stats";
 
 pub const SERVER_VERSION: &str = "SELECT version()";
@@ -131,6 +133,19 @@ pub const REGISTERED_DEVICES: &str =
     "SELECT ?fields FROM devices FINAL WHERE deleted = 0 AND device_id > ? ORDER BY device_id LIMIT ?";
 
 pub const REGISTERED_DEVICE: &str = "SELECT ?fields FROM devices FINAL WHERE device_id = ? AND deleted = 0";
+
+/// Every webhook (not deleted), oldest first.
+pub const WEBHOOKS_ALL: &str =
+    "SELECT ?fields FROM webhooks FINAL WHERE deleted = 0 ORDER BY created_at_ms, webhook_id";
+
+pub const WEBHOOK: &str = "SELECT ?fields FROM webhooks FINAL WHERE webhook_id = ? AND deleted = 0";
+
+/// The newest webhook version, 0 when none: delivery workers poll it to notice changes.
+pub const WEBHOOKS_VERSION: &str = "SELECT max(version) FROM webhooks";
+
+/// A webhook's deliveries, newest first, each in its latest state.
+pub const WEBHOOK_DELIVERIES_OF: &str = "SELECT ?fields FROM webhook_deliveries FINAL WHERE webhook_id = ? \
+     AND (? = '' OR status = ?) ORDER BY last_attempt_ms DESC, delivery_id LIMIT ?";
 
 /// Device counts for the live dashboard: total, with a fix since `?`, and of those moving.
 pub const LIVE_DEVICE_COUNTS: &str = "SELECT count(), countIf(fix_time_ms >= ?), \

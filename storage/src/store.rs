@@ -7,7 +7,7 @@ use crate::engine::{Engine, ReadRow, WriteRow, args};
 use crate::error::{Context, Result, StoreError};
 use crate::rows::{
     DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow, Throughput,
-    WindowRow,
+    WebhookDeliveryRow, WebhookRow, WindowRow,
 };
 use crate::{migrate, sql};
 
@@ -262,6 +262,42 @@ impl Store {
             .fetch_optional(sql::REGISTERED_DEVICE, args![device_id])
             .await
             .context(format!("registry entry of {device_id}"))
+    }
+
+    pub async fn put_webhook(&self, row: &WebhookRow) -> Result<()> {
+        self.insert_rows(sql::WEBHOOKS, std::slice::from_ref(row)).await
+    }
+
+    /// Every webhook, oldest first (their number is bounded by the API).
+    pub async fn webhooks(&self) -> Result<Vec<WebhookRow>> {
+        self.client.fetch_all(sql::WEBHOOKS_ALL, args![]).await.context("list webhooks")
+    }
+
+    pub async fn webhook(&self, webhook_id: &str) -> Result<Option<WebhookRow>> {
+        self.client.fetch_optional(sql::WEBHOOK, args![webhook_id]).await.context(format!("webhook {webhook_id}"))
+    }
+
+    /// The newest webhook version, 0 when none: delivery workers poll it to notice changes.
+    pub async fn webhooks_version(&self) -> Result<u64> {
+        self.client.fetch_one::<u64>(sql::WEBHOOKS_VERSION, args![]).await.context("webhooks version")
+    }
+
+    pub async fn record_webhook_deliveries(&self, rows: &[WebhookDeliveryRow]) -> Result<()> {
+        self.insert_rows(sql::WEBHOOK_DELIVERIES, rows).await
+    }
+
+    /// A webhook's deliveries, newest first, each in its latest state; only those in `status`
+    /// unless it is empty.
+    pub async fn webhook_deliveries(
+        &self,
+        webhook_id: &str,
+        status: &str,
+        limit: u64,
+    ) -> Result<Vec<WebhookDeliveryRow>> {
+        self.client
+            .fetch_all(sql::WEBHOOK_DELIVERIES_OF, args![webhook_id, status, status, limit])
+            .await
+            .context(format!("deliveries of webhook {webhook_id}"))
     }
 
     /// (devices, online since `online_since_ms`, online and moving at `moving_mps` or faster).
