@@ -276,7 +276,7 @@ fn services_match_the_binary(dir: &std::path::Path) {
         compose.services.iter().filter(|(_, s)| s.image.as_deref() == Some("fleetstream:latest")).collect();
     let commands: Vec<&str> =
         fleetstream.iter().map(|(_, s)| s.command.as_ref().expect("a command")[0].as_str()).collect();
-    assert_eq!(commands, ["api", "ingest", "migrate", "process"], "one service per fleetstream role");
+    assert_eq!(commands, ["api", "ingest", "migrate", "process", "webhooks"], "one service per fleetstream role");
 
     let advertised: Vec<(&String, &String)> = kafka_services(&compose)
         .into_iter()

@@ -10,6 +10,7 @@ use fleetstream_ingest::{IngestConfig, Listeners, RegistryStore};
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_processors::ProcessorConfig;
 use fleetstream_storage::{ClickHouseConfig, Store};
+use fleetstream_webhooks::WebhookConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +97,15 @@ enum Command {
         #[command(flatten)]
         api: ApiConfig,
     },
+    /// Delivers geofence events to the webhooks registered through the API.
+    Webhooks {
+        #[command(flatten)]
+        kafka: KafkaConfig,
+        #[command(flatten)]
+        clickhouse: ClickHouseConfig,
+        #[command(flatten)]
+        webhooks: WebhookConfig,
+    },
     /// Applies ClickHouse migrations and checks the tables, then exits: run once before the
     /// services (compose's one-shot `migrate` service), so that they start on a ready schema.
     Migrate {
@@ -113,6 +123,8 @@ enum Command {
         processor: ProcessorConfig,
         #[command(flatten)]
         api: ApiConfig,
+        #[command(flatten)]
+        webhooks: WebhookConfig,
     },
     /// Sends recorded positions (CSV or NDJSON, optionally gzipped) through the ingest API.
     Replay {
@@ -124,7 +136,8 @@ enum Command {
         #[command(flatten)]
         simulate: client::simulate::SimulateConfig,
     },
-    /// Ingest, one processor and the API in one process, against external Kafka and ClickHouse.
+    /// Ingest, one processor, the API and the webhook deliverer in one process, against external
+    /// Kafka and ClickHouse.
     Run {
         #[command(flatten)]
         kafka: KafkaConfig,
@@ -136,6 +149,8 @@ enum Command {
         processor: ProcessorConfig,
         #[command(flatten)]
         api: ApiConfig,
+        #[command(flatten)]
+        webhooks: WebhookConfig,
     },
 }
 
@@ -175,6 +190,11 @@ async fn run() -> anyhow::Result<()> {
             let listener = bind(&api.api_listen).await?;
             fleetstream_api::serve_with(api, store, Some(kafka), listener, shutdown).await
         }
+        Command::Webhooks { kafka, clickhouse, webhooks } => {
+            check_kafka(&kafka)?;
+            let store = Store::open(&clickhouse).await?;
+            fleetstream_webhooks::run(webhooks, kafka, store, shutdown).await
+        }
         Command::Migrate { clickhouse } => {
             let store = Store::open(&clickhouse).await?;
             let applied = store.applied_migrations().await?;
@@ -182,17 +202,19 @@ async fn run() -> anyhow::Result<()> {
             println!("{}: schema ready, {} migrations applied (newest {newest})", clickhouse.describe(), applied.len());
             Ok(())
         }
-        Command::Up { up, ingest, processor, api } => up::up(up, ingest, processor, api, shutdown).await,
+        Command::Up { up, ingest, processor, api, webhooks } => {
+            up::up(up, Services { ingest, processor, api, webhooks }, shutdown).await
+        }
         Command::Replay { replay } => {
             let summary = client::replay::replay(replay, shutdown).await?;
             anyhow::ensure!(summary.rejected == 0, "{} positions were rejected", summary.rejected);
             Ok(())
         }
         Command::Simulate { simulate } => client::simulate::simulate(simulate, shutdown).await,
-        Command::Run { kafka, clickhouse, ingest, processor, api } => {
+        Command::Run { kafka, clickhouse, ingest, processor, api, webhooks } => {
             check_kafka(&kafka)?;
             let store = Store::open(&clickhouse).await?;
-            run_all(kafka, store, ingest, processor, api, shutdown, || {}).await
+            run_all(kafka, store, Services { ingest, processor, api, webhooks }, shutdown, || {}).await
         }
     }
 }
@@ -208,17 +230,25 @@ fn check_kafka(kafka: &KafkaConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ingest, one processor and the API in this process; prints where each listens (and then
-/// `banner`) once all are bound. One service failing takes the others down with it.
+/// The settings of the services `run` and `up` run in one process.
+pub(crate) struct Services {
+    pub ingest: IngestConfig,
+    pub processor: ProcessorConfig,
+    pub api: ApiConfig,
+    pub webhooks: WebhookConfig,
+}
+
+/// Ingest, one processor, the API and the webhook deliverer in this process; prints where each
+/// listens (and then `banner`) once all are bound. One service failing takes the others down
+/// with it.
 pub(crate) async fn run_all(
     kafka: KafkaConfig,
     store: Store,
-    ingest: IngestConfig,
-    processor: ProcessorConfig,
-    api: ApiConfig,
+    services: Services,
     shutdown: CancellationToken,
     banner: impl FnOnce(),
 ) -> anyhow::Result<()> {
+    let Services { ingest, processor, api, webhooks } = services;
     let ingest_listeners = Listeners::bind(&ingest).await?;
     let api_listener = bind(&api.api_listen).await?;
     let api_addr = api_listener.local_addr()?;
@@ -247,7 +277,8 @@ pub(crate) async fn run_all(
             shutdown.clone()
         ),
         fleetstream_processors::run(processor, kafka.clone(), store.clone(), Default::default(), shutdown.clone()),
-        fleetstream_api::serve_with(api, store, Some(kafka), api_listener, shutdown.clone()),
+        fleetstream_api::serve_with(api, store.clone(), Some(kafka.clone()), api_listener, shutdown.clone()),
+        fleetstream_webhooks::run(webhooks, kafka, store, shutdown.clone()),
     );
     shutdown.cancel();
     result.map(|_| ())

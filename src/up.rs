@@ -2,21 +2,19 @@
 //!
 //! A local Kafka-protocol broker (nisshi, supervised as a child; see [`crate::broker`]) and
 //! current ClickHouse embedded in this process (chDB), both keeping their data under one data
-//! directory that survives restarts; ingest, one processor and the API on top, exactly as
-//! `fleetstream run` runs them against external clusters.
+//! directory that survives restarts; ingest, one processor, the API and the webhook deliverer on
+//! top, exactly as `fleetstream run` runs them against external clusters.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use fleetstream_api::ApiConfig;
-use fleetstream_ingest::IngestConfig;
 use fleetstream_kafka::KafkaConfig;
-use fleetstream_processors::ProcessorConfig;
 use fleetstream_storage::{ClickHouseConfig, Store};
 use tokio_util::sync::CancellationToken;
 
+use crate::Services;
 use crate::broker::{self, Broker};
 
 #[derive(Debug, Clone, Args)]
@@ -42,13 +40,7 @@ pub struct UpConfig {
     pub topic_partitions: i32,
 }
 
-pub async fn up(
-    config: UpConfig,
-    ingest: IngestConfig,
-    processor: ProcessorConfig,
-    api: ApiConfig,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub(crate) async fn up(config: UpConfig, services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started = Instant::now();
     let data = &config.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("create the data directory {}", data.display()))?;
@@ -72,7 +64,7 @@ pub async fn up(
         }
     };
     let kafka = KafkaConfig { topic_partitions: config.topic_partitions, ..KafkaConfig::local(&broker.address) };
-    let result = crate::run_all(kafka, store, ingest, processor, api, shutdown.clone(), || {
+    let result = crate::run_all(kafka, store, services, shutdown.clone(), || {
         println!("broker:  {} (nisshi, data in {})", broker.address, data.join("broker").display());
         println!("storage: {}", clickhouse.describe());
         println!("ready in {} ms; Ctrl-C stops everything", started.elapsed().as_millis());

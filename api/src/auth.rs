@@ -3,8 +3,9 @@
 //! Two kinds: reader tokens (analysts, dashboards) and admin tokens (who may change fences and the
 //! registry). Reads need a reader or admin token once reader tokens are configured; writes need an
 //! admin token once admin tokens are configured, and otherwise follow the rule for reads. With no
-//! tokens at all the API is open and says so at startup. Health checks are always open. Tokens
-//! are held only as SHA-256 digests.
+//! tokens at all the API is open and says so at startup. Webhooks hold secrets and send data out:
+//! reading them needs what writing needs. Health checks are always open. Tokens are held only as
+//! SHA-256 digests.
 
 use std::collections::HashSet;
 
@@ -88,14 +89,16 @@ fn stream_token(request: &Request) -> Option<&str> {
 
 /// Middleware over the `/v1` routes.
 pub async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let access = if matches!(*request.method(), Method::GET | Method::HEAD) { Access::Read } else { Access::Write };
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    let access =
+        if reading && !request.uri().path().starts_with("/v1/webhooks") { Access::Read } else { Access::Write };
     if state.tokens().allows(access, bearer(&request)) {
         return next.run(request).await;
     }
     let message = match (access, bearer(&request)) {
         (_, None) => "a bearer token is required (Authorization: Bearer <token>)",
         (Access::Read, Some(_)) => "the token is not valid for reading",
-        (Access::Write, Some(_)) => "the token is not valid for changing fences or the registry",
+        (Access::Write, Some(_)) => "the token is not valid for managing fences, the registry or webhooks",
     };
     let body = ErrorBody::field("authorization", message);
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();

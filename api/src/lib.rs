@@ -44,6 +44,7 @@ pub mod state;
 pub mod stream;
 pub mod track;
 pub mod views;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use axum::routing::get;
 use crate::state::ApiState;
 use crate::{
     auth, dashboard, error, events, fences, health, latest, limits, live, metrics, openapi, registry, reports, stream,
-    track,
+    track, webhooks,
 };
 
 pub fn router(state: ApiState) -> Router {
@@ -27,6 +27,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(history)
         .merge(fences::routes())
         .merge(registry::routes())
+        .merge(webhooks::routes())
         // Everything above needs a token when tokens are configured; health checks below never do.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The dashboard page holds no data: it reads the endpoints above with the reader's token.

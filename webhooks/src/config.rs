@@ -1,0 +1,81 @@
+//! Settings of the webhook deliverer.
+
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct WebhookConfig {
+    /// Deliver to receivers on loopback, private, link-local and other non-public addresses.
+    /// Off by default: a webhook URL is chosen by an API user, and the deliverer runs next to
+    /// ClickHouse, the broker and cloud metadata services.
+    #[arg(
+        long = "webhook-allow-private-networks",
+        env = "FLEETSTREAM_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        default_value_t = false
+    )]
+    pub allow_private_networks: bool,
+    /// How long a delivery is retried (exponential back-off) before it is given up as dead.
+    #[arg(long = "webhook-retry-hours", env = "FLEETSTREAM_WEBHOOK_RETRY_HOURS", default_value_t = 24.0,
+          value_parser = parse_hours)]
+    pub retry_hours: f64,
+    /// Longest wait between two attempts of one delivery, seconds.
+    #[arg(long = "webhook-max-backoff-secs", env = "FLEETSTREAM_WEBHOOK_MAX_BACKOFF_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub max_backoff_secs: u64,
+    /// How long one attempt may take (connect, send, answer), seconds.
+    #[arg(long = "webhook-timeout-secs", env = "FLEETSTREAM_WEBHOOK_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub timeout_secs: u64,
+    /// How often the webhook list is checked for changes, milliseconds.
+    #[arg(long = "webhook-poll-ms", env = "FLEETSTREAM_WEBHOOK_POLL_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub poll_ms: u64,
+}
+
+fn parse_hours(text: &str) -> Result<f64, String> {
+    let hours: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of hours"))?;
+    if !(0.0..=720.0).contains(&hours) {
+        return Err("must be between 0 and 720 hours (30 days)".into());
+    }
+    Ok(hours)
+}
+
+impl WebhookConfig {
+    pub fn retry_for(&self) -> Duration {
+        Duration::from_secs_f64(self.retry_hours * 3600.0)
+    }
+    pub fn max_backoff(&self) -> Duration {
+        Duration::from_secs(self.max_backoff_secs)
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms)
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            allow_private_networks: false,
+            retry_hours: 24.0,
+            max_backoff_secs: 300,
+            timeout_secs: 10,
+            poll_ms: 2000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_hours_are_bounded() {
+        assert_eq!(parse_hours("1.5"), Ok(1.5));
+        assert!(parse_hours("-1").is_err() && parse_hours("721").is_err() && parse_hours("NaN").is_err());
+        assert!(parse_hours("soon").unwrap_err().contains("not a number"));
+    }
+}

@@ -1,0 +1,267 @@
+//! One webhook's deliveries: its own consumer group on `geofence.events`, each matching event
+//! POSTed in topic order (so in order per device), retried with exponential back-off until it is
+//! delivered or its retry window has passed (then it is logged as dead), and only then is its
+//! offset stored for the next commit. A restart resumes from the last committed offset: at least
+//! once, and a receiver tells repeats by `X-Fleetstream-Delivery`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fleetstream_kafka::KafkaConfig;
+use fleetstream_schemas::outputs::GeofenceEvent;
+use fleetstream_schemas::time::now_millis;
+use fleetstream_storage::{WebhookDeliveryRow, WebhookRow};
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::HttpClient;
+use crate::config::WebhookConfig;
+use crate::log::DeliveryLog;
+use crate::sign::signature;
+use crate::target::{check_url, refused_literal};
+
+/// What every webhook's task shares.
+pub struct Shared {
+    pub client: HttpClient,
+    pub config: WebhookConfig,
+    pub log: DeliveryLog,
+    /// Device id → fleet, from the registry, for webhooks filtered by fleet.
+    pub fleets: RwLock<Arc<HashMap<String, String>>>,
+}
+
+/// The consumer group of a webhook: its committed offsets are its delivery position.
+pub fn group_id(webhook_id: &str) -> String {
+    format!("fleetstream-webhook-{webhook_id}")
+}
+
+/// Delivers to `webhook` until `stop`; what was not delivered by then is delivered after the
+/// next start.
+pub async fn run(webhook: WebhookRow, kafka: KafkaConfig, shared: Arc<Shared>, stop: CancellationToken) {
+    let consumer: StreamConsumer = match kafka
+        .client_config("fleetstream-webhooks")
+        .set("group.id", group_id(&webhook.webhook_id))
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        // From the topic's start, skipping what was produced before the webhook was created:
+        // nothing made after its creation is missed, whenever this task first joins.
+        .set("auto.offset.reset", "earliest")
+        .create()
+    {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            tracing::error!(webhook = %webhook.webhook_id, error = %e, "cannot create the webhook's consumer");
+            return;
+        }
+    };
+    if let Err(e) = consumer.subscribe(&[&kafka.events_topic]) {
+        tracing::error!(webhook = %webhook.webhook_id, error = %e, "cannot subscribe to the events topic");
+        return;
+    }
+    tracing::info!(webhook = %webhook.webhook_id, "delivering");
+    // Since when every attempt has failed (none while the receiver answers).
+    let mut failing_since = None;
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => break,
+            received = consumer.recv() => match received {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::warn!(webhook = %webhook.webhook_id, error = %e, "consume error");
+                    continue;
+                }
+            },
+        };
+        let produced_ms = message.timestamp().to_millis().unwrap_or(i64::MAX);
+        let payload = message.payload().unwrap_or_default();
+        let wanted = produced_ms >= webhook.created_at_ms && matches(&webhook, payload, &shared);
+        if wanted && matches!(deliver(&webhook, payload, &shared, &mut failing_since, &stop).await, Outcome::Stopped) {
+            break;
+        }
+        if let Err(e) = consumer.store_offset_from_message(&message) {
+            tracing::debug!(webhook = %webhook.webhook_id, error = %e, "offset not stored");
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        tracing::debug!(webhook = %webhook.webhook_id, error = %e, "final commit");
+    }
+}
+
+/// Whether the event passes the webhook's kinds and filters. A message that is not an event
+/// (it never should be) matches nothing.
+fn matches(webhook: &WebhookRow, payload: &[u8], shared: &Shared) -> bool {
+    let Ok(event) = serde_json::from_slice::<GeofenceEvent<'_>>(payload) else {
+        tracing::warn!(webhook = %webhook.webhook_id, "a message of the events topic is not an event; skipped");
+        return false;
+    };
+    let fleet_matches = || {
+        let fleets = shared.fleets.read().unwrap_or_else(|e| e.into_inner()).clone();
+        fleets.get(event.device_id.as_ref()).is_some_and(|f| *f == webhook.fleet)
+    };
+    webhook.kinds.iter().any(|k| k == event.kind.as_str())
+        && (webhook.device_id.is_empty() || webhook.device_id == event.device_id)
+        && (webhook.fence_id.is_empty() || webhook.fence_id == event.fence_id)
+        && (webhook.fleet.is_empty() || fleet_matches())
+}
+
+enum Outcome {
+    Delivered,
+    Dead,
+    Stopped,
+}
+
+/// One attempt's failure: `permanent` ones (a refused address) are not retried.
+struct Failure {
+    status: u16,
+    error: String,
+    permanent: bool,
+}
+
+/// Delivers one event, retrying until it is delivered, the retry window has passed, or `stop`.
+/// The window runs from when the receiver began failing (`failing_since`), not from this
+/// event's first attempt: behind a receiver that has been down longer than the window, each
+/// event gets one attempt, so a dead receiver's backlog drains to the log instead of taking a
+/// whole window per event.
+async fn deliver(
+    webhook: &WebhookRow,
+    body: &[u8],
+    shared: &Shared,
+    failing_since: &mut Option<tokio::time::Instant>,
+    stop: &CancellationToken,
+) -> Outcome {
+    let (event_id, version) = event_identity(body);
+    let delivery_id = delivery_id(&webhook.webhook_id, &event_id, version);
+    let first_attempt_ms = now_millis();
+    let mut row = WebhookDeliveryRow {
+        webhook_id: webhook.webhook_id.clone(),
+        delivery_id: delivery_id.clone(),
+        event_id,
+        device_id: device_of(body),
+        status: String::new(),
+        attempts: 0,
+        last_status: 0,
+        last_error: String::new(),
+        first_attempt_ms,
+        last_attempt_ms: first_attempt_ms,
+    };
+    loop {
+        row.attempts += 1;
+        let result = tokio::select! {
+            _ = stop.cancelled() => return Outcome::Stopped,
+            result = attempt(webhook, &delivery_id, body, shared) => result,
+        };
+        row.last_attempt_ms = now_millis();
+        let failure = match result {
+            Ok(status) => {
+                *failing_since = None;
+                (row.status, row.last_status, row.last_error) = ("delivered".into(), status, String::new());
+                shared.log.record(row);
+                return Outcome::Delivered;
+            }
+            Err(failure) => failure,
+        };
+        (row.last_status, row.last_error) = (failure.status, failure.error);
+        let wait = backoff(row.attempts, shared.config.max_backoff());
+        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+        let out_of_time = since.elapsed() + wait > shared.config.retry_for();
+        if failure.permanent || out_of_time {
+            tracing::warn!(webhook = %webhook.webhook_id, delivery = %delivery_id, attempts = row.attempts,
+                error = %row.last_error, "delivery given up (dead)");
+            row.status = "dead".into();
+            shared.log.record(row);
+            return Outcome::Dead;
+        }
+        tracing::debug!(webhook = %webhook.webhook_id, delivery = %delivery_id, attempts = row.attempts,
+            error = %row.last_error, ?wait, "delivery failed; retrying");
+        row.status = "retrying".into();
+        shared.log.record(row.clone());
+        tokio::select! {
+            _ = stop.cancelled() => return Outcome::Stopped,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One POST: the HTTP status when it is 2xx.
+async fn attempt(webhook: &WebhookRow, delivery_id: &str, body: &[u8], shared: &Shared) -> Result<u16, Failure> {
+    let permanent = |error: String| Failure { status: 0, error, permanent: true };
+    let url = check_url(&webhook.url).map_err(|e| permanent(format!("the URL {e}")))?;
+    if let Some(refused) = refused_literal(&url, shared.config.allow_private_networks) {
+        return Err(permanent(refused));
+    }
+    let signature = signature(&webhook.secret, body);
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-fleetstream-signature", signature.as_str()),
+        ("x-fleetstream-delivery", delivery_id),
+        ("x-fleetstream-webhook", webhook.webhook_id.as_str()),
+    ];
+    let status = shared
+        .client
+        .post(url.as_str(), &headers, Bytes::copy_from_slice(body))
+        .await
+        .map_err(|e| Failure { status: 0, error: e.message, permanent: e.refused })?;
+    if status.is_success() {
+        return Ok(status.as_u16());
+    }
+    Err(Failure { status: status.as_u16(), error: format!("the receiver answered {status}"), permanent: false })
+}
+
+/// Wait before attempt `attempts + 1`: 1 s doubling, at most `max`, with up to a fifth of
+/// jitter so that receivers coming back are not hit by every retry at once.
+pub fn backoff(attempts: u32, max: Duration) -> Duration {
+    let base = Duration::from_secs(1u64 << attempts.saturating_sub(1).min(20)).min(max);
+    let jitter = u64::from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
+    );
+    base + base.mul_f64((jitter % 1000) as f64 / 5000.0)
+}
+
+/// The same for every delivery of one version of one event to one webhook: hex of SHA-256 of the
+/// three, header-safe whatever the ids hold.
+pub fn delivery_id(webhook_id: &str, event_id: &str, version: u64) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    // Each part after its length: no two different triples hash the same bytes.
+    for part in [webhook_id.as_bytes(), event_id.as_bytes(), &version.to_be_bytes()] {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part);
+    }
+    context.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn event_identity(body: &[u8]) -> (String, u64) {
+    serde_json::from_slice::<GeofenceEvent<'_>>(body).map(|e| (e.event_id.into_owned(), e.version)).unwrap_or_default()
+}
+
+fn device_of(body: &[u8]) -> String {
+    serde_json::from_slice::<GeofenceEvent<'_>>(body).map(|e| e.device_id.into_owned()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_a_little_jitter() {
+        let max = Duration::from_secs(300);
+        for (attempts, base) in [(1, 1), (2, 2), (3, 4), (9, 256), (10, 300), (40, 300)] {
+            let wait = backoff(attempts, max);
+            let base = Duration::from_secs(base);
+            assert!(wait >= base && wait <= base.mul_f64(1.2), "attempt {attempts}: {wait:?}");
+        }
+    }
+
+    #[test]
+    fn delivery_ids_name_webhook_event_and_version() {
+        let id = delivery_id("w1", "d|f|enter|5", 7);
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(id, delivery_id("w1", "d|f|enter|5", 7));
+        assert_ne!(id, delivery_id("w2", "d|f|enter|5", 7));
+        assert_ne!(id, delivery_id("w1", "d|f|enter|5", 8));
+        assert_ne!(delivery_id("a", "b\nc", 1), delivery_id("a\nb", "c", 1));
+    }
+}

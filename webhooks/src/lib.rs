@@ -1,0 +1,137 @@
+//! Webhooks: geofence events POSTed to the receivers users register through the API, signed
+//! (HMAC-SHA256 with the webhook's secret), retried with exponential back-off for hours, logged
+//! per delivery in ClickHouse, never lost to a restart.
+//!
+//! [`run`] watches the `webhooks` table and keeps one delivery task per webhook ([`deliver`]),
+//! each with its own consumer group, so that a receiver that is down holds back only its own
+//! deliveries. Where a webhook may deliver is checked at every attempt ([`target`]).
+
+mod client;
+pub mod config;
+pub mod deliver;
+mod log;
+pub mod sign;
+pub mod target;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use fleetstream_kafka::KafkaConfig;
+use fleetstream_storage::{Store, WebhookRow};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use client::HttpClient;
+pub use config::WebhookConfig;
+use deliver::Shared;
+use log::DeliveryLog;
+
+/// Most webhooks at once: each is a consumer of the events topic.
+pub const MAX_WEBHOOKS: usize = 100;
+
+/// Delivers to every registered webhook until `shutdown`.
+pub async fn run(
+    config: WebhookConfig,
+    kafka: KafkaConfig,
+    store: Store,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    fleetstream_kafka::ensure_topics(&kafka, &[kafka.events_topic.as_str()]).await?;
+    let (log, log_task) = DeliveryLog::spawn(store.clone());
+    let shared = Arc::new(Shared {
+        client: HttpClient::new(config.allow_private_networks, config.timeout())?,
+        config: config.clone(),
+        log,
+        fleets: RwLock::new(Arc::new(HashMap::new())),
+    });
+    if config.allow_private_networks {
+        tracing::warn!("webhooks may deliver to private networks (FLEETSTREAM_WEBHOOK_ALLOW_PRIVATE_NETWORKS)");
+    }
+    let mut running: HashMap<String, (u64, CancellationToken, JoinHandle<()>)> = HashMap::new();
+    let (mut webhooks_seen, mut registry_seen, mut by_fleet) = (None, None, false);
+    loop {
+        match store.webhooks_version().await {
+            Ok(version) if Some(version) != webhooks_seen => match store.webhooks().await {
+                Ok(webhooks) => {
+                    by_fleet = webhooks.iter().any(|w| !w.fleet.is_empty());
+                    reconcile(&mut running, webhooks, &kafka, &shared, &shutdown).await;
+                    webhooks_seen = Some(version);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not load webhooks; trying again"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not check webhooks; trying again"),
+        }
+        // Fleets only when a webhook is filtered by one.
+        if by_fleet {
+            refresh_fleets(&store, &shared, &mut registry_seen).await;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(config.poll()) => {}
+        }
+    }
+    for (_, (_, stop, task)) in running.drain() {
+        stop.cancel();
+        let _ = task.await;
+    }
+    drop(shared);
+    let _ = log_task.await;
+    Ok(())
+}
+
+/// Starts tasks for new webhooks, stops those of deleted (or changed) ones.
+async fn reconcile(
+    running: &mut HashMap<String, (u64, CancellationToken, JoinHandle<()>)>,
+    webhooks: Vec<WebhookRow>,
+    kafka: &KafkaConfig,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+) {
+    let wanted: HashMap<&str, &WebhookRow> =
+        webhooks.iter().take(MAX_WEBHOOKS).map(|w| (w.webhook_id.as_str(), w)).collect();
+    let gone: Vec<String> = running
+        .iter()
+        .filter(|(id, (version, ..))| wanted.get(id.as_str()).is_none_or(|w| w.version != *version))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in gone {
+        if let Some((_, stop, task)) = running.remove(&id) {
+            stop.cancel();
+            let _ = task.await;
+            tracing::info!(webhook = %id, "stopped delivering");
+        }
+    }
+    for (id, webhook) in wanted {
+        if running.contains_key(id) {
+            continue;
+        }
+        let stop = shutdown.child_token();
+        let task = tokio::spawn(deliver::run(webhook.clone(), kafka.clone(), shared.clone(), stop.clone()));
+        running.insert(id.to_string(), (webhook.version, stop, task));
+    }
+}
+
+/// Reloads device → fleet when the registry changed.
+async fn refresh_fleets(store: &Store, shared: &Shared, seen: &mut Option<u64>) {
+    let Ok(version) = store.registry_version().await else { return };
+    if Some(version) == *seen {
+        return;
+    }
+    match store.all_registered_devices().await {
+        Ok(devices) => {
+            let fleets = devices.into_iter().map(|d| (d.device_id, d.fleet)).collect();
+            *shared.fleets.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fleets);
+            *seen = Some(version);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not load the registry for fleet filters"),
+    }
+}
+
+/// A new webhook id: 16 random bytes, hex (unguessable, so that ids say nothing about others).
+pub fn new_id() -> String {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut bytes).expect("the system's random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
