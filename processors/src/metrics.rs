@@ -197,20 +197,32 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (and `/healthz`) on `listener` until `shutdown`.
+/// Serves the processor's `GET /metrics` (and `/healthz`) on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) -> anyhow::Result<()> {
+    serve_page("processor", listener, move || metrics.render(), shutdown).await
+}
+
+/// Serves `GET /metrics` (the text `render` gives, Prometheus' text format) and `/healthz` on
+/// `listener` until `shutdown`: the page of a service without an HTTP port of its own (the
+/// processor, the webhook deliverer).
+pub async fn serve_page(
+    service: &'static str,
+    listener: TcpListener,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     use axum::http::header;
     use axum::routing::get;
     let app = axum::Router::new()
         .route(
             "/metrics",
             get(move || {
-                let metrics = metrics.clone();
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render()) }
+                let text = render();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text) }
             }),
         )
         .route("/healthz", get(|| async { "ok" }));
-    tracing::info!(addr = %listener.local_addr()?, "processor metrics listening");
+    tracing::info!(addr = %listener.local_addr()?, service, "metrics listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
 }

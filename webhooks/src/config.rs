@@ -6,30 +6,46 @@ use clap::Args;
 
 #[derive(Debug, Clone, Args)]
 pub struct WebhookConfig {
+    // Ids prefixed: `run` and `up` flatten this beside the other services' settings.
     /// Deliver to receivers on loopback, private, link-local and other non-public addresses.
     /// Off by default: a webhook URL is chosen by an API user, and the deliverer runs next to
     /// ClickHouse, the broker and cloud metadata services.
     #[arg(
+        id = "webhook_allow_private_networks",
         long = "webhook-allow-private-networks",
         env = "FLEETSTREAM_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
         default_value_t = false
     )]
     pub allow_private_networks: bool,
-    /// How long a delivery is retried (exponential back-off) before it is given up as dead.
-    #[arg(long = "webhook-retry-hours", env = "FLEETSTREAM_WEBHOOK_RETRY_HOURS", default_value_t = 24.0,
-          value_parser = parse_hours)]
+    /// How long a delivery is retried (exponential back-off) before it is given up as dead,
+    /// counted from when its receiver began failing.
+    #[arg(id = "webhook_retry_hours",
+        value_name = "HOURS", long = "webhook-retry-hours", env = "FLEETSTREAM_WEBHOOK_RETRY_HOURS",
+          default_value_t = 24.0, value_parser = parse_hours)]
     pub retry_hours: f64,
     /// Longest wait between two attempts of one delivery, seconds.
-    #[arg(long = "webhook-max-backoff-secs", env = "FLEETSTREAM_WEBHOOK_MAX_BACKOFF_SECS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(id = "webhook_max_backoff_secs",
+        value_name = "SECS", long = "webhook-max-backoff-secs", env = "FLEETSTREAM_WEBHOOK_MAX_BACKOFF_SECS",
+          default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub max_backoff_secs: u64,
     /// How long one attempt may take (connect, send, answer), seconds.
-    #[arg(long = "webhook-timeout-secs", env = "FLEETSTREAM_WEBHOOK_TIMEOUT_SECS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=300))]
+    #[arg(id = "webhook_timeout_secs",
+        value_name = "SECS", long = "webhook-timeout-secs", env = "FLEETSTREAM_WEBHOOK_TIMEOUT_SECS",
+          default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub timeout_secs: u64,
+    /// Address of the deliverer's Prometheus metrics (`/metrics`); empty: none.
+    #[arg(
+        id = "webhook_metrics_listen",
+        value_name = "ADDR",
+        long = "webhook-metrics-listen",
+        env = "FLEETSTREAM_WEBHOOK_METRICS_LISTEN",
+        default_value = "127.0.0.1:8083"
+    )]
+    pub metrics_listen: String,
     /// How often the webhook list is checked for changes, milliseconds.
-    #[arg(long = "webhook-poll-ms", env = "FLEETSTREAM_WEBHOOK_POLL_MS", default_value_t = 2000,
-          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    #[arg(id = "webhook_poll_ms",
+        value_name = "MS", long = "webhook-poll-ms", env = "FLEETSTREAM_WEBHOOK_POLL_MS",
+          default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub poll_ms: u64,
 }
 
@@ -60,6 +76,7 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             allow_private_networks: false,
+            metrics_listen: String::new(),
             retry_hours: 24.0,
             max_backoff_secs: 300,
             timeout_secs: 10,

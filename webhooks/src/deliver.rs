@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::HttpClient;
 use crate::config::WebhookConfig;
 use crate::log::DeliveryLog;
+use crate::metrics::WebhookMetrics;
 use crate::sign::signature;
 use crate::target::{check_url, refused_literal};
 
@@ -28,6 +29,7 @@ pub struct Shared {
     pub client: HttpClient,
     pub config: WebhookConfig,
     pub log: DeliveryLog,
+    pub metrics: WebhookMetrics,
     /// Device id → fleet, from the registry, for webhooks filtered by fleet.
     pub fleets: RwLock<Arc<HashMap<String, String>>>,
 }
@@ -157,6 +159,7 @@ async fn deliver(
         let failure = match result {
             Ok(status) => {
                 *failing_since = None;
+                shared.metrics.delivered();
                 (row.status, row.last_status, row.last_error) = ("delivered".into(), status, String::new());
                 shared.log.record(row);
                 return Outcome::Delivered;
@@ -164,6 +167,7 @@ async fn deliver(
             Err(failure) => failure,
         };
         (row.last_status, row.last_error) = (failure.status, failure.error);
+        shared.metrics.attempt_failed();
         let wait = backoff(row.attempts, shared.config.max_backoff());
         let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
         let out_of_time = since.elapsed() + wait > shared.config.retry_for();
@@ -171,6 +175,7 @@ async fn deliver(
             tracing::warn!(webhook = %webhook.webhook_id, delivery = %delivery_id, attempts = row.attempts,
                 error = %row.last_error, "delivery given up (dead)");
             row.status = "dead".into();
+            shared.metrics.dead();
             shared.log.record(row);
             return Outcome::Dead;
         }

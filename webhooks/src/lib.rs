@@ -10,6 +10,7 @@ mod client;
 pub mod config;
 pub mod deliver;
 mod log;
+pub mod metrics;
 pub mod sign;
 pub mod target;
 
@@ -25,6 +26,7 @@ use client::HttpClient;
 pub use config::WebhookConfig;
 use deliver::Shared;
 use log::DeliveryLog;
+pub use metrics::WebhookMetrics;
 
 /// Most webhooks at once: each is a consumer of the events topic.
 pub const MAX_WEBHOOKS: usize = 100;
@@ -37,8 +39,29 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     fleetstream_kafka::ensure_topics(&kafka, &[kafka.events_topic.as_str()]).await?;
-    let (log, log_task) = DeliveryLog::spawn(store.clone());
+    let metrics = WebhookMetrics::default();
+    if !config.metrics_listen.is_empty() {
+        // As for the processor: without the address, deliveries go on.
+        match tokio::net::TcpListener::bind(&config.metrics_listen).await {
+            Ok(listener) => {
+                let render = {
+                    let metrics = metrics.clone();
+                    move || metrics.render()
+                };
+                drop(tokio::spawn(fleetstream_processors::metrics::serve_page(
+                    "webhooks",
+                    listener,
+                    render,
+                    shutdown.clone(),
+                )));
+            }
+            Err(e) => tracing::warn!(addr = %config.metrics_listen, error = %e,
+                "cannot serve webhook metrics; set --webhook-metrics-listen to a free address (empty: none)"),
+        }
+    }
+    let (log, log_task) = DeliveryLog::spawn(store.clone(), metrics.clone());
     let shared = Arc::new(Shared {
+        metrics,
         client: HttpClient::new(config.allow_private_networks, config.timeout())?,
         config: config.clone(),
         log,
@@ -55,6 +78,7 @@ pub async fn run(
                 Ok(webhooks) => {
                     by_fleet = webhooks.iter().any(|w| !w.fleet.is_empty());
                     reconcile(&mut running, webhooks, &kafka, &shared, &shutdown).await;
+                    shared.metrics.set_webhooks(running.len());
                     webhooks_seen = Some(version);
                 }
                 Err(e) => tracing::warn!(error = %e, "could not load webhooks; trying again"),

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use fleetstream_storage::{Store, WebhookDeliveryRow};
+
+use crate::metrics::WebhookMetrics;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -14,12 +16,13 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 pub struct DeliveryLog {
     rows: mpsc::Sender<WebhookDeliveryRow>,
+    metrics: WebhookMetrics,
 }
 
 impl DeliveryLog {
     /// The log and its writer task, which ends (after a last write) once every `DeliveryLog`
     /// is dropped.
-    pub fn spawn(store: Store) -> (DeliveryLog, JoinHandle<()>) {
+    pub fn spawn(store: Store, metrics: WebhookMetrics) -> (DeliveryLog, JoinHandle<()>) {
         let (rows, mut queue) = mpsc::channel::<WebhookDeliveryRow>(MAX_WAITING);
         let task = tokio::spawn(async move {
             let mut batch = Vec::new();
@@ -37,11 +40,12 @@ impl DeliveryLog {
                 batch.clear();
             }
         });
-        (DeliveryLog { rows }, task)
+        (DeliveryLog { rows, metrics }, task)
     }
 
     pub fn record(&self, row: WebhookDeliveryRow) {
         if let Err(e) = self.rows.try_send(row) {
+            self.metrics.log_row_dropped();
             tracing::warn!(error = %e, "the webhook delivery log is full; a row is dropped");
         }
     }
