@@ -1,6 +1,7 @@
 //! The operations dashboard: one self-contained page at `/` (no build step, no CDN) that polls
-//! the live endpoints and draws devices and fences on an SVG map, a base map of tiles only when
-//! `--dashboard-tiles` is set.
+//! the live endpoints, takes pushed positions and events from the live streams, and draws
+//! devices, fences and a selected vehicle's trail on an SVG map that pans and zooms, a base map
+//! of tiles only when `--dashboard-tiles` is set.
 
 use axum::extract::State;
 use axum::http::header;
@@ -61,8 +62,16 @@ mod tests {
     }
 
     #[test]
-    fn the_page_polls_the_live_endpoints() {
-        for endpoint in ["/v1/live/summary", "/v1/devices/latest", "/v1/fences", "/v1/geofence-events"] {
+    fn the_page_reads_the_live_endpoints_and_streams() {
+        for endpoint in [
+            "/v1/live/summary",
+            "/v1/devices/latest",
+            "/v1/fences",
+            "/v1/geofence-events",
+            "/v1/stream/positions",
+            "/v1/stream/events",
+            "/track?",
+        ] {
             assert!(PAGE.contains(endpoint), "{endpoint}");
         }
     }
