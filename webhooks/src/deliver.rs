@@ -79,9 +79,19 @@ pub async fn run(webhook: WebhookRow, kafka: KafkaConfig, shared: Arc<Shared>, s
         };
         let produced_ms = message.timestamp().to_millis().unwrap_or(i64::MAX);
         let payload = message.payload().unwrap_or_default();
-        let wanted = produced_ms >= webhook.created_at_ms && matches(&webhook, payload, &shared);
-        if wanted && matches!(deliver(&webhook, payload, &shared, &mut failing_since, &stop).await, Outcome::Stopped) {
-            break;
+        // Produced before the webhook was created: not for it.
+        if produced_ms >= webhook.created_at_ms {
+            match serde_json::from_slice::<GeofenceEvent<'_>>(payload) {
+                Ok(event) if matches(&webhook, &event, &shared) => {
+                    let stopped = deliver(&webhook, &event, payload, &shared, &mut failing_since, &stop).await;
+                    if matches!(stopped, Outcome::Stopped) {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(webhook = %webhook.webhook_id, error = %e,
+                    "a message of the events topic is not an event; skipped"),
+            }
         }
         if let Err(e) = consumer.store_offset_from_message(&message) {
             tracing::debug!(webhook = %webhook.webhook_id, error = %e, "offset not stored");
@@ -92,13 +102,8 @@ pub async fn run(webhook: WebhookRow, kafka: KafkaConfig, shared: Arc<Shared>, s
     }
 }
 
-/// Whether the event passes the webhook's kinds and filters. A message that is not an event
-/// (it never should be) matches nothing.
-fn matches(webhook: &WebhookRow, payload: &[u8], shared: &Shared) -> bool {
-    let Ok(event) = serde_json::from_slice::<GeofenceEvent<'_>>(payload) else {
-        tracing::warn!(webhook = %webhook.webhook_id, "a message of the events topic is not an event; skipped");
-        return false;
-    };
+/// Whether the event passes the webhook's kinds and filters.
+fn matches(webhook: &WebhookRow, event: &GeofenceEvent<'_>, shared: &Shared) -> bool {
     let fleet_matches = || {
         let fleets = shared.fleets.read().unwrap_or_else(|e| e.into_inner()).clone();
         fleets.get(event.device_id.as_ref()).is_some_and(|f| *f == webhook.fleet)
@@ -129,19 +134,19 @@ struct Failure {
 /// whole window per event.
 async fn deliver(
     webhook: &WebhookRow,
+    event: &GeofenceEvent<'_>,
     body: &[u8],
     shared: &Shared,
     failing_since: &mut Option<tokio::time::Instant>,
     stop: &CancellationToken,
 ) -> Outcome {
-    let (event_id, version) = event_identity(body);
-    let delivery_id = delivery_id(&webhook.webhook_id, &event_id, version);
+    let delivery_id = delivery_id(&webhook.webhook_id, &event.event_id, event.version);
     let first_attempt_ms = now_millis();
     let mut row = WebhookDeliveryRow {
         webhook_id: webhook.webhook_id.clone(),
         delivery_id: delivery_id.clone(),
-        event_id,
-        device_id: device_of(body),
+        event_id: event.event_id.to_string(),
+        device_id: event.device_id.to_string(),
         status: String::new(),
         attempts: 0,
         last_status: 0,
@@ -235,14 +240,6 @@ pub fn delivery_id(webhook_id: &str, event_id: &str, version: u64) -> String {
         context.update(part);
     }
     context.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn event_identity(body: &[u8]) -> (String, u64) {
-    serde_json::from_slice::<GeofenceEvent<'_>>(body).map(|e| (e.event_id.into_owned(), e.version)).unwrap_or_default()
-}
-
-fn device_of(body: &[u8]) -> String {
-    serde_json::from_slice::<GeofenceEvent<'_>>(body).map(|e| e.device_id.into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]
