@@ -110,7 +110,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let row = webhook_row(new)?;
     if state.store().webhooks().await?.len() >= MAX_WEBHOOKS {
-        return Err(ApiError::bad("url", format!("at most {MAX_WEBHOOKS} webhooks; delete one first")));
+        return Err(ApiError::bad("body", format!("at most {MAX_WEBHOOKS} webhooks; delete one first")));
     }
     state.store().put_webhook(&row).await?;
     Ok((StatusCode::CREATED, Json(view(&row))))
@@ -131,7 +131,8 @@ async fn get_one(State(state): State<ApiState>, PathId(id): PathId) -> Result<Js
 
 async fn delete(State(state): State<ApiState>, PathId(id): PathId) -> Result<StatusCode, ApiError> {
     let row = found(&state, &id).await?;
-    let gone = WebhookRow { version: next_version(), deleted: 1, secret: String::new(), ..row };
+    // Above the version it deletes even if this host's clock is behind the one that wrote it.
+    let gone = WebhookRow { version: next_version().max(row.version + 1), deleted: 1, secret: String::new(), ..row };
     state.store().put_webhook(&gone).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,10 +18,11 @@ pub struct WebhookConfig {
     )]
     pub allow_private_networks: bool,
     /// How long a delivery is retried (exponential back-off) before it is given up as dead,
-    /// counted from when its receiver began failing.
+    /// counted from when its receiver began failing. At most 23: a webhook's consumer reads
+    /// nothing while it retries, and Kafka consumers may go at most 24 h between reads.
     #[arg(id = "webhook_retry_hours",
         value_name = "HOURS", long = "webhook-retry-hours", env = "FLEETSTREAM_WEBHOOK_RETRY_HOURS",
-          default_value_t = 24.0, value_parser = parse_hours)]
+          default_value_t = 12.0, value_parser = parse_hours)]
     pub retry_hours: f64,
     /// Longest wait between two attempts of one delivery, seconds.
     #[arg(id = "webhook_max_backoff_secs",
@@ -49,10 +50,14 @@ pub struct WebhookConfig {
     pub poll_ms: u64,
 }
 
+/// Longest retry window: librdkafka's longest `max.poll.interval.ms` (24 h) less a margin for
+/// the last back-off and attempt.
+const MAX_RETRY_HOURS: f64 = 23.0;
+
 fn parse_hours(text: &str) -> Result<f64, String> {
     let hours: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of hours"))?;
-    if !(0.0..=720.0).contains(&hours) {
-        return Err("must be between 0 and 720 hours (30 days)".into());
+    if !(0.0..=MAX_RETRY_HOURS).contains(&hours) {
+        return Err(format!("must be between 0 and {MAX_RETRY_HOURS} hours"));
     }
     Ok(hours)
 }
@@ -70,6 +75,12 @@ impl WebhookConfig {
     pub fn poll(&self) -> Duration {
         Duration::from_millis(self.poll_ms)
     }
+    /// Longer than one delivery can take (its retry window, a last back-off and attempt), so
+    /// that the group never drops a member that is retrying.
+    pub fn max_poll_interval_ms(&self) -> u64 {
+        let longest = self.retry_for() + self.max_backoff().mul_f64(1.2) + self.timeout() + Duration::from_secs(60);
+        (longest.as_millis() as u64).clamp(300_000, 86_400_000)
+    }
 }
 
 impl Default for WebhookConfig {
@@ -77,7 +88,7 @@ impl Default for WebhookConfig {
         WebhookConfig {
             allow_private_networks: false,
             metrics_listen: String::new(),
-            retry_hours: 24.0,
+            retry_hours: 12.0,
             max_backoff_secs: 300,
             timeout_secs: 10,
             poll_ms: 2000,
@@ -92,7 +103,16 @@ mod tests {
     #[test]
     fn retry_hours_are_bounded() {
         assert_eq!(parse_hours("1.5"), Ok(1.5));
-        assert!(parse_hours("-1").is_err() && parse_hours("721").is_err() && parse_hours("NaN").is_err());
+        assert!(parse_hours("-1").is_err() && parse_hours("23.5").is_err() && parse_hours("NaN").is_err());
+        let longest = WebhookConfig {
+            retry_hours: MAX_RETRY_HOURS,
+            max_backoff_secs: 3600,
+            timeout_secs: 300,
+            ..Default::default()
+        };
+        assert!(longest.max_poll_interval_ms() <= 86_400_000, "within librdkafka's bound");
+        let default = WebhookConfig::default();
+        assert!(default.max_poll_interval_ms() as u128 > default.retry_for().as_millis() + 360_000);
         assert!(parse_hours("soon").unwrap_err().contains("not a number"));
     }
 }

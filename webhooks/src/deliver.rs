@@ -51,6 +51,15 @@ pub async fn run(webhook: WebhookRow, kafka: KafkaConfig, shared: Arc<Shared>, s
         // From the topic's start, skipping what was produced before the webhook was created:
         // nothing made after its creation is missed, whenever this task first joins.
         .set("auto.offset.reset", "earliest")
+        // A webhook behind a receiver that is down stops reading: what librdkafka fetches ahead
+        // meanwhile is bounded (its defaults held ~60 MB per stalled webhook).
+        .set("queued.max.messages.kbytes", "1024")
+        .set("queued.min.messages", "100")
+        .set("fetch.max.bytes", "1048576")
+        .set("max.partition.fetch.bytes", "262144")
+        // While one delivery is retried nothing is consumed: the group must not take that for
+        // a dead member (librdkafka's default is 5 minutes), or another would send it again.
+        .set("max.poll.interval.ms", shared.config.max_poll_interval_ms().to_string())
         .create()
     {
         Ok(consumer) => consumer,
@@ -97,10 +106,23 @@ pub async fn run(webhook: WebhookRow, kafka: KafkaConfig, shared: Arc<Shared>, s
             tracing::debug!(webhook = %webhook.webhook_id, error = %e, "offset not stored");
         }
     }
-    if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-        tracing::debug!(webhook = %webhook.webhook_id, error = %e, "final commit");
+    // The final commit and leaving the group block until the broker answers: off the runtime,
+    // and not waited for beyond a few seconds, so that an unreachable broker cannot hold up the
+    // services sharing this process.
+    let id = webhook.webhook_id;
+    let close = tokio::task::spawn_blocking(move || {
+        if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            tracing::debug!(webhook = %id, error = %e, "final commit");
+        }
+        drop(consumer);
+    });
+    if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
+        tracing::warn!("a webhook consumer did not close in time (broker unreachable?); left to finish");
     }
 }
+
+/// How long a stopping webhook task waits for its consumer to commit and leave the group.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether the event passes the webhook's kinds and filters.
 fn matches(webhook: &WebhookRow, event: &GeofenceEvent<'_>, shared: &Shared) -> bool {

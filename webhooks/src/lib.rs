@@ -70,33 +70,32 @@ pub async fn run(
     if config.allow_private_networks {
         tracing::warn!("webhooks may deliver to private networks (FLEETSTREAM_WEBHOOK_ALLOW_PRIVATE_NETWORKS)");
     }
-    let mut running: HashMap<String, (u64, CancellationToken, JoinHandle<()>)> = HashMap::new();
-    let (mut webhooks_seen, mut registry_seen, mut by_fleet) = (None, None, false);
+    let mut running: Running = HashMap::new();
+    let mut registry_seen = None;
     loop {
-        match store.webhooks_version().await {
-            Ok(version) if Some(version) != webhooks_seen => match store.webhooks().await {
-                Ok(webhooks) => {
-                    by_fleet = webhooks.iter().any(|w| !w.fleet.is_empty());
-                    reconcile(&mut running, webhooks, &kafka, &shared, &shutdown).await;
-                    shared.metrics.set_webhooks(running.len());
-                    webhooks_seen = Some(version);
+        // All of them every time (at most a hundred rows): a change is never missed, whatever
+        // clock wrote its version.
+        match store.webhooks().await {
+            Ok(webhooks) => {
+                // Fleet filters need the registry: their webhooks wait until it is loaded.
+                if webhooks.iter().any(|w| !w.fleet.is_empty()) {
+                    refresh_fleets(&store, &shared, &mut registry_seen).await;
                 }
-                Err(e) => tracing::warn!(error = %e, "could not load webhooks; trying again"),
-            },
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not check webhooks; trying again"),
-        }
-        // Fleets only when a webhook is filtered by one.
-        if by_fleet {
-            refresh_fleets(&store, &shared, &mut registry_seen).await;
+                reconcile(&mut running, &webhooks, registry_seen.is_some(), &kafka, &shared, &shutdown);
+                shared.metrics.set_webhooks(running.len());
+            }
+            Err(e) => tracing::warn!(error = %e, "could not load webhooks; trying again"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(config.poll()) => {}
         }
     }
-    for (_, (_, stop, task)) in running.drain() {
+    // Every task stops at once (each closes its consumer within a bounded wait).
+    for (_, (_, stop, _)) in running.iter() {
         stop.cancel();
+    }
+    for (_, (_, _, task)) in running.drain() {
         let _ = task.await;
     }
     drop(shared);
@@ -104,25 +103,36 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts tasks for new webhooks, stops those of deleted (or changed) ones.
-async fn reconcile(
-    running: &mut HashMap<String, (u64, CancellationToken, JoinHandle<()>)>,
-    webhooks: Vec<WebhookRow>,
+/// The delivery task of each webhook: its version, its stop, its handle.
+type Running = HashMap<String, (u64, CancellationToken, JoinHandle<()>)>;
+
+/// Starts tasks for new webhooks (those filtered by fleet once `fleets_loaded`), and again for
+/// any whose task ended (a consumer that could not be created); stops those of deleted or
+/// changed ones without waiting for them: each stops within a bounded wait of its own.
+fn reconcile(
+    running: &mut Running,
+    webhooks: &[WebhookRow],
+    fleets_loaded: bool,
     kafka: &KafkaConfig,
     shared: &Arc<Shared>,
     shutdown: &CancellationToken,
 ) {
-    let wanted: HashMap<&str, &WebhookRow> =
-        webhooks.iter().take(MAX_WEBHOOKS).map(|w| (w.webhook_id.as_str(), w)).collect();
+    let wanted: HashMap<&str, &WebhookRow> = webhooks
+        .iter()
+        .filter(|w| fleets_loaded || w.fleet.is_empty())
+        .take(MAX_WEBHOOKS)
+        .map(|w| (w.webhook_id.as_str(), w))
+        .collect();
     let gone: Vec<String> = running
         .iter()
-        .filter(|(id, (version, ..))| wanted.get(id.as_str()).is_none_or(|w| w.version != *version))
+        .filter(|(id, (version, _, task))| {
+            task.is_finished() || wanted.get(id.as_str()).is_none_or(|w| w.version != *version)
+        })
         .map(|(id, _)| id.clone())
         .collect();
     for id in gone {
-        if let Some((_, stop, task)) = running.remove(&id) {
+        if let Some((_, stop, _)) = running.remove(&id) {
             stop.cancel();
-            let _ = task.await;
             tracing::info!(webhook = %id, "stopped delivering");
         }
     }

@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 /// Rows waiting beyond this many are dropped (with a warning) rather than held.
 const MAX_WAITING: usize = 100_000;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Most rows in one insert.
+const MAX_ROWS: usize = 10_000;
 
 pub struct DeliveryLog {
     rows: mpsc::Sender<WebhookDeliveryRow>,
@@ -27,17 +29,27 @@ impl DeliveryLog {
         let task = tokio::spawn(async move {
             let mut batch = Vec::new();
             loop {
-                let open = tokio::time::timeout(FLUSH_EVERY, queue.recv_many(&mut batch, 10_000)).await;
-                if matches!(open, Ok(0)) && batch.is_empty() {
+                // The first row opens a batch; rows coming within the next second join it.
+                if queue.recv_many(&mut batch, MAX_ROWS).await == 0 {
                     return;
                 }
-                if batch.is_empty() {
-                    continue;
+                let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
+                let mut open = true;
+                while open && batch.len() < MAX_ROWS {
+                    let room = MAX_ROWS - batch.len();
+                    match tokio::time::timeout_at(deadline, queue.recv_many(&mut batch, room)).await {
+                        Ok(0) => open = false,
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
                 }
                 if let Err(e) = store.record_webhook_deliveries(&batch).await {
                     tracing::warn!(rows = batch.len(), error = %e, "could not log webhook deliveries");
                 }
                 batch.clear();
+                if !open {
+                    return;
+                }
             }
         });
         (DeliveryLog { rows, metrics }, task)

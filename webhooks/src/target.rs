@@ -61,17 +61,30 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded =
+                |high: u16, low: u16| is_public(IpAddr::V4(((u32::from(high) << 16) | u32::from(low)).into()));
+            // NAT64 64:ff9b::/96 and 6to4 2002::/16 reach the IPv4 address they hold: judged by it.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return embedded(s[6], s[7]);
+            }
+            if s[0] == 0x2002 {
+                return embedded(s[1], s[2]);
+            }
             !(v6.is_unspecified()
                 || v6.is_loopback()
                 || v6.is_multicast()
-                // Unique local fc00::/7, link-local fe80::/10, documentation 2001:db8::/32.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
-                // NAT64 64:ff9b::/96 and 6to4 2002::/16 embed IPv4 addresses of any kind.
-                || (first == 0x0064 && v6.segments()[1] == 0xff9b)
-                || first == 0x2002)
+                // IPv4-compatible ::/96 and IPv4-translated ::ffff:0:0/96 (deprecated, and
+                // translated to IPv4 by some hosts).
+                || s[..6] == [0; 6]
+                || s[..6] == [0, 0, 0, 0, 0xffff, 0]
+                // Unique local fc00::/7, link-local fe80::/10, site-local fec0::/10.
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                // Teredo 2001::/32, documentation 2001:db8::/32, discard 100::/64.
+                || (s[0] == 0x2001 && (s[1] == 0 || s[1] == 0x0db8))
+                || s[..4] == [0x100, 0, 0, 0])
         }
     }
 }
@@ -158,10 +171,23 @@ mod tests {
             "2002:7f00:1::",
             "240.0.0.1",
             "192.0.0.8",
+            "::127.0.0.1",
+            "::ffff:0:7f00:1",
+            "fec0::1",
+            "2001::1",
+            "100::1",
+            "64:ff9b::a9fe:a9fe",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }
