@@ -1,7 +1,7 @@
 //! Optional bearer tokens for the query API.
 //!
-//! Two kinds: reader tokens (analysts, dashboards) and admin tokens (who may change fences and the
-//! registry). Reads need a reader or admin token once reader tokens are configured; writes need an
+//! Two kinds: reader tokens (analysts, dashboards) and admin tokens (who may change fences, the
+//! registry, alert rules and webhooks). Reads need a reader or admin token once reader tokens are configured; writes need an
 //! admin token once admin tokens are configured, and otherwise follow the rule for reads. With no
 //! tokens at all the API is open and says so at startup. Webhooks hold secrets and send data out:
 //! reading them needs what writing needs. Health checks are always open. Tokens are held only as
@@ -98,7 +98,7 @@ pub async fn require_token(State(state): State<ApiState>, request: Request, next
     let message = match (access, bearer(&request)) {
         (_, None) => "a bearer token is required (Authorization: Bearer <token>)",
         (Access::Read, Some(_)) => "the token is not valid for reading",
-        (Access::Write, Some(_)) => "the token is not valid for managing fences, the registry or webhooks",
+        (Access::Write, Some(_)) => "the token is not valid for managing fences, the registry, alert rules or webhooks",
     };
     let body = ErrorBody::field("authorization", message);
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();

@@ -1,5 +1,6 @@
 //! fleetstream query API: a thin axum layer over [`fleetstream_storage::Store`].
 //!
+//! - [`alerts`]: alert rules (create, replace, list, delete) and the alerts they fired;
 //! - [`config`]: listen address, result bounds, tokens;
 //! - [`auth`]: optional reader and admin tokens;
 //! - [`checks`]: the one rule for ids and the one for names, on every path;
@@ -21,6 +22,7 @@
 //! - [`stall`]: connections that stop taking bytes are closed;
 //! - [`state`]: [`ApiState`](state::ApiState), what every handler shares.
 
+pub mod alerts;
 pub mod auth;
 pub mod checks;
 pub mod config;

@@ -7,8 +7,8 @@ use axum::routing::get;
 
 use crate::state::ApiState;
 use crate::{
-    auth, dashboard, error, events, fences, health, latest, limits, live, metrics, openapi, registry, reports, stream,
-    track, webhooks,
+    alerts, auth, dashboard, error, events, fences, health, latest, limits, live, metrics, openapi, registry, reports,
+    stream, track, webhooks,
 };
 
 pub fn router(state: ApiState) -> Router {
@@ -17,6 +17,7 @@ pub fn router(state: ApiState) -> Router {
     let history = Router::new()
         .route("/v1/devices/{id}/track", get(track::track))
         .route("/v1/geofence-events", get(events::geofence_events))
+        .route("/v1/alerts", get(alerts::alerts))
         .merge(reports::routes())
         .layer(axum::middleware::from_fn_with_state(state.query_slots().clone(), limits::limit_queries));
     Router::new()
@@ -28,6 +29,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(fences::routes())
         .merge(registry::routes())
         .merge(webhooks::routes())
+        .merge(alerts::routes())
         // Everything above needs a token when tokens are configured; health checks below never do.
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The dashboard page holds no data: it reads the endpoints above with the reader's token.

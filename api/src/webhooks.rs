@@ -23,8 +23,8 @@ use crate::state::ApiState;
 
 /// Secrets shorter than this are guessable; longer ones are someone's mistake.
 const SECRET_BYTES: std::ops::RangeInclusive<usize> = 16..=256;
-/// The event kinds a webhook can ask for.
-const KINDS: [&str; 2] = ["enter", "exit"];
+/// The kinds a webhook can ask for: geofence events, and alerts (of any rule).
+const KINDS: [&str; 3] = ["enter", "exit", fleetstream_webhooks::deliver::ALERT];
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -55,13 +55,12 @@ fn webhook_row(new: NewWebhook) -> Result<WebhookRow, ApiError> {
         return Err(ApiError::bad("secret", "must be 16 to 256 bytes"));
     }
     if new.kinds.is_empty() {
-        return Err(ApiError::bad("kinds", "must name at least one of \"enter\", \"exit\""));
+        return Err(ApiError::bad("kinds", "must name at least one of \"enter\", \"exit\", \"alert\""));
     }
     let mut kinds: Vec<String> = Vec::new();
     for (i, kind) in new.kinds.iter().enumerate() {
         if !KINDS.contains(&kind.as_str()) {
-            let why = if kind == "alert" { "alert rules are not built yet" } else { "must be \"enter\" or \"exit\"" };
-            return Err(ApiError::bad(format!("kinds[{i}]"), why));
+            return Err(ApiError::bad(format!("kinds[{i}]"), "must be \"enter\", \"exit\" or \"alert\""));
         }
         if !kinds.contains(kind) {
             kinds.push(kind.clone());
@@ -213,7 +212,7 @@ mod tests {
         assert_eq!(refused(with("secret", json!("x".repeat(257)))).0, "secret");
         assert_eq!(refused(with("kinds", json!([]))).0, "kinds");
         assert_eq!(refused(with("kinds", json!(["enter", "teleport"]))).0, "kinds[1]");
-        assert!(refused(with("kinds", json!(["alert"]))).1.contains("not built yet"));
+        assert!(webhook_row(new(with("kinds", json!(["alert"])))).is_ok(), "alerts can be asked for");
         assert_eq!(refused(with("device", json!(""))).0, "device");
         assert_eq!(refused(with("fleet", json!("a\u{7}b"))).0, "fleet");
         assert!(serde_json::from_value::<NewWebhook>(with("colour", json!("red"))).is_err(), "unknown members refused");

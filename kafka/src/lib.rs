@@ -33,6 +33,9 @@ pub struct KafkaConfig {
     /// Topic of geofence enter/exit events, for other consumers.
     #[arg(long = "events-topic", env = "FLEETSTREAM_EVENTS_TOPIC", default_value = fleetstream_schemas::topics::GEOFENCE_EVENTS)]
     pub events_topic: String,
+    /// Topic of the alerts the alert rules fire, for other consumers.
+    #[arg(long = "alerts-topic", env = "FLEETSTREAM_ALERTS_TOPIC", default_value = fleetstream_schemas::topics::ALERTS)]
+    pub alerts_topic: String,
     /// Topic of positions the processors could not store or decode, with the reason.
     #[arg(long = "processing-dlq-topic", env = "FLEETSTREAM_PROCESSING_DLQ_TOPIC", default_value = fleetstream_schemas::topics::PROCESSING_DLQ)]
     pub processing_dlq_topic: String,
@@ -65,6 +68,7 @@ impl KafkaConfig {
             &mut config.dlq_topic,
             &mut config.enriched_topic,
             &mut config.events_topic,
+            &mut config.alerts_topic,
             &mut config.processing_dlq_topic,
         ] {
             topic.push_str(&format!(".{suffix}"));
@@ -115,6 +119,7 @@ impl KafkaConfig {
             ("FLEETSTREAM_DLQ_TOPIC", self.dlq_topic.clone()),
             ("FLEETSTREAM_ENRICHED_TOPIC", self.enriched_topic.clone()),
             ("FLEETSTREAM_EVENTS_TOPIC", self.events_topic.clone()),
+            ("FLEETSTREAM_ALERTS_TOPIC", self.alerts_topic.clone()),
             ("FLEETSTREAM_PROCESSING_DLQ_TOPIC", self.processing_dlq_topic.clone()),
         ]
     }

@@ -35,7 +35,7 @@ pub struct ProcessorConfig {
     /// Hysteresis: metres past a fence boundary before an enter or exit counts (0: any).
     #[arg(long, env = "FLEETSTREAM_FENCE_MIN_DISTANCE_M", default_value_t = 0.0)]
     pub fence_min_distance_m: f64,
-    /// How often processors look for changed fences and registry entries, in milliseconds.
+    /// How often processors look for changed fences, alert rules and registry entries, in milliseconds.
     #[arg(long, env = "FLEETSTREAM_FENCES_POLL_MS", default_value_t = 5_000)]
     pub fences_poll_ms: u64,
     /// Speed (m/s) at or above which a device counts as moving.

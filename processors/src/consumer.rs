@@ -106,6 +106,7 @@ pub async fn run(
         kafka.positions_topic.as_str(),
         kafka.enriched_topic.as_str(),
         kafka.events_topic.as_str(),
+        kafka.alerts_topic.as_str(),
         kafka.processing_dlq_topic.as_str(),
     ];
     fleetstream_kafka::ensure_topics(&kafka, &topics).await?;

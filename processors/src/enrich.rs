@@ -13,12 +13,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fleetstream_geofence::{FenceIndex, Hysteresis, Transition};
+use fleetstream_geofence::{Hysteresis, Transition};
 use fleetstream_schemas::{EventKind, Position};
-use fleetstream_storage::{GeofenceEventRow, PositionRow, WindowRow, version};
+use fleetstream_storage::{AlertRow, GeofenceEventRow, PositionRow, WindowRow, version};
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Enrichment, FenceTransition, Fix, History, Placement};
+use crate::alerts::Fired;
+use crate::history::{Context, Enrichment, FenceTransition, Fix, History, Occurrence, Placement};
 use crate::incarnation;
 
 pub use crate::history::{bearing_deg, distance_m};
@@ -82,6 +83,8 @@ pub struct Output {
     /// Geofence events confirmed by this position, or new, changed or withdrawn
     /// (`retracted = 1`) because it was placed before others.
     pub events: Vec<GeofenceEventRow>,
+    /// Alerts fired by this position, or new, changed or withdrawn, in the same way.
+    pub alerts: Vec<AlertRow>,
 }
 
 /// A stored position's new enrichment: applied to its row, with a version that wins.
@@ -186,7 +189,7 @@ impl Tracker {
         Some(evidence)
     }
 
-    pub fn apply(&mut self, p: &Position, source: Source, fences: &FenceIndex, settings: &Settings) -> Applied {
+    pub fn apply(&mut self, p: &Position, source: Source, ctx: &Context<'_>, settings: &Settings) -> Applied {
         let state = self.devices.entry(p.device_id.clone()).or_default();
         if incarnation::would_skip(state, source) {
             return Applied::Redelivered;
@@ -203,11 +206,12 @@ impl Tracker {
             lon: p.lon,
             speed: p.speed_mps,
             heading: p.heading_deg,
-            fences: fences.containing(p.lat, p.lon).iter().map(|f| f.id.clone()).collect::<Vec<_>>().into(),
+            ignition: p.ignition,
+            fences: ctx.fences.containing(p.lat, p.lon).iter().map(|f| f.id.clone()).collect::<Vec<_>>().into(),
             source,
         };
         let outside = state.history.outside_enrichment(&fix, settings);
-        let Some(placed) = state.history.apply(fix.clone(), fences, settings) else {
+        let Some(placed) = state.history.apply(fix.clone(), ctx, settings) else {
             return Applied::Duplicate;
         };
         let current = version::current(source.offset);
@@ -216,13 +220,16 @@ impl Tracker {
             None => position_row(p, &fix, &outside, true, version::late(source.offset)),
         };
         let device = &p.device_id;
-        let events = placed
-            .transitions
-            .iter()
-            .map(|t| event_row(device, &fix, t, current, false))
-            .chain(placed.confirmed.iter().map(|(f, t)| event_row(device, f, t, current, false)))
-            .chain(placed.withdrawn.iter().map(|(f, t)| event_row(device, f, t, current, true)))
-            .collect();
+        let (mut events, mut alerts) = (Vec::new(), Vec::new());
+        let occurred = placed.occurred.iter().map(|o| (&fix, o, false));
+        let confirmed = placed.confirmed.iter().map(|(f, o)| (f, o, false));
+        let withdrawn = placed.withdrawn.iter().map(|(f, o)| (f, o, true));
+        for (f, occurrence, retracted) in occurred.chain(confirmed).chain(withdrawn) {
+            match occurrence {
+                Occurrence::Fence(t) => events.push(event_row(device, f, t, current, retracted)),
+                Occurrence::Alert(a) => alerts.push(alert_row(device, f, a, current, retracted)),
+            }
+        }
         let corrections = placed
             .corrected
             .into_iter()
@@ -233,7 +240,7 @@ impl Tracker {
                 version: current,
             })
             .collect();
-        Applied::Stored(Box::new(Output { row, corrections, events }))
+        Applied::Stored(Box::new(Output { row, corrections, events, alerts }))
     }
 }
 
@@ -301,12 +308,32 @@ fn event_row(device_id: &str, fix: &Fix, t: &FenceTransition, version: u64, retr
     }
 }
 
+fn alert_row(device_id: &str, fix: &Fix, a: &Fired, version: u64, retracted: bool) -> AlertRow {
+    AlertRow {
+        alert_id: fleetstream_schemas::ids::alert_id(device_id, &a.rule.id, a.started_ms),
+        rule_id: a.rule.id.clone(),
+        kind: a.rule.kind,
+        device_id: device_id.to_string(),
+        fence_id: a.rule.fence_id.clone(),
+        started_ms: a.started_ms,
+        alert_time_ms: a.at_ms,
+        duration_ms: a.at_ms - a.started_ms,
+        speed_mps: a.speed_mps,
+        lat: fix.lat,
+        lon: fix.lon,
+        kafka_partition: fix.source.partition,
+        kafka_offset: fix.source.offset,
+        version,
+        retracted: u8::from(retracted),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use fleetstream_geofence::Fence;
+    use fleetstream_geofence::{Fence, FenceIndex};
     use fleetstream_schemas::POSITION_SCHEMA_VERSION;
     use proptest::prelude::*;
 
@@ -340,6 +367,10 @@ pub(crate) mod tests {
     }
 
     /// A 1 km circle around (40.7, -74.0).
+    fn ctx(fences: &FenceIndex) -> Context<'_> {
+        Context::without_rules(fences)
+    }
+
     fn fences() -> FenceIndex {
         FenceIndex::new(vec![Fence::circle("pier", "Pier", 40.7, -74.0, 1_000.0).unwrap()])
     }
@@ -361,9 +392,9 @@ pub(crate) mod tests {
     #[test]
     fn deltas_odometer_speed_heading_and_h3() {
         let (mut t, f, s) = (Tracker::default(), FenceIndex::default(), Settings::default());
-        let first = stored(t.apply(&pos("a", 0, 40.0, -74.0, None), src(0), &f, &s)).row;
+        let first = stored(t.apply(&pos("a", 0, 40.0, -74.0, None), src(0), &ctx(&f), &s)).row;
         assert_eq!((first.prev_fix_ms, first.distance_m, first.speed_mps, first.moving), (None, None, None, 0));
-        let row = stored(t.apply(&pos("a", 100_000, 40.01, -74.0, None), src(1), &f, &s)).row;
+        let row = stored(t.apply(&pos("a", 100_000, 40.01, -74.0, None), src(1), &ctx(&f), &s)).row;
         let d = row.distance_m.unwrap();
         assert!((d - 1_111.95).abs() < 1.0, "{d}");
         assert!((row.speed_mps.unwrap() - d / 100.0).abs() < 1e-9);
@@ -374,7 +405,7 @@ pub(crate) mod tests {
         assert_ne!(row.h3_cell, 0);
         assert_eq!(row.h3_cell, h3_cell(40.01, -74.0));
         assert_eq!((row.late, row.version), (0, version::current(1)));
-        let row = stored(t.apply(&pos("a", 200_000, 40.01, -74.01, Some(0.1)), src(2), &f, &s)).row;
+        let row = stored(t.apply(&pos("a", 200_000, 40.01, -74.01, Some(0.1)), src(2), &ctx(&f), &s)).row;
         assert_eq!((row.speed_mps, row.speed_derived, row.moving), (Some(0.1), 0, 0));
         assert!((row.heading_deg.unwrap() - 270.0).abs() < 0.1, "due west");
         assert!(row.distance_total_m > d);
@@ -383,13 +414,13 @@ pub(crate) mod tests {
     #[test]
     fn enter_then_exit_with_dwell() {
         let (mut t, f, s) = (Tracker::default(), fences(), Settings::default());
-        let out = stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(0), &f, &s));
+        let out = stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(0), &ctx(&f), &s));
         assert!(out.events.is_empty());
-        let out = stored(t.apply(&pos("a", 10_000, IN.0, IN.1, None), src(1), &f, &s));
+        let out = stored(t.apply(&pos("a", 10_000, IN.0, IN.1, None), src(1), &ctx(&f), &s));
         assert_eq!(out.row.fence_ids, vec!["pier"]);
         let e = &out.events;
         assert_eq!((e.len(), e[0].event_type, e[0].event_time_ms), (1, EventKind::Enter, 10_000));
-        let e = stored(t.apply(&pos("a", 70_000, OUT.0, OUT.1, None), src(2), &f, &s)).events;
+        let e = stored(t.apply(&pos("a", 70_000, OUT.0, OUT.1, None), src(2), &ctx(&f), &s)).events;
         assert_eq!((e[0].event_type, e[0].event_time_ms, e[0].dwell_ms), (EventKind::Exit, 70_000, Some(60_000)));
         assert_eq!((e[0].event_id.as_str(), e[0].retracted), ("a|pier|exit|70000", 0));
         assert!(t.state("a").unwrap().history.head.fences.is_empty(), "idle pairs are dropped");
@@ -398,10 +429,10 @@ pub(crate) mod tests {
     #[test]
     fn a_late_fix_is_placed_in_order_and_corrects_what_follows() {
         let (mut t, f, s) = (Tracker::default(), fences(), Settings::default());
-        stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(0), &f, &s));
-        let exit_row = stored(t.apply(&pos("a", 120_000, OUT.0, OUT.1 + 0.01, None), src(1), &f, &s)).row;
+        stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(0), &ctx(&f), &s));
+        let exit_row = stored(t.apply(&pos("a", 120_000, OUT.0, OUT.1 + 0.01, None), src(1), &ctx(&f), &s)).row;
         // The fix in between arrives last: it was inside the fence.
-        let out = stored(t.apply(&pos("a", 60_000, IN.0, IN.1, None), src(2), &f, &s));
+        let out = stored(t.apply(&pos("a", 60_000, IN.0, IN.1, None), src(2), &ctx(&f), &s));
         assert_eq!((out.row.late, out.row.prev_fix_ms), (0, Some(0)));
         assert_eq!(out.row.version, version::current(2));
         assert_eq!(out.corrections.len(), 1, "{:?}", out.corrections);
@@ -422,12 +453,12 @@ pub(crate) mod tests {
     fn copies_redeliveries_and_fixes_beyond_the_bound() {
         let s = Settings { max_lateness_ms: 30_000, ..Settings::default() };
         let (mut t, f) = (Tracker::default(), fences());
-        stored(t.apply(&pos("a", 100_000, IN.0, IN.1, None), src(5), &f, &s));
-        assert_eq!(t.apply(&pos("a", 100_000, IN.0, IN.1, None), src(5), &f, &s), Applied::Redelivered);
-        assert_eq!(t.apply(&pos("a", 90_000, OUT.0, OUT.1, None), src(3), &f, &s), Applied::Redelivered);
-        assert_eq!(t.apply(&pos("a", 100_000, IN.0, IN.1, None), src(6), &f, &s), Applied::Duplicate);
+        stored(t.apply(&pos("a", 100_000, IN.0, IN.1, None), src(5), &ctx(&f), &s));
+        assert_eq!(t.apply(&pos("a", 100_000, IN.0, IN.1, None), src(5), &ctx(&f), &s), Applied::Redelivered);
+        assert_eq!(t.apply(&pos("a", 90_000, OUT.0, OUT.1, None), src(3), &ctx(&f), &s), Applied::Redelivered);
+        assert_eq!(t.apply(&pos("a", 100_000, IN.0, IN.1, None), src(6), &ctx(&f), &s), Applied::Duplicate);
         // 50 s behind the newest, beyond the 30 s bound: stored with its fences, flagged late.
-        let out = stored(t.apply(&pos("a", 50_000, OUT.0, OUT.1, None), src(7), &f, &s));
+        let out = stored(t.apply(&pos("a", 50_000, OUT.0, OUT.1, None), src(7), &ctx(&f), &s));
         assert!(out.events.is_empty() && out.corrections.is_empty());
         assert_eq!((out.row.prev_fix_ms, out.row.distance_m, out.row.late), (None, None, 1));
         assert!(out.row.fence_ids.is_empty());
@@ -436,7 +467,7 @@ pub(crate) mod tests {
         assert_eq!(state.head.last.unwrap().fix_time_ms, 100_000);
         assert!(state.head.fences["pier"].inside);
         // A copy of the late one is a copy too (beyond the bound: a late copy, which loses).
-        let again = stored(t.apply(&pos("a", 50_000, OUT.0, OUT.1, None), src(8), &f, &s)).row;
+        let again = stored(t.apply(&pos("a", 50_000, OUT.0, OUT.1, None), src(8), &ctx(&f), &s)).row;
         assert!(again.version < out.row.version, "the first late copy wins");
     }
 
@@ -444,31 +475,52 @@ pub(crate) mod tests {
     fn a_state_of_another_incarnation_restarts_its_offsets_and_keeps_the_device() {
         let s = Settings { max_lateness_ms: 600_000, ..Settings::default() };
         let (mut t, f) = (Tracker::default(), fences());
-        stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(40), &f, &s));
-        let before = stored(t.apply(&pos("a", 60_000, IN.0, IN.1, None), src(41), &f, &s)).row;
+        stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(40), &ctx(&f), &s));
+        let before = stored(t.apply(&pos("a", 60_000, IN.0, IN.1, None), src(41), &ctx(&f), &s)).row;
         // The topic is recreated: offsets start again. A real redelivery is still skipped...
         assert_eq!(t.restart_other_incarnation(&pos("a", 60_000, IN.0, IN.1, None), src(41), Some(42)), None);
         // ...a new fix at a small offset is not.
         let next = pos("a", 120_000, IN.0, IN.1 + 0.001, None);
         let evidence = t.restart_other_incarnation(&next, src(0), None);
         assert_eq!(evidence, Some(incarnation::Evidence::NewerFix { applied_offset: 41 }));
-        let out = stored(t.apply(&next, src(0), &f, &s));
+        let out = stored(t.apply(&next, src(0), &ctx(&f), &s));
         assert_eq!(out.row.prev_fix_ms, Some(60_000), "the device's history goes on");
         assert!(out.row.distance_total_m > before.distance_total_m);
         assert!(out.events.is_empty(), "still inside the fence: no new enter");
         assert_eq!(t.state("a").unwrap().applied, Some(src(0)));
         // A fix from before the recreation, now at a small offset: flagged late (its neighbours'
         // rows carry versions of the old offsets), not skipped and not correcting anything.
-        let late = stored(t.apply(&pos("a", 30_000, IN.0, IN.1, None), src(1), &f, &s));
+        let late = stored(t.apply(&pos("a", 30_000, IN.0, IN.1, None), src(1), &ctx(&f), &s));
         assert_eq!((late.row.late, late.corrections.len()), (1, 0));
         assert_eq!(t.restart_other_incarnation(&pos("a", 9, IN.0, IN.1, None), src(2), Some(1)), None, "not skipped");
     }
 
     #[test]
+    fn a_late_fix_withdraws_the_alert_it_breaks() {
+        let rules = rules();
+        let (mut t, f, s) = (Tracker::default(), FenceIndex::default(), Settings::default());
+        // Over 20 m/s for 60 s.
+        let c = Context { fences: &f, rules: &rules[1..2] };
+        let (p1, p2) = ((OUT.0 + 0.1, OUT.1), (OUT.0 + 0.2, OUT.1));
+        stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(0), &c, &s));
+        let started = stored(t.apply(&pos("a", 60_000, p1.0, p1.1, None), src(1), &c, &s)).alerts;
+        assert!(started.is_empty(), "11 km in 60 s is fast, for 0 s so far");
+        let fired = stored(t.apply(&pos("a", 120_000, p2.0, p2.1, None), src(2), &c, &s)).alerts;
+        assert_eq!(fired.len(), 1);
+        assert_eq!((fired[0].started_ms, fired[0].alert_time_ms, fired[0].retracted), (60_000, 120_000, 0));
+        assert_eq!(fired[0].alert_id, "a|fast|60000");
+        // A late fix at 90 s, still where the device was at 60 s: it stood still in between.
+        let late = stored(t.apply(&pos("a", 90_000, p1.0, p1.1, None), src(3), &c, &s)).alerts;
+        let got: Vec<(&str, i64, u8)> =
+            late.iter().map(|a| (a.alert_id.as_str(), a.alert_time_ms, a.retracted)).collect();
+        assert_eq!(got, [("a|fast|60000", 120_000, 1)], "withdrawn, and the 30 s after it are not enough");
+    }
+
+    #[test]
     fn a_deleted_fence_ends_the_visit() {
         let (mut t, s) = (Tracker::default(), Settings::default());
-        stored(t.apply(&pos("a", 0, IN.0, IN.1, None), src(0), &fences(), &s));
-        let e = stored(t.apply(&pos("a", 5_000, IN.0, IN.1, None), src(1), &FenceIndex::default(), &s)).events;
+        stored(t.apply(&pos("a", 0, IN.0, IN.1, None), src(0), &ctx(&fences()), &s));
+        let e = stored(t.apply(&pos("a", 5_000, IN.0, IN.1, None), src(1), &ctx(&FenceIndex::default()), &s)).events;
         assert_eq!((e[0].event_type, e[0].dwell_ms), (EventKind::Exit, Some(5_000)));
     }
 
@@ -478,13 +530,14 @@ pub(crate) mod tests {
         tracker: Tracker,
         rows: Vec<PositionRow>,
         events: Vec<GeofenceEventRow>,
+        alerts: Vec<AlertRow>,
         /// States as last persisted (at batch ends), by device.
         saved: HashMap<String, String>,
     }
 
     impl Sim {
-        fn feed(&mut self, p: &Position, offset: i64, f: &FenceIndex, s: &Settings) {
-            if let Applied::Stored(out) = self.tracker.apply(p, src(offset), f, s) {
+        fn feed(&mut self, p: &Position, offset: i64, c: &Context<'_>, s: &Settings) {
+            if let Applied::Stored(out) = self.tracker.apply(p, src(offset), c, s) {
                 self.rows.push(out.row);
                 for c in out.corrections {
                     let mut row =
@@ -493,6 +546,7 @@ pub(crate) mod tests {
                     self.rows.push(row);
                 }
                 self.events.extend(out.events);
+                self.alerts.extend(out.alerts);
             }
         }
 
@@ -526,6 +580,7 @@ pub(crate) mod tests {
                         speed_derived: r.speed_derived,
                         heading_deg: r.heading_deg,
                         heading_derived: r.heading_derived,
+                        ignition: r.ignition,
                         fence_ids: r.fence_ids.clone(),
                         kafka_partition: r.kafka_partition,
                         kafka_offset: r.kafka_offset,
@@ -537,21 +592,16 @@ pub(crate) mod tests {
             }
         }
 
-        /// What readers see: per fix time the newest version; per event id the newest, unless
-        /// withdrawn. Versions and provenance (offsets differ between arrival orders) left out.
-        fn view(&self) -> (BTreeMap<i64, String>, BTreeMap<String, String>) {
+        /// What readers see: per fix time the newest version; per event or alert id the newest,
+        /// unless withdrawn. Versions and provenance (offsets differ between arrival orders) left out.
+        fn view(&self) -> (BTreeMap<i64, String>, BTreeMap<String, String>, BTreeMap<String, String>) {
             let mut rows: BTreeMap<i64, &PositionRow> = BTreeMap::new();
             for r in &self.rows {
                 if rows.get(&r.fix_time_ms).is_none_or(|kept| r.version > kept.version) {
                     rows.insert(r.fix_time_ms, r);
                 }
             }
-            let mut events: BTreeMap<String, &GeofenceEventRow> = BTreeMap::new();
-            for e in &self.events {
-                if events.get(&e.event_id).is_none_or(|kept| e.version > kept.version) {
-                    events.insert(e.event_id.clone(), e);
-                }
-            }
+            let events = newest_by_id(&self.events, |e| (&e.event_id, e.version));
             let rows = rows
                 .into_iter()
                 .map(|(t, r)| {
@@ -587,8 +637,25 @@ pub(crate) mod tests {
                     )
                 })
                 .collect();
-            (rows, events)
+            let alerts = newest_by_id(&self.alerts, |a| (&a.alert_id, a.version))
+                .into_iter()
+                .filter(|(_, a)| a.retracted == 0)
+                .map(|(id, a)| (id, format!("{} at {} speed={:?}", a.kind.as_str(), a.alert_time_ms, a.speed_mps)))
+                .collect();
+            (rows, events, alerts)
         }
+    }
+
+    /// Per id, the copy with the highest version.
+    fn newest_by_id<T>(items: &[T], key: fn(&T) -> (&String, u64)) -> BTreeMap<String, &T> {
+        let mut newest: BTreeMap<String, &T> = BTreeMap::new();
+        for item in items {
+            let (id, version) = key(item);
+            if newest.get(id).is_none_or(|kept| version > key(kept).1) {
+                newest.insert(id.clone(), item);
+            }
+        }
+        newest
     }
 
     /// A track of `n` fixes (gaps of 5 to 120 s) going in and out of the fence.
@@ -601,6 +668,21 @@ pub(crate) mod tests {
                 pos("d", t, lat + (t % 7) as f64 * 1e-4, lon, None)
             })
             .collect()
+    }
+
+    /// One rule of each kind, with durations the tracks of [`track`] reach and break.
+    fn rules() -> Vec<std::sync::Arc<crate::alerts::Rule>> {
+        use crate::alerts::Rule;
+        use fleetstream_schemas::AlertKind;
+        let rule = |id, kind, speed_mps, duration_ms, fence_id| {
+            std::sync::Arc::new(Rule::any_device(id, kind, speed_mps, duration_ms, fence_id))
+        };
+        vec![
+            rule("dwell", AlertKind::Dwell, 0.0, 120_000, "pier"),
+            rule("fast", AlertKind::Overspeed, 20.0, 60_000, ""),
+            rule("idle", AlertKind::Idle, 0.0, 90_000, ""),
+            rule("slow-in-pier", AlertKind::Overspeed, 1.0, 0, "pier"),
+        ]
     }
 
     fn settings(min_time_ms: i64) -> Settings {
@@ -629,7 +711,7 @@ pub(crate) mod tests {
             let (f, s) = (fences(), settings(hysteresis));
             let mut ordered = Sim::default();
             for (i, p) in fixes.iter().enumerate() {
-                ordered.feed(p, i as i64, &f, &s);
+                ordered.feed(p, i as i64, &ctx(&f), &s);
             }
             // Arrival: each fix delayed by less than the bound; copies at any later time.
             let mut arrivals: Vec<(i64, &Position)> =
@@ -643,7 +725,7 @@ pub(crate) mod tests {
             let (mut persisted_upto, mut restart_at) = (0, restart_at);
             let mut i = 0;
             while i < arrivals.len() {
-                shuffled.feed(arrivals[i].1, i as i64, &f, &s);
+                shuffled.feed(arrivals[i].1, i as i64, &ctx(&f), &s);
                 i += 1;
                 if i % batch == 0 {
                     shuffled.persist();
@@ -670,9 +752,9 @@ pub(crate) mod tests {
             let mut sim = Sim::default();
             for (offset, (minute, inside)) in fixes.into_iter().enumerate() {
                 let (lat, lon) = if inside { IN } else { OUT };
-                sim.feed(&pos("d", minute * 60_000, lat, lon, None), offset as i64, &f, &s);
+                sim.feed(&pos("d", minute * 60_000, lat, lon, None), offset as i64, &ctx(&f), &s);
             }
-            let (_, events) = sim.view();
+            let (_, events, _) = sim.view();
             let mut last = (EventKind::Exit.as_str().to_string(), i64::MIN);
             let mut times: Vec<(i64, String)> = events.values().map(|e| {
                 let mut parts = e.split(' ');

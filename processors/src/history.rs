@@ -8,7 +8,8 @@
 //! corrections: the enrichment of later fixes (previous fix, distance, derived speed and heading,
 //! odometer, moving), and the geofence events that now hold, change or no longer hold. Replays
 //! use each fix's fences as computed when it arrived (geometry runs once per fix), so a replay
-//! of unchanged fixes reproduces exactly what was written before.
+//! of unchanged fixes reproduces exactly what was written before. Alert rules ([`crate::alerts`])
+//! are evaluated in the same steps, so alerts are corrected the same way as fence events.
 //!
 //! Pure and synchronous: [`Tracker`] in `enrich.rs` drives it.
 
@@ -20,6 +21,7 @@ use fleetstream_storage::{WindowRow, version};
 use geo::{Bearing, Distance, Haversine, Point};
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{self, AlertState, Fired, Observation, Rule};
 use crate::enrich::{Settings, Source};
 
 /// Great-circle distance in metres.
@@ -41,6 +43,7 @@ pub struct Fix {
     /// Speed and heading as the device sent them (not derived ones).
     pub speed: Option<f64>,
     pub heading: Option<f64>,
+    pub ignition: Option<bool>,
     /// The fences containing it, by id, computed when it arrived (shared: fixes are cloned into
     /// outputs and replays).
     pub fences: Arc<[String]>,
@@ -62,6 +65,24 @@ pub struct Snapshot {
     /// Fences the device is inside or about to change for; idle pairs are not kept.
     #[serde(default)]
     pub fences: BTreeMap<String, FenceState>,
+    /// Alert rule episodes in progress, by rule id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alerts: BTreeMap<String, AlertState>,
+}
+
+/// What the fixes of a device are applied against: the fences, and the alert rules that concern
+/// the device.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub fences: &'a FenceIndex,
+    pub rules: &'a [Arc<Rule>],
+}
+
+impl<'a> Context<'a> {
+    /// The fences alone, no alert rule.
+    pub fn without_rules(fences: &'a FenceIndex) -> Context<'a> {
+        Context { fences, rules: &[] }
+    }
 }
 
 /// What a fix's position row gets from the fix before it.
@@ -87,6 +108,7 @@ impl Fix {
             lon: row.lon,
             speed: if row.speed_derived == 0 { row.speed_mps } else { None },
             heading: if row.heading_derived == 0 { row.heading_deg } else { None },
+            ignition: row.ignition.map(|on| on != 0),
             fences: row.fence_ids.as_slice().into(),
             source: Source { partition: row.kafka_partition, offset: row.kafka_offset },
         }
@@ -100,9 +122,37 @@ pub struct FenceTransition {
     pub transition: Transition,
 }
 
+/// Something a fix makes happen: a fence transition or an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Occurrence {
+    Fence(FenceTransition),
+    Alert(Fired),
+}
+
+/// An occurrence's identity: what a replay compares to tell an occurrence withdrawn from one that
+/// still holds (perhaps differently).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Identity {
+    Fence { fence_id: String, enter: bool, at_ms: i64 },
+    Alert { rule_id: String, started_ms: i64 },
+}
+
+impl Occurrence {
+    fn identity(&self) -> Identity {
+        match self {
+            Occurrence::Fence(t) => match t.transition {
+                Transition::Enter { at_ms } => Identity::Fence { fence_id: t.fence_id.clone(), enter: true, at_ms },
+                Transition::Exit { at_ms, .. } => Identity::Fence { fence_id: t.fence_id.clone(), enter: false, at_ms },
+            },
+            Occurrence::Alert(a) => Identity::Alert { rule_id: a.rule.id.clone(), started_ms: a.started_ms },
+        }
+    }
+}
+
 impl Snapshot {
-    /// Applies one fix (newer than `last`): its enrichment and the transitions it confirms.
-    pub fn step(&mut self, fix: &Fix, index: &FenceIndex, settings: &Settings) -> (Enrichment, Vec<FenceTransition>) {
+    /// Applies one fix (newer than `last`): its enrichment, the transitions it confirms and the
+    /// alerts it fires.
+    pub fn step(&mut self, fix: &Fix, ctx: &Context<'_>, settings: &Settings) -> (Enrichment, Vec<Occurrence>) {
         let here = (fix.lat, fix.lon);
         let previous = self.last.filter(|l| l.fix_time_ms < fix.t);
         let distance = previous.map(|prev| distance_m((prev.lat, prev.lon), here));
@@ -120,7 +170,8 @@ impl Snapshot {
         }
         self.distance_total_m += distance.unwrap_or(0.0);
         self.last = Some(LastFix { fix_time_ms: fix.t, lat: fix.lat, lon: fix.lon });
-        let transitions = self.step_fences(fix, index, settings);
+        let mut occurred: Vec<Occurrence> =
+            self.step_fences(fix, ctx.fences, settings).into_iter().map(Occurrence::Fence).collect();
         let enrichment = Enrichment {
             prev_fix_ms: previous.map(|p| p.fix_time_ms),
             distance_m: distance,
@@ -131,7 +182,17 @@ impl Snapshot {
             distance_total_m: self.distance_total_m,
             moving: speed.is_some_and(|s| s >= settings.moving_speed_mps),
         };
-        (enrichment, transitions)
+        if !ctx.rules.is_empty() || !self.alerts.is_empty() {
+            let observed = Observation {
+                t: fix.t,
+                speed_mps: enrichment.speed_mps,
+                moving: enrichment.moving,
+                ignition: fix.ignition,
+                fences: &self.fences,
+            };
+            occurred.extend(alerts::step(&mut self.alerts, ctx.rules, &observed).into_iter().map(Occurrence::Alert));
+        }
+        (enrichment, occurred)
     }
 
     fn step_fences(&mut self, fix: &Fix, index: &FenceIndex, settings: &Settings) -> Vec<FenceTransition> {
@@ -190,13 +251,14 @@ pub enum Placement {
 pub struct Placed {
     /// The fix's own enrichment (`None` when placed outside the history).
     pub enrichment: Option<Enrichment>,
-    pub transitions: Vec<FenceTransition>,
+    /// What the fix itself makes happen.
+    pub occurred: Vec<Occurrence>,
     /// Earlier-placed fixes whose enrichment the new one changed: (fix, new enrichment).
     pub corrected: Vec<(Fix, Enrichment)>,
-    /// Transitions of earlier fixes that no longer hold: (confirming fix, transition).
-    pub withdrawn: Vec<(Fix, FenceTransition)>,
-    /// Transitions of earlier fixes that hold now and did not, or hold differently.
-    pub confirmed: Vec<(Fix, FenceTransition)>,
+    /// Occurrences at earlier fixes that no longer hold: (the fix that made it, occurrence).
+    pub withdrawn: Vec<(Fix, Occurrence)>,
+    /// Occurrences at earlier fixes that hold now and did not, or hold differently.
+    pub confirmed: Vec<(Fix, Occurrence)>,
 }
 
 /// A device's history: the state before the window, the window, and the state after it.
@@ -308,7 +370,7 @@ impl History {
     }
 
     /// Applies `fix` where it belongs. `None` for a copy of a fix already applied.
-    pub fn apply(&mut self, fix: Fix, index: &FenceIndex, settings: &Settings) -> Option<Placed> {
+    pub fn apply(&mut self, fix: Fix, ctx: &Context<'_>, settings: &Settings) -> Option<Placed> {
         let placed = match self.place(fix.t, settings) {
             Placement::Copy => return None,
             Placement::Outside => Placed::empty(),
@@ -318,60 +380,65 @@ impl History {
                     debug_assert!(self.window.is_empty());
                     self.base = Some(self.head.clone());
                 }
-                let (enrichment, transitions) = self.head.step(&fix, index, settings);
+                let (enrichment, occurred) = self.head.step(&fix, ctx, settings);
                 let mut fix = fix;
                 share_fences(&mut fix, self.window.back());
                 // Make room first, so that a full window never grows its buffer.
                 if self.window.len() >= settings.max_history_fixes {
-                    self.pop_into_base(index, settings);
+                    self.pop_into_base(ctx, settings);
                 }
                 self.window.push_back(fix);
-                Placed { enrichment: Some(enrichment), transitions, ..Placed::empty() }
+                Placed { enrichment: Some(enrichment), occurred, ..Placed::empty() }
             }
-            Placement::Before(k) => self.insert(k, fix, index, settings),
+            Placement::Before(k) => self.insert(k, fix, ctx, settings),
         };
-        self.slide(index, settings);
+        self.slide(ctx, settings);
         Some(placed)
     }
 
     /// Replays the window from the base with `fix` inserted before position `k`.
-    fn insert(&mut self, k: usize, fix: Fix, index: &FenceIndex, settings: &Settings) -> Placed {
+    fn insert(&mut self, k: usize, fix: Fix, ctx: &Context<'_>, settings: &Settings) -> Placed {
         let mut before = self.base.clone().unwrap_or_default();
         for f in self.window.range(..k) {
-            before.step(f, index, settings);
+            before.step(f, ctx, settings);
         }
         let mut old_state = before.clone();
-        let old: Vec<(Enrichment, Vec<FenceTransition>)> =
-            self.window.range(k..).map(|f| old_state.step(f, index, settings)).collect();
+        let old: Vec<(Enrichment, Vec<Occurrence>)> =
+            self.window.range(k..).map(|f| old_state.step(f, ctx, settings)).collect();
         let mut new_state = before;
-        let (enrichment, transitions) = new_state.step(&fix, index, settings);
-        let new: Vec<(Enrichment, Vec<FenceTransition>)> =
-            self.window.range(k..).map(|f| new_state.step(f, index, settings)).collect();
-        debug_assert_eq!(old_state, self.head, "a replay of unchanged fixes reproduces the head");
+        let (enrichment, occurred) = new_state.step(&fix, ctx, settings);
+        let new: Vec<(Enrichment, Vec<Occurrence>)> =
+            self.window.range(k..).map(|f| new_state.step(f, ctx, settings)).collect();
+        // Unless the fences or rules changed since the window's fixes were applied.
+        debug_assert!(
+            old_state.last == self.head.last && old_state.distance_total_m == self.head.distance_total_m,
+            "a replay of unchanged fixes reproduces the head"
+        );
 
-        let mut placed = Placed { enrichment: Some(enrichment), transitions, ..Placed::empty() };
-        // Events are compared by identity (device, fence, kind, time): what the old replay
-        // confirmed and the new one does not is withdrawn; what is new or now different (dwell,
-        // confirming fix) is confirmed. The new fix's own transitions are reported as its own.
-        let mut old_events: HashMap<(String, bool, i64), (Fix, FenceTransition)> = HashMap::new();
-        for (f, (_, ts)) in self.window.range(k..).zip(&old) {
-            for t in ts {
-                old_events.insert(event_key(t), (f.clone(), t.clone()));
+        let mut placed = Placed { enrichment: Some(enrichment), occurred, ..Placed::empty() };
+        // Occurrences are compared by identity (fence, kind, time; rule, episode start): what
+        // the old replay made happen and the new one does not is withdrawn; what is new or now
+        // different (dwell, confirming fix) is confirmed. The new fix's own are its own.
+        let mut old_occurred: HashMap<Identity, (Fix, Occurrence)> = HashMap::new();
+        for (f, (_, os)) in self.window.range(k..).zip(&old) {
+            for o in os {
+                old_occurred.insert(o.identity(), (f.clone(), o.clone()));
             }
         }
-        for t in &placed.transitions {
-            old_events.remove(&event_key(t));
+        for o in &placed.occurred {
+            old_occurred.remove(&o.identity());
         }
-        for (f, (_, ts)) in self.window.range(k..).zip(&new) {
-            for t in ts {
-                match old_events.remove(&event_key(t)) {
-                    Some((old_fix, old_t)) if old_t == *t && old_fix.source == f.source => {}
-                    _ => placed.confirmed.push((f.clone(), t.clone())),
+        for (f, (_, os)) in self.window.range(k..).zip(&new) {
+            for o in os {
+                match old_occurred.remove(&o.identity()) {
+                    Some((old_fix, old_o)) if old_o == *o && old_fix.source == f.source => {}
+                    _ => placed.confirmed.push((f.clone(), o.clone())),
                 }
             }
         }
-        placed.withdrawn = old_events.into_values().collect();
-        placed.withdrawn.sort_by_key(|(f, t)| (f.t, t.fence_id.clone()));
+        let mut withdrawn: Vec<(Identity, (Fix, Occurrence))> = old_occurred.into_iter().collect();
+        withdrawn.sort_by(|(a, (fa, _)), (b, (fb, _))| (fa.t, a).cmp(&(fb.t, b)));
+        placed.withdrawn = withdrawn.into_iter().map(|(_, w)| w).collect();
         for (f, ((old_e, _), (new_e, _))) in self.window.range(k..).zip(old.iter().zip(&new)) {
             if old_e != new_e {
                 placed.corrected.push((f.clone(), new_e.clone()));
@@ -385,22 +452,22 @@ impl History {
     }
 
     /// Moves fixes that fell out of the lateness bound (or beyond the count cap) into the base.
-    fn slide(&mut self, index: &FenceIndex, settings: &Settings) {
+    fn slide(&mut self, ctx: &Context<'_>, settings: &Settings) {
         let Some(newest) = self.head.last else { return };
         while let Some(front) = self.window.front() {
             let too_old = front.t < newest.fix_time_ms - settings.max_lateness_ms;
             if !too_old && self.window.len() <= settings.max_history_fixes {
                 break;
             }
-            self.pop_into_base(index, settings);
+            self.pop_into_base(ctx, settings);
         }
         self.window_len = self.window.len();
     }
 
     /// Moves the oldest fix of the window into the base.
-    fn pop_into_base(&mut self, index: &FenceIndex, settings: &Settings) {
+    fn pop_into_base(&mut self, ctx: &Context<'_>, settings: &Settings) {
         if let Some(fix) = self.window.pop_front() {
-            self.base.get_or_insert_with(Snapshot::default).step(&fix, index, settings);
+            self.base.get_or_insert_with(Snapshot::default).step(&fix, ctx, settings);
         }
     }
 }
@@ -409,7 +476,7 @@ impl Placed {
     fn empty() -> Placed {
         Placed {
             enrichment: None,
-            transitions: Vec::new(),
+            occurred: Vec::new(),
             corrected: Vec::new(),
             withdrawn: Vec::new(),
             confirmed: Vec::new(),
@@ -423,12 +490,5 @@ fn share_fences(fix: &mut Fix, neighbour: Option<&Fix>) {
         && n.fences == fix.fences
     {
         fix.fences = n.fences.clone();
-    }
-}
-
-fn event_key(t: &FenceTransition) -> (String, bool, i64) {
-    match t.transition {
-        Transition::Enter { at_ms } => (t.fence_id.clone(), true, at_ms),
-        Transition::Exit { at_ms, .. } => (t.fence_id.clone(), false, at_ms),
     }
 }

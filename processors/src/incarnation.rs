@@ -78,6 +78,7 @@ pub fn other_incarnation(
 mod tests {
     use super::*;
     use crate::enrich::{Settings, Tracker};
+    use crate::history::Context;
     use fleetstream_geofence::FenceIndex;
     use fleetstream_schemas::Position;
 
@@ -95,9 +96,9 @@ mod tests {
         let mut tracker = Tracker::default();
         let (fences, settings) = (FenceIndex::default(), Settings::default());
         for i in 0..10 {
-            tracker.apply(&pos((i + 1) * 1_000), at(3, 100 + i), &fences, &settings);
+            tracker.apply(&pos((i + 1) * 1_000), at(3, 100 + i), &Context::without_rules(&fences), &settings);
         }
-        tracker.apply(&pos(500), at(3, 110), &fences, &settings);
+        tracker.apply(&pos(500), at(3, 110), &Context::without_rules(&fences), &settings);
         tracker.state("d").unwrap().clone()
     }
 
@@ -147,13 +148,13 @@ mod tests {
             let settings = Settings { max_lateness_ms, max_history_fixes: 16, ..Settings::default() };
             let (mut tracker, fences) = (Tracker::default(), FenceIndex::default());
             for (offset, t) in fix_times.iter().enumerate() {
-                tracker.apply(&pos(*t), at(0, offset as i64), &fences, &settings);
+                tracker.apply(&pos(*t), at(0, offset as i64), &Context::without_rules(&fences), &settings);
             }
             let end = fix_times.len() as i64;
             for (offset, t) in fix_times.iter().enumerate() {
                 let source = at(0, offset as i64);
                 proptest::prop_assert!(tracker.restart_other_incarnation(&pos(*t), source, Some(end)).is_none());
-                proptest::prop_assert!(tracker.apply(&pos(*t), source, &fences, &settings) == crate::enrich::Applied::Redelivered);
+                proptest::prop_assert!(tracker.apply(&pos(*t), source, &Context::without_rules(&fences), &settings) == crate::enrich::Applied::Redelivered);
             }
         }
     }

@@ -44,6 +44,7 @@ pub struct Inner {
     /// Messages at or before a device's applied offset after a restart or rebalance: skipped.
     pub redelivered: Counter,
     pub events: Counter,
+    pub alerts: Counter,
     /// Stored positions re-enriched because a late fix was placed before them.
     pub corrections: Counter,
     /// Devices whose recent history could not be rebuilt from storage after a restart.
@@ -59,6 +60,7 @@ pub struct Inner {
     pub retries: Family<OperationLabel, Counter>,
     /// The version of the fences in use: the newest change loaded (0 before any).
     pub fences_version: Gauge,
+    pub alert_rules_version: Gauge,
     /// Refreshes of the fences or the registry that failed, what was loaded staying in use: a
     /// rising count means the processors judge fixes against fences that may be out of date.
     pub reference_refresh_failures: Counter,
@@ -73,6 +75,7 @@ impl Default for Metrics {
             duplicates: Counter::default(),
             redelivered: Counter::default(),
             events: Counter::default(),
+            alerts: Counter::default(),
             corrections: Counter::default(),
             histories_restarted: Counter::default(),
             incarnation_restarts: Family::default(),
@@ -81,6 +84,7 @@ impl Default for Metrics {
             dead_letters: Family::default(),
             retries: Family::default(),
             fences_version: Gauge::default(),
+            alert_rules_version: Gauge::default(),
             reference_refresh_failures: Counter::default(),
             registry: Registry::default(),
         };
@@ -105,6 +109,7 @@ impl Default for Metrics {
             inner.redelivered.clone(),
         );
         registry.register("geofence_events", "Geofence events written", inner.events.clone());
+        registry.register("alerts", "Alerts written (fired, changed or withdrawn)", inner.alerts.clone());
         registry.register(
             "corrections",
             "Stored positions re-enriched because a late fix was placed before them",
@@ -141,6 +146,11 @@ impl Default for Metrics {
             "fences_version",
             "Version of the fences in use: the newest change loaded (0 before any)",
             inner.fences_version.clone(),
+        );
+        registry.register(
+            "alert_rules_version",
+            "Version of the alert rules in use: the newest change loaded (0 before any)",
+            inner.alert_rules_version.clone(),
         );
         registry.register(
             "reference_refresh_failures",

@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
-use fleetstream_schemas::outputs::{EnrichedPosition, GeofenceEvent};
-use fleetstream_storage::{GeofenceEventRow, PositionRow};
+use fleetstream_schemas::outputs::{Alert, EnrichedPosition, GeofenceEvent};
+use fleetstream_storage::{AlertRow, GeofenceEventRow, PositionRow};
 use serde_json::value::RawValue;
 
 /// The `positions.enriched` message of a stored position.
@@ -61,6 +61,25 @@ pub fn geofence_event(row: &GeofenceEventRow) -> GeofenceEvent<'_> {
         event_time_ms: row.event_time_ms,
         dwell_ms: row.dwell_ms,
         fix_time_ms: row.fix_time_ms,
+        lat: row.lat,
+        lon: row.lon,
+        retracted: row.retracted != 0,
+        version: row.version,
+    }
+}
+
+/// The `alerts` message of a stored alert.
+pub fn alert(row: &AlertRow) -> Alert<'_> {
+    Alert {
+        alert_id: Cow::Borrowed(&row.alert_id),
+        rule_id: Cow::Borrowed(&row.rule_id),
+        kind: row.kind,
+        device_id: Cow::Borrowed(&row.device_id),
+        fence_id: (!row.fence_id.is_empty()).then_some(Cow::Borrowed(&row.fence_id)),
+        started_ms: row.started_ms,
+        alert_time_ms: row.alert_time_ms,
+        duration_ms: row.duration_ms,
+        speed_mps: row.speed_mps,
         lat: row.lat,
         lon: row.lon,
         retracted: row.retracted != 0,

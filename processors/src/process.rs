@@ -87,7 +87,7 @@ impl Processor {
         true
     }
 
-    /// Refreshes the fences and the registry. Once they are loaded, a failure keeps what is
+    /// Refreshes the fences, the alert rules and the registry. Once they are loaded, a failure keeps what is
     /// loaded; until then, transient failures are waited out as for device states, because a
     /// batch applied without fences would take every fence for deleted. False when shutdown
     /// came first.
@@ -95,7 +95,7 @@ impl Processor {
         let mut backoff = Backoff::default();
         loop {
             let refreshed = self.reference.refresh(self.sink.store()).await;
-            self.note_fences_version();
+            self.note_reference_versions();
             match refreshed {
                 Ok(()) => return true,
                 Err(e) if self.reference.is_loaded() || e.is_permanent() => {
@@ -125,12 +125,16 @@ impl Processor {
             self.metrics.reference_refresh_failures.inc();
             tracing::debug!(error = %e, "could not refresh fences or registry while idle");
         }
-        self.note_fences_version();
+        self.note_reference_versions();
     }
 
-    fn note_fences_version(&self) {
+    /// Publishes the versions of the fences and rules in use.
+    fn note_reference_versions(&self) {
         if let Some(version) = self.reference.fences_version() {
             self.metrics.fences_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+        }
+        if let Some(version) = self.reference.alert_rules_version() {
+            self.metrics.alert_rules_version.set(i64::try_from(version).unwrap_or(i64::MAX));
         }
     }
 
@@ -163,7 +167,8 @@ impl Processor {
                 );
                 self.metrics.incarnation_restarted(evidence);
             }
-            match self.tracker.apply(position, p.source, &self.reference.fences, &self.settings) {
+            let rules = self.reference.rules_for(&position.device_id);
+            match self.tracker.apply(position, p.source, &self.reference.context(&rules), &self.settings) {
                 Applied::Redelivered => {
                     self.metrics.redelivered.inc();
                     continue;
@@ -172,13 +177,14 @@ impl Processor {
                     self.metrics.duplicates.inc();
                 }
                 Applied::Stored(output) => {
-                    let Output { mut row, corrections: corrected, events } = *output;
+                    let Output { mut row, corrections: corrected, events, alerts } = *output;
                     if row.late == 1 {
                         self.metrics.late_positions.inc();
                     }
                     self.reference.annotate(&mut row);
                     out.positions.push(row);
                     out.events.extend(events);
+                    out.alerts.extend(alerts);
                     corrections.extend(corrected);
                 }
             }

@@ -1,4 +1,4 @@
-//! Reference data the processors poll: the fences and the device registry.
+//! Reference data the processors poll: the fences, the alert rules and the device registry.
 //!
 //! Both are managed through the API, which writes a new version per change; processors poll
 //! each table's newest version (one tiny query) and reload only when it moved, so a change
@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use fleetstream_geofence::{FenceIndex, fences_from_geojson};
 use fleetstream_storage::{FenceRow, PositionRow, Store, StoreError};
+
+use crate::alerts::{Rule, RuleSet};
+use crate::history::Context;
 
 /// When a polled table was last checked, and at which version.
 struct PollClock {
@@ -50,8 +53,10 @@ pub struct DeviceMeta {
 
 pub struct Reference {
     fences_clock: PollClock,
+    rules_clock: PollClock,
     registry_clock: PollClock,
     pub fences: FenceIndex,
+    pub rules: RuleSet,
     pub registry: HashMap<String, DeviceMeta>,
 }
 
@@ -73,8 +78,10 @@ impl Reference {
     pub fn new(poll: Duration) -> Self {
         Reference {
             fences_clock: PollClock::new(poll),
+            rules_clock: PollClock::new(poll),
             registry_clock: PollClock::new(poll),
             fences: FenceIndex::default(),
+            rules: RuleSet::default(),
             registry: HashMap::new(),
         }
     }
@@ -84,10 +91,18 @@ impl Reference {
         self.fences_clock.version
     }
 
-    /// True once the fences and the registry have each been loaded: before that, positions
-    /// would be processed as if no fence existed (a device inside one would leave it).
+    /// The version of the alert rules loaded, once they are.
+    pub fn alert_rules_version(&self) -> Option<u64> {
+        self.rules_clock.version
+    }
+
+    /// True once the fences, the rules and the registry have each been loaded: before that,
+    /// positions would be processed as if no fence existed (a device inside one would leave it)
+    /// or no rule (an episode in progress would end).
     pub fn is_loaded(&self) -> bool {
-        self.fences_clock.version.is_some() && self.registry_clock.version.is_some()
+        self.fences_clock.version.is_some()
+            && self.rules_clock.version.is_some()
+            && self.registry_clock.version.is_some()
     }
 
     /// Reloads what changed, once per poll interval.
@@ -98,6 +113,14 @@ impl Reference {
                 self.fences = index_of(&store.live_fences().await?);
                 self.fences_clock.loaded(version);
                 tracing::info!(fences = self.fences.len(), "fences loaded");
+            }
+        }
+        if self.rules_clock.due() {
+            let version = store.alert_rules_version().await?;
+            if self.rules_clock.changed(version) {
+                self.rules = RuleSet::new(&store.alert_rules().await?);
+                self.rules_clock.loaded(version);
+                tracing::info!(rules = self.rules.len(), "alert rules loaded");
             }
         }
         if self.registry_clock.due() {
@@ -114,6 +137,17 @@ impl Reference {
             }
         }
         Ok(())
+    }
+
+    /// The rules that concern a device, by its registry entry.
+    pub fn rules_for(&self, device_id: &str) -> Vec<std::sync::Arc<Rule>> {
+        let fleet = self.registry.get(device_id).map_or("", |m| m.fleet.as_str());
+        self.rules.for_device(device_id, fleet)
+    }
+
+    /// What a device's fixes are applied against, given its rules ([`Reference::rules_for`]).
+    pub fn context<'a>(&'a self, rules: &'a [std::sync::Arc<Rule>]) -> Context<'a> {
+        Context { fences: &self.fences, rules }
     }
 
     /// Stamps the device's registry entry onto its row.

@@ -7,7 +7,7 @@
 //! batch from the previous states and writes the same outputs again, which is harmless: rows
 //! collapse on their keys and versions, messages carry ids and versions for consumers.
 //!
-//! Outputs go concurrently (two tables, two topics). A transient failure is retried until it
+//! Outputs go concurrently (three tables, three topics). A transient failure is retried until it
 //! passes; a permanent refusal is narrowed down to the refused rows or messages, which go to
 //! the processing dead-letter topic with the stage and the error, so the partition moves on.
 
@@ -16,7 +16,7 @@ use std::time::Instant;
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_schemas::processing_dlq::{ProcessingDeadLetter, Stage};
 use fleetstream_schemas::time::now_millis;
-use fleetstream_storage::{DeviceStateRow, GeofenceEventRow, PipelineStatRow, PositionRow, Store};
+use fleetstream_storage::{AlertRow, DeviceStateRow, GeofenceEventRow, PipelineStatRow, PositionRow, Store};
 use futures::{StreamExt, stream};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::outputs::{enriched_position, geofence_event};
+use crate::outputs::{alert, enriched_position, geofence_event};
 use crate::retry::{Backoff, Failure, write_isolating};
 
 /// Messages handed to the producer and not yet acknowledged, at most, per topic being written
@@ -38,6 +38,7 @@ const MAX_IN_FLIGHT: usize = 10_000;
 pub struct Batch {
     pub positions: Vec<PositionRow>,
     pub events: Vec<GeofenceEventRow>,
+    pub alerts: Vec<AlertRow>,
     pub states: Vec<DeviceStateRow>,
     /// Messages set aside before any output (undecodable payloads).
     pub dead_letters: Vec<ProcessingDeadLetter>,
@@ -48,6 +49,7 @@ pub struct Sink {
     producer: FutureProducer,
     enriched_topic: String,
     events_topic: String,
+    alerts_topic: String,
     dlq_topic: String,
     metrics: Metrics,
 }
@@ -86,6 +88,7 @@ impl Sink {
             producer,
             enriched_topic: kafka.enriched_topic.clone(),
             events_topic: kafka.events_topic.clone(),
+            alerts_topic: kafka.alerts_topic.clone(),
             dlq_topic: kafka.processing_dlq_topic.clone(),
             metrics,
         })
@@ -103,12 +106,16 @@ impl Sink {
         let started = Instant::now();
         let retried = |operation: &'static str| move || self.metrics.retried(operation);
         let (positions_retried, events_retried) = (retried("store positions"), retried("store events"));
-        let (positions, events, enriched, event_messages) = tokio::join!(
+        let alerts_retried = retried("store alerts");
+        let (positions, events, alerts, enriched, event_messages, alert_messages) = tokio::join!(
             write_isolating("store positions", &batch.positions, shutdown, &positions_retried, |rows| {
                 self.store.insert_positions(rows)
             }),
             write_isolating("store events", &batch.events, shutdown, &events_retried, |rows| {
                 self.store.insert_geofence_events(rows)
+            }),
+            write_isolating("store alerts", &batch.alerts, shutdown, &alerts_retried, |rows| {
+                self.store.insert_alerts(rows)
             }),
             self.produce_all(
                 &self.enriched_topic,
@@ -124,9 +131,16 @@ impl Sink {
                 |e, out| json(&geofence_event(e), out),
                 shutdown
             ),
+            self.produce_all(
+                &self.alerts_topic,
+                &batch.alerts,
+                |a| &a.device_id,
+                |a, out| json(&alert(a), out),
+                shutdown
+            ),
         );
-        let (Some(positions), Some(events), Some(enriched), Some(event_messages)) =
-            (positions, events, enriched, event_messages)
+        let (Some(positions), Some(events), Some(alerts), Some(enriched), Some(event_messages), Some(alert_messages)) =
+            (positions, events, alerts, enriched, event_messages, alert_messages)
         else {
             return false;
         };
@@ -136,6 +150,8 @@ impl Sink {
         letters.extend(refused(Stage::StoreEvent, &batch.events, &events, event_source));
         letters.extend(refused(Stage::ProduceEnriched, &batch.positions, &enriched, position_source));
         letters.extend(refused(Stage::ProduceEvent, &batch.events, &event_messages, event_source));
+        letters.extend(refused(Stage::StoreAlert, &batch.alerts, &alerts, alert_source));
+        letters.extend(refused(Stage::ProduceAlert, &batch.alerts, &alert_messages, alert_source));
         if !self.dead_letter(&letters, shutdown).await {
             return false;
         }
@@ -158,6 +174,7 @@ impl Sink {
         }
         self.metrics.positions.inc_by(batch.positions.len() as u64);
         self.metrics.events.inc_by(batch.events.len() as u64);
+        self.metrics.alerts.inc_by(batch.alerts.len() as u64);
         self.metrics.batches.inc();
         self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
         true
@@ -288,6 +305,10 @@ fn event_source(e: &GeofenceEventRow) -> (i32, i64, &str) {
 }
 
 /// One dead letter per refused item: where it came from, the item itself and the error.
+fn alert_source(a: &AlertRow) -> (i32, i64, &str) {
+    (a.kafka_partition, a.kafka_offset, &a.device_id)
+}
+
 fn refused<'a, T: Serialize>(
     stage: Stage,
     items: &'a [T],

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 
 use fleetstream_geofence::{FenceIndex, Hysteresis, fences_from_geojson};
 use fleetstream_processors::enrich::{Applied, Settings, Source, Tracker};
+use fleetstream_processors::history::Context;
 use fleetstream_schemas::outputs::EventKind;
 use fleetstream_schemas::{Limits, Position, parse_position};
 use fleetstream_storage::GeofenceEventRow;
@@ -33,7 +34,9 @@ fn run(positions: &[Position], fences: &FenceIndex, hysteresis: Hysteresis) -> V
     let mut tracker = Tracker::default();
     let mut events = Vec::new();
     for (i, p) in positions.iter().enumerate() {
-        if let Applied::Stored(out) = tracker.apply(p, Source { partition: 0, offset: i as i64 }, fences, &settings) {
+        if let Applied::Stored(out) =
+            tracker.apply(p, Source { partition: 0, offset: i as i64 }, &Context::without_rules(fences), &settings)
+        {
             events.extend(out.events);
         }
     }

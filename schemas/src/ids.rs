@@ -26,6 +26,12 @@ pub fn geofence_event_id(
     format!("{device_id}|{fence_id}|{}|{at_ms}", kind.as_str())
 }
 
+/// The id of an alert, `{device_id}|{rule_id}|{started_ms}`: one per episode of the rule's
+/// condition, however often it is computed again.
+pub fn alert_id(device_id: &str, rule_id: &str, started_ms: EpochMillis) -> String {
+    format!("{device_id}|{rule_id}|{started_ms}")
+}
+
 /// An id: 1 to `max_bytes` bytes, not blank, no control characters (they break logs, CSV and
 /// terminals, and a blank id cannot be found again).
 pub fn check_id(field: &str, id: &str, max_bytes: usize) -> Result<(), FieldError> {

@@ -8,8 +8,9 @@
 //! - [`dead_letter`]: what a rejected item becomes on `positions.dlq` (`dead-letter.v1.schema.json`);
 //! - [`error`]: the one JSON error shape of ingest and the query API;
 //! - [`ids`]: the one rule for ids, the `{device_id}@{fix_time_ms}` event id and a geofence event's id;
-//! - [`outputs`]: the messages of `positions.enriched` and `geofence.events`, the contract for
-//!   services that consume them (`position.enriched.v1.schema.json`, `geofence.event.v1.schema.json`);
+//! - [`outputs`]: the messages of `positions.enriched`, `geofence.events` and `alerts`, the
+//!   contract for services that consume them (`position.enriched.v1.schema.json`,
+//!   `geofence.event.v1.schema.json`, `alert.v1.schema.json`);
 //! - [`processing_dlq`]: what the processors set aside on `processing.dlq`, and why
 //!   (`processing-dead-letter.v1.schema.json`);
 //! - [`osmand`]: the OsmAnd protocol of the Traccar Client apps, decoded into the same [`Position`];
@@ -39,7 +40,7 @@ pub use body::{BodyError, split_body};
 pub use dead_letter::DeadLetter;
 pub use error::{ErrorBody, ErrorDetail};
 pub use input::{FieldError, Limits, parse_position};
-pub use outputs::{EnrichedPosition, EventKind, GeofenceEvent};
+pub use outputs::{Alert, AlertKind, EnrichedPosition, EventKind, GeofenceEvent};
 pub use position::{POSITION_SCHEMA_VERSION, Position};
 
 /// The JSON Schema of one device-facing position (draft 2020-12).

@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "0005_pipeline_stats", sql: include_str!("../migrations/0005_pipeline_stats.sql") },
     Migration { version: 6, name: "0006_versioned_rows", sql: include_str!("../migrations/0006_versioned_rows.sql") },
     Migration { version: 7, name: "0007_webhooks", sql: include_str!("../migrations/0007_webhooks.sql") },
+    Migration { version: 8, name: "0008_alerts", sql: include_str!("../migrations/0008_alerts.sql") },
 ];
 
 /// For `ALTER TABLE <table> ADD COLUMN <column> ...`, the table and column: the migrator runs

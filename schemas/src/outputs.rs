@@ -3,9 +3,10 @@
 //!
 //! - `positions.enriched`: one [`EnrichedPosition`] per stored position
 //!   (`position.enriched.v1.schema.json`);
-//! - `geofence.events`: one [`GeofenceEvent`] per enter or exit (`geofence.event.v1.schema.json`).
+//! - `geofence.events`: one [`GeofenceEvent`] per enter or exit (`geofence.event.v1.schema.json`);
+//! - `alerts`: one [`Alert`] per alert a rule fired (`alert.v1.schema.json`).
 //!
-//! Both are keyed by device id, so one device's messages stay in order on one partition. They are
+//! All are keyed by device id, so one device's messages stay in order on one partition. They are
 //! independent of the storage rows: flags are booleans, `attributes` is the object the device
 //! sent, the H3 cell is its canonical hexadecimal string, enter/exit is a word. A position or
 //! event can be sent again (a redelivery, a correction when a late fix changes its deltas): the
@@ -23,6 +24,8 @@ use serde_json::value::RawValue;
 pub const ENRICHED_POSITION_JSON_SCHEMA: &str = include_str!("../position.enriched.v1.schema.json");
 /// The JSON Schema of one `geofence.events` message (draft 2020-12).
 pub const GEOFENCE_EVENT_JSON_SCHEMA: &str = include_str!("../geofence.event.v1.schema.json");
+/// The JSON Schema of one `alerts` message (draft 2020-12).
+pub const ALERT_JSON_SCHEMA: &str = include_str!("../alert.v1.schema.json");
 
 /// A position as stored, with what the processors derived from the device's history.
 #[derive(Debug, Serialize, Deserialize)]
@@ -119,9 +122,76 @@ pub struct GeofenceEvent<'a> {
     pub version: u64,
 }
 
+/// What an alert rule watches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    /// Faster than the rule's speed for at least its `min_secs`.
+    Overspeed,
+    /// Stopped, with the ignition on or unknown, for at least the rule's minutes.
+    Idle,
+    /// Inside the rule's fence for at least its minutes.
+    Dwell,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 3] = [AlertKind::Overspeed, AlertKind::Idle, AlertKind::Dwell];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Overspeed => "overspeed",
+            AlertKind::Idle => "idle",
+            AlertKind::Dwell => "dwell",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<AlertKind> {
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+}
+
+/// An alert: a device met a rule's condition for the rule's duration. One per episode (the
+/// condition holding without a break), fired by the first fix that completes the duration.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Alert<'a> {
+    /// `{device_id}|{rule_id}|{started_ms}`: the same in every copy of this alert.
+    #[serde(borrow)]
+    pub alert_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub rule_id: Cow<'a, str>,
+    pub kind: AlertKind,
+    #[serde(borrow)]
+    pub device_id: Cow<'a, str>,
+    /// The rule's fence, when it has one (always for `dwell`).
+    pub fence_id: Option<Cow<'a, str>>,
+    /// When the condition began to hold (for `dwell`, the enter time).
+    pub started_ms: i64,
+    /// The fix that completed the duration: the alert's time.
+    pub alert_time_ms: i64,
+    /// `alert_time_ms - started_ms`.
+    pub duration_ms: i64,
+    /// The device's speed at that fix (sent or derived), m/s.
+    pub speed_mps: Option<f64>,
+    pub lat: f64,
+    pub lon: f64,
+    /// True when a later copy withdrew the alert (a late fix showed the condition broke).
+    pub retracted: bool,
+    /// The copy with the highest version holds.
+    pub version: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alert_kinds_are_words_on_the_wire() {
+        for kind in AlertKind::ALL {
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{}\"", kind.as_str()));
+            assert_eq!(AlertKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(AlertKind::parse("offline"), None);
+    }
 
     #[test]
     fn event_kinds_are_words_on_the_wire() {

@@ -33,11 +33,15 @@ pub enum Stage {
     ProduceEvent,
     /// ClickHouse refused the device's processing state.
     StoreState,
+    /// ClickHouse refused an alert's row.
+    StoreAlert,
+    /// Kafka refused an alert's message.
+    ProduceAlert,
 }
 
 impl Stage {
     /// Every stage, for metrics that show zero counts too.
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 9] = [
         Stage::Decode,
         Stage::LoadState,
         Stage::StorePosition,
@@ -45,6 +49,8 @@ impl Stage {
         Stage::ProduceEnriched,
         Stage::ProduceEvent,
         Stage::StoreState,
+        Stage::StoreAlert,
+        Stage::ProduceAlert,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +62,8 @@ impl Stage {
             Stage::ProduceEnriched => "produce_enriched",
             Stage::ProduceEvent => "produce_event",
             Stage::StoreState => "store_state",
+            Stage::StoreAlert => "store_alert",
+            Stage::ProduceAlert => "produce_alert",
         }
     }
 }

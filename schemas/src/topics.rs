@@ -17,6 +17,10 @@ pub const POSITIONS_ENRICHED: &str = "positions.enriched";
 /// At least once: consumers de-duplicate by `event_id`.
 pub const GEOFENCE_EVENTS: &str = "geofence.events";
 
+/// Alerts the rules fired ([`crate::outputs::Alert`], schema `alert.v1`), keyed by `device_id`.
+/// At least once: consumers de-duplicate by `alert_id`.
+pub const ALERTS: &str = "alerts";
+
 /// Messages and rows the processors could not handle (undecodable, or refused permanently by
 /// ClickHouse or Kafka), with the stage and the error ([`crate::processing_dlq`]), so that one
 /// poison input never stops a partition.

@@ -25,7 +25,7 @@ pub use config::ClickHouseConfig;
 pub use engine::ReadRow;
 pub use error::{EngineError, StoreError};
 pub use rows::{
-    DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow, Throughput,
-    WebhookDeliveryRow, WebhookRow, WindowRow, next_version,
+    AlertRow, AlertRuleRow, DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow,
+    PositionRow, Throughput, WebhookDeliveryRow, WebhookRow, WindowRow, next_version,
 };
-pub use store::{EventQuery, Store};
+pub use store::{AlertQuery, EventQuery, Store};

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use crate::engine::{Engine, args};
 use crate::error::{Context, Result, StoreError};
 use crate::rows::{
-    DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow, WebhookDeliveryRow,
-    WebhookRow,
+    AlertRow, AlertRuleRow, DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow,
+    PositionRow, WebhookDeliveryRow, WebhookRow,
 };
 use crate::sql;
 
@@ -155,6 +155,8 @@ pub(crate) async fn check_shapes(client: &Engine) -> Result<()> {
     check_shape(client, sql::DEVICES, DeviceRow::COLUMN_NAMES).await?;
     check_shape(client, sql::WEBHOOKS, WebhookRow::COLUMN_NAMES).await?;
     check_shape(client, sql::WEBHOOK_DELIVERIES, WebhookDeliveryRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::ALERT_RULES, AlertRuleRow::COLUMN_NAMES).await?;
+    check_shape(client, sql::ALERTS, AlertRow::COLUMN_NAMES).await?;
     check_shape(client, sql::PIPELINE_STATS, PipelineStatRow::COLUMN_NAMES).await
 }
 

@@ -2,7 +2,7 @@
 //! `schemas/migrations/`; [`crate::migrate`] checks that at startup).
 
 use clickhouse::Row;
-use fleetstream_schemas::EventKind;
+use fleetstream_schemas::{AlertKind, EventKind};
 use serde::{Deserialize, Serialize};
 
 /// One row of `positions`.
@@ -102,6 +102,7 @@ pub struct WindowRow {
     pub speed_derived: u8,
     pub heading_deg: Option<f64>,
     pub heading_derived: u8,
+    pub ignition: Option<u8>,
     pub fence_ids: Vec<String>,
     pub kafka_partition: i32,
     pub kafka_offset: i64,
@@ -154,6 +155,70 @@ pub struct WebhookDeliveryRow {
     pub last_error: String,
     pub first_attempt_ms: i64,
     pub last_attempt_ms: i64,
+}
+
+/// One version of an alert rule in `alert_rules`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct AlertRuleRow {
+    pub rule_id: String,
+    pub version: u64,
+    pub deleted: u8,
+    #[serde(with = "alert_kind_word")]
+    pub kind: AlertKind,
+    /// Overspeed: faster than this, m/s (0 for other kinds).
+    pub speed_mps: f64,
+    /// How long the condition must hold.
+    pub duration_ms: i64,
+    /// Scope; empty scopes nothing (a dwell rule always has a fence).
+    pub device_id: String,
+    pub fleet: String,
+    pub fence_id: String,
+    pub updated_at_ms: i64,
+}
+
+/// One row of `alerts`: one copy of one alert.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct AlertRow {
+    /// `{device_id}|{rule_id}|{started_ms}`.
+    pub alert_id: String,
+    pub rule_id: String,
+    #[serde(with = "alert_kind_word")]
+    pub kind: AlertKind,
+    pub device_id: String,
+    /// The rule's fence, empty when it has none.
+    pub fence_id: String,
+    /// When the condition began to hold.
+    pub started_ms: i64,
+    /// The fix that completed the rule's duration.
+    pub alert_time_ms: i64,
+    pub duration_ms: i64,
+    pub speed_mps: Option<f64>,
+    pub lat: f64,
+    pub lon: f64,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    /// The copy with the highest version holds (see [`crate::version`]).
+    pub version: u64,
+    /// 1 when a late fix withdrew the alert.
+    pub retracted: u8,
+}
+
+/// An [`AlertKind`] stored as its word (a `String` column): a word that is none of them is
+/// refused when read.
+mod alert_kind_word {
+    use fleetstream_schemas::AlertKind;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(kind: &AlertKind, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(kind.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AlertKind, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        AlertKind::parse(&word)
+            .ok_or_else(|| D::Error::custom(format!("alert kind {word:?} is not one fleetstream knows")))
+    }
 }
 
 /// `geofence_events.event_type`, an `Enum8('enter' = 1, 'exit' = 2)`: an [`EventKind`] in the

@@ -16,6 +16,8 @@ pub const DEVICES: &str = "devices";
 pub const WEBHOOKS: &str = "webhooks";
 pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries";
 pub const PIPELINE_STATS: &str = "pipeline_stats";
+pub const ALERT_RULES: &str = "alert_rules";
+pub const ALERTS: &str = "alerts";
 
 pub const SERVER_VERSION: &str = "SELECT version()";
 
@@ -146,6 +148,21 @@ pub const WEBHOOKS_VERSION: &str = "SELECT max(version) FROM webhooks";
 /// A webhook's deliveries, newest first, each in its latest state.
 pub const WEBHOOK_DELIVERIES_OF: &str = "SELECT ?fields FROM webhook_deliveries FINAL WHERE webhook_id = ? \
      AND (? = '' OR status = ?) ORDER BY last_attempt_ms DESC, delivery_id LIMIT ?";
+
+/// Every alert rule (not deleted), by id.
+pub const ALERT_RULES_ALL: &str = "SELECT ?fields FROM alert_rules FINAL WHERE deleted = 0 ORDER BY rule_id";
+
+pub const ALERT_RULE: &str = "SELECT ?fields FROM alert_rules FINAL WHERE rule_id = ? AND deleted = 0";
+
+/// The newest alert rule version, 0 when none: processors poll it to notice changes.
+pub const ALERT_RULES_VERSION: &str = "SELECT max(version) FROM alert_rules";
+
+/// Alerts fired in `[from, to)` (an alert is never fired before its episode started, which
+/// lets the month partitions of later episodes be skipped), optionally of one device and one
+/// kind, oldest first.
+pub const ALERTS_OF_RANGE: &str = "SELECT ?fields FROM (SELECT * FROM alerts FINAL \
+     WHERE started_ms < ? AND alert_time_ms >= ? AND alert_time_ms < ? AND (? = '' OR device_id = ?) \
+     AND (? = '' OR kind = ?)) WHERE retracted = 0 ORDER BY alert_time_ms, device_id, rule_id LIMIT ?";
 
 /// Device counts for the live dashboard: total, with a fix since `?`, and of those moving.
 pub const LIVE_DEVICE_COUNTS: &str = "SELECT count(), countIf(fix_time_ms >= ?), \

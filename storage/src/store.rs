@@ -6,10 +6,20 @@ use crate::engine::http::Http;
 use crate::engine::{Engine, ReadRow, WriteRow, args};
 use crate::error::{Context, Result, StoreError};
 use crate::rows::{
-    DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow, PositionRow, Throughput,
-    WebhookDeliveryRow, WebhookRow, WindowRow,
+    AlertRow, AlertRuleRow, DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow,
+    PositionRow, Throughput, WebhookDeliveryRow, WebhookRow, WindowRow,
 };
 use crate::{migrate, sql};
+
+/// Which alerts to read (`""` for a device or kind: any), oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery<'a> {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub device_id: &'a str,
+    pub kind: &'a str,
+    pub limit: u64,
+}
 
 /// Which geofence events to read (`""` for a device or fence: any).
 #[derive(Debug, Clone, Default)]
@@ -145,6 +155,10 @@ impl Store {
 
     pub async fn insert_geofence_events(&self, rows: &[GeofenceEventRow]) -> Result<()> {
         self.insert_by_month(sql::GEOFENCE_EVENTS, rows, |r| r.event_time_ms).await
+    }
+
+    pub async fn insert_alerts(&self, rows: &[AlertRow]) -> Result<()> {
+        self.insert_by_month(sql::ALERTS, rows, |r| r.started_ms).await
     }
 
     pub async fn insert_device_states(&self, rows: &[DeviceStateRow]) -> Result<()> {
@@ -298,6 +312,30 @@ impl Store {
             .fetch_all(sql::WEBHOOK_DELIVERIES_OF, args![webhook_id, status, status, limit])
             .await
             .context(format!("deliveries of webhook {webhook_id}"))
+    }
+
+    pub async fn put_alert_rule(&self, row: &AlertRuleRow) -> Result<()> {
+        self.insert_rows(sql::ALERT_RULES, std::slice::from_ref(row)).await
+    }
+
+    /// Every alert rule, by id (their number is bounded by the API).
+    pub async fn alert_rules(&self) -> Result<Vec<AlertRuleRow>> {
+        self.client.fetch_all(sql::ALERT_RULES_ALL, args![]).await.context("list alert rules")
+    }
+
+    pub async fn alert_rule(&self, rule_id: &str) -> Result<Option<AlertRuleRow>> {
+        self.client.fetch_optional(sql::ALERT_RULE, args![rule_id]).await.context(format!("alert rule {rule_id}"))
+    }
+
+    /// The newest alert rule version, 0 when none: processors poll it to notice changes.
+    pub async fn alert_rules_version(&self) -> Result<u64> {
+        self.client.fetch_one::<u64>(sql::ALERT_RULES_VERSION, args![]).await.context("alert rules version")
+    }
+
+    /// Alerts as `q` asks, oldest first, retracted ones left out.
+    pub async fn alerts(&self, q: &AlertQuery<'_>) -> Result<Vec<AlertRow>> {
+        let args = args![q.to_ms, q.from_ms, q.to_ms, q.device_id, q.device_id, q.kind, q.kind, q.limit];
+        self.client.fetch_all(sql::ALERTS_OF_RANGE, args).await.context("alerts")
     }
 
     /// (devices, online since `online_since_ms`, online and moving at `moving_mps` or faster).

@@ -162,6 +162,7 @@ pub fn outputs_of(kafka: &KafkaConfig, run: &str) -> KafkaConfig {
     KafkaConfig {
         enriched_topic: format!("{}.{run}", kafka.enriched_topic),
         events_topic: format!("{}.{run}", kafka.events_topic),
+        alerts_topic: format!("{}.{run}", kafka.alerts_topic),
         processing_dlq_topic: format!("{}.{run}", kafka.processing_dlq_topic),
         ..kafka.clone()
     }

@@ -1,16 +1,18 @@
-//! One webhook's deliveries: its own consumer group on `geofence.events`, each matching event
-//! POSTed in topic order (so in order per device), retried with exponential back-off until it is
+//! One webhook's deliveries: its own consumer group on `geofence.events` and `alerts` (those its
+//! kinds ask for), each matching event or alert POSTed in topic order (so in order per device
+//! within each topic), retried with exponential back-off until it is
 //! delivered or its retry window has passed (then it is logged as dead), and only then is its
 //! offset stored for the next commit. A restart resumes from the last committed offset: at least
 //! once, and a receiver tells repeats by `X-Fleetstream-Delivery`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use fleetstream_kafka::KafkaConfig;
-use fleetstream_schemas::outputs::GeofenceEvent;
+use fleetstream_schemas::outputs::{Alert, GeofenceEvent};
 use fleetstream_schemas::time::now_millis;
 use fleetstream_storage::{WebhookDeliveryRow, WebhookRow};
 use rdkafka::Message;
@@ -68,8 +70,14 @@ pub async fn run(webhook: WebhookRow, kafka: KafkaConfig, shared: Arc<Shared>, s
             return;
         }
     };
-    if let Err(e) = consumer.subscribe(&[&kafka.events_topic]) {
-        tracing::error!(webhook = %webhook.webhook_id, error = %e, "cannot subscribe to the events topic");
+    let wants_alerts = webhook.kinds.iter().any(|k| k == ALERT);
+    let wants_events = webhook.kinds.iter().any(|k| k != ALERT);
+    let topics: Vec<&str> = [(wants_events, kafka.events_topic.as_str()), (wants_alerts, kafka.alerts_topic.as_str())]
+        .into_iter()
+        .filter_map(|(wanted, topic)| wanted.then_some(topic))
+        .collect();
+    if let Err(e) = consumer.subscribe(&topics) {
+        tracing::error!(webhook = %webhook.webhook_id, error = %e, "cannot subscribe to the events or alerts topic");
         return;
     }
     tracing::info!(webhook = %webhook.webhook_id, "delivering");
@@ -90,16 +98,16 @@ pub async fn run(webhook: WebhookRow, kafka: KafkaConfig, shared: Arc<Shared>, s
         let payload = message.payload().unwrap_or_default();
         // Produced before the webhook was created: not for it.
         if produced_ms >= webhook.created_at_ms {
-            match serde_json::from_slice::<GeofenceEvent<'_>>(payload) {
-                Ok(event) if matches(&webhook, &event, &shared) => {
-                    let stopped = deliver(&webhook, &event, payload, &shared, &mut failing_since, &stop).await;
+            match Subject::parse(message.topic() == kafka.alerts_topic, payload) {
+                Ok(subject) if matches(&webhook, &subject, &shared) => {
+                    let stopped = deliver(&webhook, &subject, payload, &shared, &mut failing_since, &stop).await;
                     if matches!(stopped, Outcome::Stopped) {
                         break;
                     }
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(webhook = %webhook.webhook_id, error = %e,
-                    "a message of the events topic is not an event; skipped"),
+                Err(e) => tracing::warn!(webhook = %webhook.webhook_id, topic = message.topic(), error = %e,
+                    "a message is not what its topic carries; skipped"),
             }
         }
         if let Err(e) = consumer.store_offset_from_message(&message) {
@@ -124,15 +132,43 @@ pub async fn run(webhook: WebhookRow, kafka: KafkaConfig, shared: Arc<Shared>, s
 /// How long a stopping webhook task waits for its consumer to commit and leave the group.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whether the event passes the webhook's kinds and filters.
-fn matches(webhook: &WebhookRow, event: &GeofenceEvent<'_>, shared: &Shared) -> bool {
+/// The webhook kind of every alert, whatever its rule.
+pub const ALERT: &str = "alert";
+
+/// What a delivery is about, as the filters and the log see it: a geofence event or an alert.
+#[derive(Debug, PartialEq)]
+struct Subject<'a> {
+    /// The event's or alert's id.
+    id: Cow<'a, str>,
+    version: u64,
+    device_id: Cow<'a, str>,
+    fence_id: Option<Cow<'a, str>>,
+    /// `enter`, `exit` or [`ALERT`].
+    kind: &'static str,
+}
+
+impl<'a> Subject<'a> {
+    fn parse(alert: bool, payload: &'a [u8]) -> Result<Subject<'a>, serde_json::Error> {
+        Ok(if alert {
+            let a: Alert<'a> = serde_json::from_slice(payload)?;
+            Subject { id: a.alert_id, version: a.version, device_id: a.device_id, fence_id: a.fence_id, kind: ALERT }
+        } else {
+            let e: GeofenceEvent<'a> = serde_json::from_slice(payload)?;
+            let kind = e.kind.as_str();
+            Subject { id: e.event_id, version: e.version, device_id: e.device_id, fence_id: Some(e.fence_id), kind }
+        })
+    }
+}
+
+/// Whether the event or alert passes the webhook's kinds and filters.
+fn matches(webhook: &WebhookRow, subject: &Subject<'_>, shared: &Shared) -> bool {
     let fleet_matches = || {
         let fleets = shared.fleets.read().unwrap_or_else(|e| e.into_inner()).clone();
-        fleets.get(event.device_id.as_ref()).is_some_and(|f| *f == webhook.fleet)
+        fleets.get(subject.device_id.as_ref()).is_some_and(|f| *f == webhook.fleet)
     };
-    webhook.kinds.iter().any(|k| k == event.kind.as_str())
-        && (webhook.device_id.is_empty() || webhook.device_id == event.device_id)
-        && (webhook.fence_id.is_empty() || webhook.fence_id == event.fence_id)
+    webhook.kinds.iter().any(|k| k == subject.kind)
+        && (webhook.device_id.is_empty() || webhook.device_id == subject.device_id)
+        && (webhook.fence_id.is_empty() || subject.fence_id.as_deref() == Some(webhook.fence_id.as_str()))
         && (webhook.fleet.is_empty() || fleet_matches())
 }
 
@@ -156,19 +192,19 @@ struct Failure {
 /// whole window per event.
 async fn deliver(
     webhook: &WebhookRow,
-    event: &GeofenceEvent<'_>,
+    subject: &Subject<'_>,
     body: &[u8],
     shared: &Shared,
     failing_since: &mut Option<tokio::time::Instant>,
     stop: &CancellationToken,
 ) -> Outcome {
-    let delivery_id = delivery_id(&webhook.webhook_id, &event.event_id, event.version);
+    let delivery_id = delivery_id(&webhook.webhook_id, &subject.id, subject.version);
     let first_attempt_ms = now_millis();
     let mut row = WebhookDeliveryRow {
         webhook_id: webhook.webhook_id.clone(),
         delivery_id: delivery_id.clone(),
-        event_id: event.event_id.to_string(),
-        device_id: event.device_id.to_string(),
+        event_id: subject.id.to_string(),
+        device_id: subject.device_id.to_string(),
         status: String::new(),
         attempts: 0,
         last_status: 0,
@@ -276,6 +312,21 @@ mod tests {
             let base = Duration::from_secs(base);
             assert!(wait >= base && wait <= base.mul_f64(1.2), "attempt {attempts}: {wait:?}");
         }
+    }
+
+    #[test]
+    fn events_and_alerts_are_told_apart_by_their_topic() {
+        let event = br#"{"event_id":"d|f|enter|5","device_id":"d","fence_id":"f","kind":"enter","event_time_ms":5,
+            "dwell_ms":null,"fix_time_ms":5,"lat":1.0,"lon":2.0,"retracted":false,"version":7}"#;
+        let alert = br#"{"alert_id":"d|r|5","rule_id":"r","kind":"idle","device_id":"d","fence_id":null,
+            "started_ms":5,"alert_time_ms":65,"duration_ms":60,"speed_mps":0.0,"lat":1.0,"lon":2.0,
+            "retracted":false,"version":8}"#;
+        let e = Subject::parse(false, event).unwrap();
+        assert_eq!((e.id.as_ref(), e.kind, e.fence_id.as_deref(), e.version), ("d|f|enter|5", "enter", Some("f"), 7));
+        let a = Subject::parse(true, alert).unwrap();
+        assert_eq!((a.id.as_ref(), a.kind, a.fence_id.as_deref(), a.version), ("d|r|5", ALERT, None, 8));
+        assert!(Subject::parse(true, event).is_err(), "an event on the alerts topic is refused, not guessed");
+        assert!(Subject::parse(false, alert).is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Webhooks: geofence events POSTed to the receivers users register through the API, signed
+//! Webhooks: geofence events and alerts POSTed to the receivers users register through the API, signed
 //! (HMAC-SHA256 with the webhook's secret), retried with exponential back-off for hours, logged
 //! per delivery in ClickHouse, never lost to a restart.
 //!
@@ -28,7 +28,7 @@ use deliver::Shared;
 use log::DeliveryLog;
 pub use metrics::WebhookMetrics;
 
-/// Most webhooks at once: each is a consumer of the events topic.
+/// Most webhooks at once: each is a consumer of the events and alerts topics.
 pub const MAX_WEBHOOKS: usize = 100;
 
 /// Delivers to every registered webhook until `shutdown`.
@@ -38,7 +38,7 @@ pub async fn run(
     store: Store,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    fleetstream_kafka::ensure_topics(&kafka, &[kafka.events_topic.as_str()]).await?;
+    fleetstream_kafka::ensure_topics(&kafka, &[kafka.events_topic.as_str(), kafka.alerts_topic.as_str()]).await?;
     let metrics = WebhookMetrics::default();
     if !config.metrics_listen.is_empty() {
         // As for the processor: without the address, deliveries go on.

@@ -13,6 +13,7 @@ use std::time::Instant;
 use fleetstream_benches::{best_of, recorded_positions_json};
 use fleetstream_geofence::{Fence, FenceIndex, Shape, fences_from_geojson};
 use fleetstream_processors::enrich::{Applied, Settings, Source, Tracker};
+use fleetstream_processors::history::Context;
 use fleetstream_schemas::{Limits, Position, parse_position};
 use geo::Translate;
 
@@ -65,9 +66,12 @@ fn main() {
             let mut tracker = Tracker::default();
             let mut events = 0usize;
             for (i, p) in positions.iter().enumerate() {
-                if let Applied::Stored(out) =
-                    tracker.apply(p, Source { partition: 0, offset: i as i64 }, &index, &settings)
-                {
+                if let Applied::Stored(out) = tracker.apply(
+                    p,
+                    Source { partition: 0, offset: i as i64 },
+                    &Context::without_rules(&index),
+                    &settings,
+                ) {
                     events += out.events.len();
                 }
             }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use fleetstream_geofence::{Fence, FenceIndex};
 use fleetstream_processors::enrich::{Applied, Settings, Source, Tracker};
+use fleetstream_processors::history::Context;
 use fleetstream_schemas::{POSITION_SCHEMA_VERSION, Position};
 
 fn resident_bytes() -> u64 {
@@ -55,7 +56,7 @@ fn run(devices: usize, interval_s: i64, fences: &FenceIndex) {
     for i in 0..fixes_each {
         for (k, id) in ids.iter().enumerate() {
             let p = position(id, k, 1_700_000_000_000 + i * interval_s * 1_000);
-            tracker.apply(&p, Source { partition: 0, offset }, fences, &settings);
+            tracker.apply(&p, Source { partition: 0, offset }, &Context::without_rules(fences), &settings);
             offset += 1;
         }
     }
@@ -70,7 +71,9 @@ fn run(devices: usize, interval_s: i64, fences: &FenceIndex) {
     let mut corrected = 0usize;
     for (k, id) in ids.iter().enumerate() {
         let p = position(id, k, late_at);
-        if let Applied::Stored(out) = tracker.apply(&p, Source { partition: 0, offset }, fences, &settings) {
+        if let Applied::Stored(out) =
+            tracker.apply(&p, Source { partition: 0, offset }, &Context::without_rules(fences), &settings)
+        {
             corrected += out.corrections.len();
         }
         offset += 1;
