@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use fleetstream_schemas::outputs::ALERT_JSON_SCHEMA;
 use serde_json::{Value, json};
+use support::sse::Sse;
 use support::traffic::put_east_fence;
 use support::{Pipeline, eventually};
 
@@ -117,6 +118,16 @@ async fn rules_fire_once_per_episode_and_late_fixes_correct_them() {
     let bad_kind = client.get(format!("{api}/v1/alerts?kind=offline")).send().await.unwrap();
     assert_eq!(bad_kind.status(), 400);
 
+    // Pushed: a stream resumed from the topic's start gets the dwell alert (and only it, by
+    // kind); a live one opened now gets what the late fix below changes.
+    let stream = format!("{api}/v1/stream/alerts");
+    let mut from_start = Sse::open(&client, &format!("{stream}?kind=dwell"), Some("a/")).await;
+    let dwell = from_start.next(Duration::from_secs(30)).await.expect("the dwell alert, pushed");
+    assert_eq!((dwell.event.as_str(), &dwell.data["alert_id"]), ("alert", &json!("dweller|dwell|1760000000000")));
+    assert!(dwell.id.as_deref().is_some_and(|id| id.starts_with("a/")), "{:?}", dwell.id);
+    assert!(from_start.next(Duration::from_millis(500)).await.is_none(), "nothing of another kind");
+    let mut live = Sse::open(&client, &format!("{stream}?device=speeder"), None).await;
+
     // A late fix: the speeder stood still from 10 to 10.5 s. The episode from 1 s broke at
     // 10.5 s; the one from 11 s reaches 20 s at 31 s.
     post(&client, &pipeline, &[json!({"device_id": "speeder", "fix_time": BASE + 10_500, "lat": 40.6, "lon": -74.19})])
@@ -131,6 +142,13 @@ async fn rules_fire_once_per_episode_and_late_fixes_correct_them() {
         if got == corrected { Ok(()) } else { Err(format!("{got:?}")) }
     })
     .await;
+    let pushed = live.until(Duration::from_secs(30), "the correction pushed", |m| m.len() >= 2).await;
+    let mut pushed: Vec<(String, bool)> = pushed
+        .iter()
+        .map(|m| (m.data["alert_id"].as_str().unwrap().to_string(), m.data["retracted"].as_bool().unwrap()))
+        .collect();
+    pushed.sort();
+    assert_eq!(pushed, [("speeder|fast|1760000001000".into(), true), ("speeder|fast|1760000011000".into(), false)]);
 
     // The topic: every message meets the contract; per alert the newest copy is what readers see.
     let messages =

@@ -291,7 +291,7 @@ async fn a_processor_that_starts_while_fences_cannot_be_read_makes_no_false_exit
     post_fix(&pipeline, "visitor", first + 60_000).await;
     // The processor has the batch and is waiting for the fences, retrying.
     let retries = pipeline.processor_metrics.retries.clone();
-    let label = fleetstream_processors::metrics::OperationLabel { operation: "load fences and registry" };
+    let label = fleetstream_processors::metrics::OperationLabel { operation: "load fences, alert rules and registry" };
     eventually("the processor retrying the fences", Duration::from_secs(30), || {
         let count = retries.get_or_create(&label).get();
         async move { if count >= 1 { Ok(()) } else { Err("no retry yet".to_string()) } }

@@ -10,99 +10,10 @@ use std::time::Duration;
 
 use fleetstream_schemas::outputs::{ENRICHED_POSITION_JSON_SCHEMA, GEOFENCE_EVENT_JSON_SCHEMA};
 use serde_json::Value;
+use support::sse::{Msg, Sse};
 use support::traffic::{FENCE_WEST_LON, fix_json, put_east_fence};
 use support::{Pipeline, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One SSE message received.
-#[derive(Debug, Clone)]
-struct Msg {
-    event: String,
-    id: Option<String>,
-    data: Value,
-}
-
-impl Msg {
-    /// A position's or event's own id (`event_id` of the output contract).
-    fn key(&self) -> String {
-        self.data["event_id"].as_str().unwrap_or_default().to_string()
-    }
-    fn device(&self) -> &str {
-        self.data["device_id"].as_str().unwrap_or_default()
-    }
-}
-
-/// A stream client that reads as it is asked to.
-struct Sse {
-    response: reqwest::Response,
-    buf: Vec<u8>,
-}
-
-impl Sse {
-    async fn open(client: &reqwest::Client, url: &str, last_id: Option<&str>) -> Sse {
-        let mut request = client.get(url);
-        if let Some(id) = last_id {
-            request = request.header("last-event-id", id);
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200, "{url}: {:?}", response.text().await);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Sse { response, buf: Vec::new() }
-    }
-
-    /// The next message (comments and `retry:` skipped), or `None` when nothing came within
-    /// `within` or the stream ended.
-    async fn next(&mut self, within: Duration) -> Option<Msg> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block = String::from_utf8(self.buf.drain(..end + 2).collect()).unwrap();
-                let (mut event, mut id, mut data) = (String::from("message"), None, Vec::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        event = v.to_string();
-                    } else if let Some(v) = line.strip_prefix("id: ") {
-                        id = Some(v.to_string());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push(v.to_string());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                let data = serde_json::from_str(&data.join("\n")).expect("data is JSON");
-                return Some(Msg { event, id, data });
-            }
-            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
-                Ok(Ok(Some(chunk))) => self.buf.extend_from_slice(&chunk),
-                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return None,
-            }
-        }
-    }
-
-    /// Messages until `done` holds of them, failing after `within`.
-    async fn until(&mut self, within: Duration, what: &str, done: impl Fn(&[Msg]) -> bool) -> Vec<Msg> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut got = Vec::new();
-        while !done(&got) {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next(left).await {
-                Some(m) => got.push(m),
-                None => panic!("{what}: only {} messages after {within:?}", got.len()),
-            }
-        }
-        got
-    }
-
-    /// Whatever comes within `within`.
-    async fn drain(&mut self, within: Duration) -> Vec<Msg> {
-        let mut got = Vec::new();
-        while let Some(m) = self.next(within).await {
-            got.push(m);
-        }
-        got
-    }
-}
 
 async fn post(client: &reqwest::Client, pipeline: &Pipeline, fixes: &[Value]) {
     let response = client.post(format!("{}/v1/positions", pipeline.ingest_url)).json(fixes).send().await.unwrap();

@@ -95,6 +95,9 @@ fn rule_row(id: &str, body: RuleBody) -> Result<AlertRuleRow, ApiError> {
             not_for("speed_mps", body.speed_mps, kind)?;
             not_for("min_secs", body.min_secs, kind)?;
             let minutes = number("minutes", required("minutes", body.minutes, kind)?, false, MAX_MINUTES)?;
+            if minutes * 60.0 < 1.0 {
+                return Err(ApiError::bad("minutes", "must be at least 1 second (1/60)"));
+            }
             (0.0, (minutes * 60_000.0).round() as i64)
         }
     };
@@ -109,12 +112,16 @@ fn rule_row(id: &str, body: RuleBody) -> Result<AlertRuleRow, ApiError> {
     }
     if let Some(fleet) = &body.fleet {
         check_text("fleet", fleet, MAX_TEXT_BYTES)?;
+        if fleet.trim().is_empty() {
+            // An empty fleet would scope nothing: a rule for every device, by mistake.
+            return Err(ApiError::bad("fleet", "must not be blank (leave it out for every fleet)"));
+        }
     }
     Ok(AlertRuleRow {
         rule_id: id.to_string(),
         version: next_version(),
         deleted: 0,
-        kind,
+        kind: kind.as_str().to_string(),
         speed_mps,
         duration_ms,
         device_id: body.device.unwrap_or_default(),
@@ -126,17 +133,18 @@ fn rule_row(id: &str, body: RuleBody) -> Result<AlertRuleRow, ApiError> {
 
 /// A rule as the API shows it: what was asked, in the units it was asked in.
 fn view(row: &AlertRuleRow) -> Value {
+    let kind = AlertKind::parse(&row.kind);
     let scope = |value: &str| (!value.is_empty()).then(|| value.to_string());
     let mut rule = json!({
         "id": row.rule_id,
-        "kind": row.kind.as_str(),
+        "kind": row.kind,
         "device": scope(&row.device_id),
         "fleet": scope(&row.fleet),
         "fence": scope(&row.fence_id),
         "version": row.version,
         "updated_at_ms": row.updated_at_ms,
     });
-    if row.kind == AlertKind::Overspeed {
+    if kind == Some(AlertKind::Overspeed) {
         rule["speed_mps"] = json!(row.speed_mps);
         rule["min_secs"] = json!(row.duration_ms as f64 / 1_000.0);
     } else {
@@ -152,13 +160,9 @@ async fn put(
     ApiJson(body): ApiJson<RuleBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut row = rule_row(&id, body)?;
-    let existing = state.store().alert_rule(&id).await?;
-    let status = match &existing {
-        // Above the version it replaces even if this host's clock is behind the one that wrote it.
-        Some(old) => {
-            row.version = row.version.max(old.version + 1);
-            StatusCode::OK
-        }
+    row.version = newest_version(&state, row.version).await?;
+    let status = match state.store().alert_rule(&id).await? {
+        Some(_) => StatusCode::OK,
         None if state.store().alert_rules().await?.len() >= MAX_ALERT_RULES => {
             return Err(ApiError::bad("body", format!("at most {MAX_ALERT_RULES} alert rules; delete one first")));
         }
@@ -166,6 +170,13 @@ async fn put(
     };
     state.store().put_alert_rule(&row).await?;
     Ok((status, Json(view(&row))))
+}
+
+/// Above every version written, even if this host's clock is behind the one that wrote it:
+/// it wins over what it replaces (a delete included), and processors, which reload when the
+/// newest version moves, notice it.
+async fn newest_version(state: &ApiState, now: u64) -> Result<u64, ApiError> {
+    Ok(now.max(state.store().alert_rules_version().await? + 1))
 }
 
 async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
@@ -183,7 +194,7 @@ async fn get_one(State(state): State<ApiState>, PathId(id): PathId) -> Result<Js
 
 async fn delete(State(state): State<ApiState>, PathId(id): PathId) -> Result<StatusCode, ApiError> {
     let row = found(&state, &id).await?;
-    let gone = AlertRuleRow { version: next_version().max(row.version + 1), deleted: 1, ..row };
+    let gone = AlertRuleRow { version: newest_version(&state, next_version()).await?, deleted: 1, ..row };
     state.store().put_alert_rule(&gone).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -248,7 +259,7 @@ mod tests {
     #[test]
     fn each_kind_is_stored_in_milliseconds_and_shown_in_its_own_units() {
         let fast = rule_row("fast", body(json!({"kind": "overspeed", "speed_mps": 25.5, "min_secs": 30}))).unwrap();
-        assert_eq!((fast.kind, fast.speed_mps, fast.duration_ms), (AlertKind::Overspeed, 25.5, 30_000));
+        assert_eq!((fast.kind.as_str(), fast.speed_mps, fast.duration_ms), ("overspeed", 25.5, 30_000));
         assert_eq!((view(&fast)["min_secs"].as_f64(), view(&fast).get("minutes")), (Some(30.0), None));
         let idle = rule_row("idle", body(json!({"kind": "idle", "minutes": 2.5, "fleet": "north"}))).unwrap();
         assert_eq!((idle.duration_ms, idle.fleet.as_str()), (150_000, "north"));
@@ -277,6 +288,8 @@ mod tests {
         assert_eq!(refused(json!({"kind": "dwell", "minutes": 5})).0, "fence");
         assert_eq!(refused(json!({"kind": "idle", "minutes": 5, "device": " "})).0, "device");
         assert_eq!(refused(json!({"kind": "idle", "minutes": 5, "fleet": "a\u{7}"})).0, "fleet");
+        assert_eq!(refused(json!({"kind": "idle", "minutes": 5, "fleet": " "})).0, "fleet");
+        assert_eq!(refused(json!({"kind": "idle", "minutes": 1e-9})).0, "minutes");
         assert!(serde_json::from_value::<RuleBody>(json!({"kind": "idle", "minutes": 5, "zone": 1})).is_err());
     }
 }

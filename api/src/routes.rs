@@ -25,6 +25,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/live/summary", get(live::summary))
         .route("/v1/stream/positions", get(stream::positions))
         .route("/v1/stream/events", get(stream::events))
+        .route("/v1/stream/alerts", get(stream::alerts))
         .merge(history)
         .merge(fences::routes())
         .merge(registry::routes())

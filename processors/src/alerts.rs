@@ -4,7 +4,9 @@
 //! a fence) and a duration. A device's *episode* of a rule starts at the first fix where the
 //! condition holds (for dwell: the enter time of the fence) and lasts while every following fix
 //! keeps it; the first fix at least `duration` after the start fires the alert, once per
-//! episode. The state per (device, rule) is the episode's start and whether it fired: it lives
+//! episode. While a fence-scoped condition waits on a pending exit (hysteresis), the episode
+//! neither fires nor ends. A rule changed through the API starts new episodes (its version is
+//! part of the state). The state per (device, rule) is the episode's start and whether it fired: it lives
 //! in the device's [`crate::history::Snapshot`], so replays after a late fix, restarts and
 //! rebalances give the same alerts as the fixes in time order (an alert a late fix breaks is
 //! withdrawn, like a fence event).
@@ -20,10 +22,16 @@ use fleetstream_schemas::AlertKind;
 use fleetstream_storage::AlertRuleRow;
 use serde::{Deserialize, Serialize};
 
+/// The rules that concern one device, sorted by id: shared by every fix applied with them, so
+/// that a replay applies each fix with the rules it was first applied with.
+pub type Rules = Arc<[Arc<Rule>]>;
+
 /// One alert rule, as the processors apply it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub id: String,
+    /// Changes with every PUT of the rule: an episode of an older version does not go on.
+    pub version: u64,
     pub kind: AlertKind,
     /// Overspeed: strictly faster than this, m/s.
     pub speed_mps: f64,
@@ -36,22 +44,25 @@ pub struct Rule {
 }
 
 impl Rule {
-    pub fn from_row(row: &AlertRuleRow) -> Rule {
-        Rule {
+    /// The rule a row describes; `None` for a kind this build does not know (a newer release's).
+    pub fn from_row(row: &AlertRuleRow) -> Option<Rule> {
+        Some(Rule {
             id: row.rule_id.clone(),
-            kind: row.kind,
+            version: row.version,
+            kind: AlertKind::parse(&row.kind)?,
             speed_mps: row.speed_mps,
             duration_ms: row.duration_ms,
             device_id: row.device_id.clone(),
             fleet: row.fleet.clone(),
             fence_id: row.fence_id.clone(),
-        }
+        })
     }
 
     /// A rule for every device (tests and benchmarks).
     pub fn any_device(id: &str, kind: AlertKind, speed_mps: f64, duration_ms: i64, fence_id: &str) -> Rule {
         Rule {
             id: id.into(),
+            version: 1,
             kind,
             speed_mps,
             duration_ms,
@@ -61,46 +72,91 @@ impl Rule {
         }
     }
 
-    /// When the current episode of this rule started, if the condition holds at this fix.
-    fn holding_since(&self, fix: &Observation<'_>) -> Option<i64> {
-        let fence = (!self.fence_id.is_empty()).then(|| fix.fences.get(&self.fence_id).filter(|f| f.inside));
-        if fence.is_some_and(|inside| inside.is_none()) {
-            return None;
+    /// Whether the condition holds at this fix.
+    fn holding(&self, fix: &Observation<'_>) -> Holding {
+        let mut fence_since = None;
+        if !self.fence_id.is_empty() {
+            match fix.fences.get(&self.fence_id).filter(|f| f.inside) {
+                None => return Holding::No,
+                // Leaving, unless the device comes back before the exit is confirmed.
+                Some(f) if f.pending_since_ms.is_some() => return Holding::Paused,
+                Some(f) => fence_since = Some(f.since_ms),
+            }
         }
         let holds = match self.kind {
             AlertKind::Overspeed => fix.speed_mps.is_some_and(|v| v > self.speed_mps),
             AlertKind::Idle => !fix.moving && fix.ignition != Some(false),
-            // The fence's enter time, not the first fix seen inside it.
-            AlertKind::Dwell => return fence.flatten().map(|f| f.since_ms),
+            // From the fence's enter time, not from the first fix seen inside it.
+            AlertKind::Dwell => return fence_since.map_or(Holding::No, Holding::Since),
         };
-        holds.then_some(fix.t)
+        if holds { Holding::Since(fix.t) } else { Holding::No }
     }
 }
 
-/// The rules loaded, indexed by what they are scoped to, so that finding a device's rules
-/// costs little however many rules there are.
-#[derive(Debug, Default)]
+/// A rule's condition at one fix.
+enum Holding {
+    /// Holds, in an episode that starts here unless one is going on.
+    Since(i64),
+    /// Undecided (a pending fence exit): the episode goes on without firing.
+    Paused,
+    No,
+}
+
+/// The rules loaded, indexed by what they are scoped to: the rules of a device without rules of
+/// its own are shared by its whole fleet, so finding them costs a lookup and no allocation.
+#[derive(Debug)]
 pub struct RuleSet {
-    any_device: Vec<Arc<Rule>>,
+    /// Rules for every device.
+    any_device: Rules,
+    /// Per fleet with rules of its own: those and the rules for every device.
+    by_fleet: HashMap<String, Rules>,
+    /// Rules scoped to one device (and maybe a fleet too).
     by_device: HashMap<String, Vec<Arc<Rule>>>,
-    by_fleet: HashMap<String, Vec<Arc<Rule>>>,
     len: usize,
 }
 
+impl Default for RuleSet {
+    fn default() -> Self {
+        RuleSet::new(&[])
+    }
+}
+
+fn sorted(mut rules: Vec<Arc<Rule>>) -> Rules {
+    rules.sort_by(|a, b| a.id.cmp(&b.id));
+    rules.into()
+}
+
 impl RuleSet {
+    /// The set of these rows; a row of an unknown kind (written by a newer release) is skipped
+    /// loudly, never taken for another kind.
     pub fn new(rows: &[AlertRuleRow]) -> RuleSet {
-        let mut set = RuleSet { len: rows.len(), ..RuleSet::default() };
+        let mut any_device = Vec::new();
+        let mut fleet_rules: HashMap<String, Vec<Arc<Rule>>> = HashMap::new();
+        let mut by_device: HashMap<String, Vec<Arc<Rule>>> = HashMap::new();
+        let mut len = 0;
         for row in rows {
-            let rule = Arc::new(Rule::from_row(row));
+            let Some(rule) = Rule::from_row(row) else {
+                tracing::error!(rule = %row.rule_id, kind = %row.kind, "alert rule of an unknown kind; skipped");
+                continue;
+            };
+            len += 1;
+            let rule = Arc::new(rule);
             if !rule.device_id.is_empty() {
-                set.by_device.entry(rule.device_id.clone()).or_default().push(rule);
+                by_device.entry(rule.device_id.clone()).or_default().push(rule);
             } else if !rule.fleet.is_empty() {
-                set.by_fleet.entry(rule.fleet.clone()).or_default().push(rule);
+                fleet_rules.entry(rule.fleet.clone()).or_default().push(rule);
             } else {
-                set.any_device.push(rule);
+                any_device.push(rule);
             }
         }
-        set
+        let by_fleet = fleet_rules
+            .into_iter()
+            .map(|(fleet, mut rules)| {
+                rules.extend(any_device.iter().cloned());
+                (fleet, sorted(rules))
+            })
+            .collect();
+        RuleSet { any_device: sorted(any_device), by_fleet, by_device, len }
     }
 
     pub fn len(&self) -> usize {
@@ -111,21 +167,18 @@ impl RuleSet {
         self.len == 0
     }
 
-    /// The rules that concern this device, in its fleet (`""`: none), by id.
-    pub fn for_device(&self, device_id: &str, fleet: &str) -> Vec<Arc<Rule>> {
-        if self.is_empty() {
-            return Vec::new();
+    /// The rules that concern this device, in its fleet (`""`: none), sorted by id.
+    pub fn for_device(&self, device_id: &str, fleet: &str) -> Rules {
+        let shared = self.by_fleet.get(fleet).filter(|_| !fleet.is_empty()).unwrap_or(&self.any_device);
+        match self.by_device.get(device_id) {
+            None => shared.clone(),
+            Some(own) => {
+                let mut rules = shared.to_vec();
+                // A rule scoped to a device and a fleet needs both.
+                rules.extend(own.iter().filter(|r| r.fleet.is_empty() || r.fleet == fleet).cloned());
+                sorted(rules)
+            }
         }
-        let mut rules: Vec<Arc<Rule>> = self.any_device.clone();
-        if let Some(own) = self.by_device.get(device_id) {
-            // A rule scoped to a device and a fleet needs both.
-            rules.extend(own.iter().filter(|r| r.fleet.is_empty() || r.fleet == fleet).cloned());
-        }
-        if let Some(fleet_rules) = self.by_fleet.get(fleet).filter(|_| !fleet.is_empty()) {
-            rules.extend(fleet_rules.iter().cloned());
-        }
-        rules.sort_by(|a, b| a.id.cmp(&b.id));
-        rules
     }
 }
 
@@ -135,6 +188,9 @@ pub struct AlertState {
     pub since_ms: i64,
     /// The episode's alert has fired.
     pub fired: bool,
+    /// The version of the rule the episode is of.
+    #[serde(default)]
+    pub rule_version: u64,
 }
 
 /// An alert a fix fired.
@@ -156,20 +212,40 @@ pub struct Observation<'a> {
 }
 
 /// Applies one fix (in event time) to a device's episodes; returns the alerts it fires. Episodes
-/// of rules no longer in `rules` (deleted, or out of scope) end.
+/// of rules no longer in `rules` (deleted, changed, or out of scope) end. `rules` is sorted by id.
 pub fn step(states: &mut BTreeMap<String, AlertState>, rules: &[Arc<Rule>], fix: &Observation<'_>) -> Vec<Fired> {
     if rules.is_empty() {
         states.clear();
         return Vec::new();
     }
-    states.retain(|id, _| rules.iter().any(|r| &r.id == id));
+    // One pass over the rules and the episodes together, both sorted by rule id: no lookup per
+    // rule, so a device's step costs one comparison per rule and episode.
+    let mut episodes = std::mem::take(states).into_iter().peekable();
+    let mut kept: Vec<(String, AlertState)> = Vec::new();
     let mut fired = Vec::new();
     for rule in rules {
-        let Some(start) = rule.holding_since(fix) else {
-            states.remove(&rule.id);
-            continue;
+        let mut episode = None;
+        while let Some((id, _)) = episodes.peek() {
+            match id.as_str().cmp(&rule.id) {
+                std::cmp::Ordering::Less => drop(episodes.next()), // its rule is gone
+                std::cmp::Ordering::Equal => {
+                    episode = episodes.next().filter(|(_, state)| state.rule_version == rule.version);
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        let start = match rule.holding(fix) {
+            Holding::No => continue,
+            Holding::Paused => {
+                kept.extend(episode);
+                continue;
+            }
+            Holding::Since(start) => start,
         };
-        let state = states.entry(rule.id.clone()).or_insert(AlertState { since_ms: start, fired: false });
+        let (id, mut state) = episode.unwrap_or_else(|| {
+            (rule.id.clone(), AlertState { since_ms: start, fired: false, rule_version: rule.version })
+        });
         if !state.fired && fix.t - state.since_ms >= rule.duration_ms {
             state.fired = true;
             fired.push(Fired {
@@ -179,7 +255,10 @@ pub fn step(states: &mut BTreeMap<String, AlertState>, rules: &[Arc<Rule>], fix:
                 speed_mps: fix.speed_mps,
             });
         }
+        kept.push((id, state));
     }
+    // Sorted already: built without comparisons beyond the check.
+    *states = kept.into_iter().collect();
     fired
 }
 
@@ -251,6 +330,26 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_exit_pauses_a_fence_scoped_episode_and_a_changed_rule_starts_anew() {
+        let dwell = [Arc::new(Rule::any_device("dwell", AlertKind::Dwell, 0.0, 60_000, "port"))];
+        let mut leaving = BTreeMap::new();
+        leaving.insert("port".to_string(), FenceState { inside: true, since_ms: 0, pending_since_ms: Some(50_000) });
+        let mut states = BTreeMap::new();
+        let mut inside = BTreeMap::new();
+        inside.insert("port".to_string(), FenceState { inside: true, since_ms: 0, pending_since_ms: None });
+        step(&mut states, &dwell, &Observation { fences: &inside, ..at(10_000, 0.0) });
+        assert!(step(&mut states, &dwell, &Observation { fences: &leaving, ..at(70_000, 0.0) }).is_empty(), "paused");
+        assert_eq!(states["dwell"].since_ms, 0, "not ended either");
+        let back = step(&mut states, &dwell, &Observation { fences: &inside, ..at(80_000, 0.0) });
+        assert_eq!(back.len(), 1, "it came back: the stay goes on and fires");
+        // The same id, a new version (a PUT changed it): a new episode, not the fired one.
+        let changed = [Arc::new(Rule { version: 2, ..(*dwell[0]).clone() })];
+        let again = step(&mut states, &changed, &Observation { fences: &inside, ..at(90_000, 0.0) });
+        assert_eq!(again.len(), 1, "fires for the new version, from the enter time (the same stay: the same id)");
+        assert_eq!(states["dwell"].rule_version, 2);
+    }
+
+    #[test]
     fn episodes_of_rules_gone_end() {
         let rules = [rule("fast", AlertKind::Overspeed, 20.0, 60_000)];
         let mut states = BTreeMap::new();
@@ -267,7 +366,7 @@ mod tests {
             rule_id: id.into(),
             version: 1,
             deleted: 0,
-            kind: AlertKind::Idle,
+            kind: "idle".into(),
             speed_mps: 0.0,
             duration_ms: 1,
             device_id: device.into(),
@@ -275,7 +374,9 @@ mod tests {
             fence_id: String::new(),
             updated_at_ms: 0,
         };
+        let newer = AlertRuleRow { kind: "offline".into(), ..row("newer", "", "") };
         let set = RuleSet::new(&[
+            newer,
             row("all", "", ""),
             row("mine", "d1", ""),
             row("mine-in-a", "d1", "a"),
@@ -286,6 +387,8 @@ mod tests {
         assert_eq!(ids("d1", "a"), ["all", "fleet-a", "mine", "mine-in-a"]);
         assert_eq!(ids("d1", ""), ["all", "mine"]);
         assert_eq!(ids("d2", "b"), ["all", "fleet-b"]);
+        assert_eq!(ids("d2", "c"), ["all"], "a kind this build does not know is skipped");
+        assert_eq!(set.len(), 5);
         assert!(RuleSet::default().for_device("d1", "a").is_empty());
     }
 

@@ -18,7 +18,7 @@ use fleetstream_schemas::{EventKind, Position};
 use fleetstream_storage::{AlertRow, GeofenceEventRow, PositionRow, WindowRow, version};
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::Fired;
+use crate::alerts::{Fired, Rules};
 use crate::history::{Context, Enrichment, FenceTransition, Fix, History, Occurrence, Placement};
 use crate::incarnation;
 
@@ -136,8 +136,8 @@ impl Tracker {
     /// When they do not add up to the window the state describes (a row refused by storage,
     /// say), the history restarts at the head: later fixes are still placed, earlier ones are
     /// flagged late. Returns false then.
-    pub fn restore(&mut self, device_id: &str, mut state: DeviceState, window: &[WindowRow]) -> bool {
-        let complete = state.history.rebuild_window(window, state.applied);
+    pub fn restore(&mut self, device_id: &str, mut state: DeviceState, window: &[WindowRow], rules: &Rules) -> bool {
+        let complete = state.history.rebuild_window(window, state.applied, rules);
         if !complete {
             state.history.forget_window();
         }
@@ -208,6 +208,7 @@ impl Tracker {
             heading: p.heading_deg,
             ignition: p.ignition,
             fences: ctx.fences.containing(p.lat, p.lon).iter().map(|f| f.id.clone()).collect::<Vec<_>>().into(),
+            rules: ctx.rules.clone(),
             source,
         };
         let outside = state.history.outside_enrichment(&fix, settings);
@@ -331,7 +332,7 @@ fn alert_row(device_id: &str, fix: &Fix, a: &Fired, version: u64, retracted: boo
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use fleetstream_geofence::{Fence, FenceIndex};
     use fleetstream_schemas::POSITION_SCHEMA_VERSION;
@@ -500,7 +501,7 @@ pub(crate) mod tests {
         let rules = rules();
         let (mut t, f, s) = (Tracker::default(), FenceIndex::default(), Settings::default());
         // Over 20 m/s for 60 s.
-        let c = Context { fences: &f, rules: &rules[1..2] };
+        let c = Context { fences: &f, rules: rules[1..2].into() };
         let (p1, p2) = ((OUT.0 + 0.1, OUT.1), (OUT.0 + 0.2, OUT.1));
         stored(t.apply(&pos("a", 0, OUT.0, OUT.1, None), src(0), &c, &s));
         let started = stored(t.apply(&pos("a", 60_000, p1.0, p1.1, None), src(1), &c, &s)).alerts;
@@ -564,7 +565,7 @@ pub(crate) mod tests {
         }
 
         /// A new processor takes over from the persisted states and the stored rows.
-        fn restart(&mut self) {
+        fn restart(&mut self, rules: &Rules) {
             self.tracker = Tracker::default();
             for (device, state) in &self.saved {
                 let window: Vec<WindowRow> = self
@@ -587,7 +588,7 @@ pub(crate) mod tests {
                         version: r.version,
                     })
                     .collect();
-                let restored = self.tracker.restore(device, serde_json::from_str(state).unwrap(), &window);
+                let restored = self.tracker.restore(device, serde_json::from_str(state).unwrap(), &window, rules);
                 assert!(restored, "the window comes back from the stored rows");
             }
         }
@@ -694,6 +695,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// The tracks of the property test below do fire the rules of [`rules`], each kind of them.
+    #[test]
+    fn the_property_tracks_fire_every_kind_of_alert() {
+        let gaps: Vec<(i64, bool)> = (0..40).map(|i| (if i % 5 == 0 { 70 } else { 35 }, (i / 8) % 2 == 1)).collect();
+        let (f, s) = (fences(), settings(0));
+        let c = Context { fences: &f, rules: rules().into() };
+        let mut sim = Sim::default();
+        for (i, p) in track(&gaps).iter().enumerate() {
+            sim.feed(p, i as i64, &c, &s);
+        }
+        let kinds: BTreeSet<String> = sim.view().2.values().map(|a| a.split(' ').next().unwrap().to_string()).collect();
+        assert_eq!(kinds, BTreeSet::from(["dwell".into(), "idle".into(), "overspeed".into()]), "{:?}", sim.view().2);
+    }
+
     proptest! {
         /// Any arrival order within the lateness bound, with copies sent again at any time and
         /// a restart anywhere (from the states of the last batch end): what readers see equals
@@ -709,9 +724,11 @@ pub(crate) mod tests {
         ) {
             let fixes = track(&gaps);
             let (f, s) = (fences(), settings(hysteresis));
+            // Rules of every kind: alerts are part of the output that must not depend on order.
+            let c = Context { fences: &f, rules: rules().into() };
             let mut ordered = Sim::default();
             for (i, p) in fixes.iter().enumerate() {
-                ordered.feed(p, i as i64, &ctx(&f), &s);
+                ordered.feed(p, i as i64, &c, &s);
             }
             // Arrival: each fix delayed by less than the bound; copies at any later time.
             let mut arrivals: Vec<(i64, &Position)> =
@@ -725,7 +742,7 @@ pub(crate) mod tests {
             let (mut persisted_upto, mut restart_at) = (0, restart_at);
             let mut i = 0;
             while i < arrivals.len() {
-                shuffled.feed(arrivals[i].1, i as i64, &ctx(&f), &s);
+                shuffled.feed(arrivals[i].1, i as i64, &c, &s);
                 i += 1;
                 if i % batch == 0 {
                     shuffled.persist();
@@ -735,7 +752,7 @@ pub(crate) mod tests {
                     restart_at = None;
                     // Crash: outputs of the unfinished batch are stored, its states are not;
                     // the new owner redelivers from the last persisted batch end.
-                    shuffled.restart();
+                    shuffled.restart(&c.rules);
                     i = persisted_upto;
                 }
             }

@@ -21,7 +21,7 @@ use fleetstream_storage::{WindowRow, version};
 use geo::{Bearing, Distance, Haversine, Point};
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::{self, AlertState, Fired, Observation, Rule};
+use crate::alerts::{self, AlertState, Fired, Observation, Rules};
 use crate::enrich::{Settings, Source};
 
 /// Great-circle distance in metres.
@@ -47,6 +47,9 @@ pub struct Fix {
     /// The fences containing it, by id, computed when it arrived (shared: fixes are cloned into
     /// outputs and replays).
     pub fences: Arc<[String]>,
+    /// The alert rules it was applied with: a replay applies it with the same ones, so that a
+    /// rule changed since changes only what comes after the change.
+    pub rules: Rules,
     pub source: Source,
 }
 
@@ -71,17 +74,17 @@ pub struct Snapshot {
 }
 
 /// What the fixes of a device are applied against: the fences, and the alert rules that concern
-/// the device.
-#[derive(Clone, Copy)]
+/// the device now (a new fix keeps them: see [`Fix::rules`]).
+#[derive(Clone)]
 pub struct Context<'a> {
     pub fences: &'a FenceIndex,
-    pub rules: &'a [Arc<Rule>],
+    pub rules: Rules,
 }
 
 impl<'a> Context<'a> {
     /// The fences alone, no alert rule.
     pub fn without_rules(fences: &'a FenceIndex) -> Context<'a> {
-        Context { fences, rules: &[] }
+        Context { fences, rules: Arc::from(Vec::new()) }
     }
 }
 
@@ -100,8 +103,8 @@ pub struct Enrichment {
 
 impl Fix {
     /// A fix as stored in `positions` (speed and heading the processor derived are not the
-    /// device's).
-    fn from_row(row: &WindowRow) -> Fix {
+    /// device's), with the rules in force now (which it was applied with is not stored).
+    fn from_row(row: &WindowRow, rules: &Rules) -> Fix {
         Fix {
             t: row.fix_time_ms,
             lat: row.lat,
@@ -110,6 +113,7 @@ impl Fix {
             heading: if row.heading_derived == 0 { row.heading_deg } else { None },
             ignition: row.ignition.map(|on| on != 0),
             fences: row.fence_ids.as_slice().into(),
+            rules: rules.clone(),
             source: Source { partition: row.kafka_partition, offset: row.kafka_offset },
         }
     }
@@ -182,7 +186,7 @@ impl Snapshot {
             distance_total_m: self.distance_total_m,
             moving: speed.is_some_and(|s| s >= settings.moving_speed_mps),
         };
-        if !ctx.rules.is_empty() || !self.alerts.is_empty() {
+        if !fix.rules.is_empty() || !self.alerts.is_empty() {
             let observed = Observation {
                 t: fix.t,
                 speed_mps: enrichment.speed_mps,
@@ -190,7 +194,7 @@ impl Snapshot {
                 ignition: fix.ignition,
                 fences: &self.fences,
             };
-            occurred.extend(alerts::step(&mut self.alerts, ctx.rules, &observed).into_iter().map(Occurrence::Alert));
+            occurred.extend(alerts::step(&mut self.alerts, &fix.rules, &observed).into_iter().map(Occurrence::Alert));
         }
         (enrichment, occurred)
     }
@@ -306,7 +310,7 @@ impl History {
     /// base, the newest version written by a message the state covers (at or before `applied`):
     /// a version written by a batch whose states were never stored is not history yet. True
     /// when that gives back exactly the window the state describes.
-    pub fn rebuild_window(&mut self, rows: &[WindowRow], applied: Option<Source>) -> bool {
+    pub fn rebuild_window(&mut self, rows: &[WindowRow], applied: Option<Source>, rules: &Rules) -> bool {
         self.window.clear();
         if self.window_len == 0 {
             return true;
@@ -327,7 +331,7 @@ impl History {
             return false;
         }
         for row in newest.values() {
-            let mut fix = Fix::from_row(row);
+            let mut fix = Fix::from_row(row, rules);
             share_fences(&mut fix, self.window.back());
             self.window.push_back(fix);
         }
@@ -409,7 +413,8 @@ impl History {
         let (enrichment, occurred) = new_state.step(&fix, ctx, settings);
         let new: Vec<(Enrichment, Vec<Occurrence>)> =
             self.window.range(k..).map(|f| new_state.step(f, ctx, settings)).collect();
-        // Unless the fences or rules changed since the window's fixes were applied.
+        // Unless the fences changed since the window's fixes were applied (each fix keeps its
+        // rules), or the window was rebuilt after a restart with the rules in force then.
         debug_assert!(
             old_state.last == self.head.last && old_state.distance_total_m == self.head.distance_total_m,
             "a replay of unchanged fixes reproduces the head"

@@ -154,7 +154,7 @@ impl Default for Metrics {
         );
         registry.register(
             "reference_refresh_failures",
-            "Refreshes of the fences or registry that failed, keeping what was loaded in use",
+            "Refreshes of the fences, alert rules or registry that failed, keeping what was loaded in use",
             inner.reference_refresh_failures.clone(),
         );
         for evidence in crate::incarnation::Evidence::LABELS {

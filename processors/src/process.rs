@@ -100,11 +100,11 @@ impl Processor {
                 Ok(()) => return true,
                 Err(e) if self.reference.is_loaded() || e.is_permanent() => {
                     self.metrics.reference_refresh_failures.inc();
-                    tracing::warn!(error = %e, "could not refresh fences or registry; keeping what is loaded");
+                    tracing::warn!(error = %e, "could not refresh fences, alert rules or registry; keeping what is loaded");
                     return true;
                 }
                 Err(e) => {
-                    self.metrics.retried("load fences and registry");
+                    self.metrics.retried("load fences, alert rules and registry");
                     if backoff.wait("loading fences and the registry", &e.to_string(), shutdown).await.is_none() {
                         return false;
                     }
@@ -123,7 +123,7 @@ impl Processor {
         }
         if let Err(e) = self.reference.refresh(self.sink.store()).await {
             self.metrics.reference_refresh_failures.inc();
-            tracing::debug!(error = %e, "could not refresh fences or registry while idle");
+            tracing::debug!(error = %e, "could not refresh fences, alert rules or registry while idle");
         }
         self.note_reference_versions();
     }
@@ -167,8 +167,8 @@ impl Processor {
                 );
                 self.metrics.incarnation_restarted(evidence);
             }
-            let rules = self.reference.rules_for(&position.device_id);
-            match self.tracker.apply(position, p.source, &self.reference.context(&rules), &self.settings) {
+            let context = self.reference.context(&position.device_id);
+            match self.tracker.apply(position, p.source, &context, &self.settings) {
                 Applied::Redelivered => {
                     self.metrics.redelivered.inc();
                     continue;
@@ -355,14 +355,15 @@ impl Processor {
         let mut windows = self.load_windows(&states, shutdown).await?;
         for (device_id, state) in states {
             let window = windows.remove(&device_id).unwrap_or_default();
-            if !self.tracker.restore(&device_id, state, &window) {
+            let rules = self.reference.rules_for(&device_id);
+            if !self.tracker.restore(&device_id, state, &window, &rules) {
                 tracing::warn!(device = %device_id, "recent positions incomplete in storage; history restarts at the newest fix");
                 self.metrics.histories_restarted.inc();
             }
         }
         for id in ids {
             if !self.tracker.knows(&id) && !self.unloadable.contains_key(&id) {
-                self.tracker.restore(&id, DeviceState::default(), &[]);
+                self.tracker.restore(&id, DeviceState::default(), &[], &self.reference.rules_for(&id));
             }
         }
         Ok(())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fleetstream_geofence::{FenceIndex, fences_from_geojson};
 use fleetstream_storage::{FenceRow, PositionRow, Store, StoreError};
 
-use crate::alerts::{Rule, RuleSet};
+use crate::alerts::{RuleSet, Rules};
 use crate::history::Context;
 
 /// When a polled table was last checked, and at which version.
@@ -105,8 +105,16 @@ impl Reference {
             && self.registry_clock.version.is_some()
     }
 
-    /// Reloads what changed, once per poll interval.
+    /// Reloads what changed, once per poll interval. Each table on its own: one that cannot be
+    /// read keeps its last load without holding back the others; the first error is returned.
     pub async fn refresh(&mut self, store: &Store) -> Result<(), StoreError> {
+        let fences = self.refresh_fences(store).await;
+        let rules = self.refresh_rules(store).await;
+        let registry = self.refresh_registry(store).await;
+        fences.and(rules).and(registry)
+    }
+
+    async fn refresh_fences(&mut self, store: &Store) -> Result<(), StoreError> {
         if self.fences_clock.due() {
             let version = store.fences_version().await?;
             if self.fences_clock.changed(version) {
@@ -115,6 +123,10 @@ impl Reference {
                 tracing::info!(fences = self.fences.len(), "fences loaded");
             }
         }
+        Ok(())
+    }
+
+    async fn refresh_rules(&mut self, store: &Store) -> Result<(), StoreError> {
         if self.rules_clock.due() {
             let version = store.alert_rules_version().await?;
             if self.rules_clock.changed(version) {
@@ -123,6 +135,10 @@ impl Reference {
                 tracing::info!(rules = self.rules.len(), "alert rules loaded");
             }
         }
+        Ok(())
+    }
+
+    async fn refresh_registry(&mut self, store: &Store) -> Result<(), StoreError> {
         if self.registry_clock.due() {
             let version = store.registry_version().await?;
             if self.registry_clock.changed(version) {
@@ -140,14 +156,14 @@ impl Reference {
     }
 
     /// The rules that concern a device, by its registry entry.
-    pub fn rules_for(&self, device_id: &str) -> Vec<std::sync::Arc<Rule>> {
+    pub fn rules_for(&self, device_id: &str) -> Rules {
         let fleet = self.registry.get(device_id).map_or("", |m| m.fleet.as_str());
         self.rules.for_device(device_id, fleet)
     }
 
-    /// What a device's fixes are applied against, given its rules ([`Reference::rules_for`]).
-    pub fn context<'a>(&'a self, rules: &'a [std::sync::Arc<Rule>]) -> Context<'a> {
-        Context { fences: &self.fences, rules }
+    /// What a device's fixes are applied against now.
+    pub fn context(&self, device_id: &str) -> Context<'_> {
+        Context { fences: &self.fences, rules: self.rules_for(device_id) }
     }
 
     /// Stamps the device's registry entry onto its row.

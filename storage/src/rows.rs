@@ -163,8 +163,9 @@ pub struct AlertRuleRow {
     pub rule_id: String,
     pub version: u64,
     pub deleted: u8,
-    #[serde(with = "alert_kind_word")]
-    pub kind: AlertKind,
+    /// `overspeed`, `idle` or `dwell` (a word, so that a kind of a newer release is skipped by
+    /// older processors, not a row that cannot be read).
+    pub kind: String,
     /// Overspeed: faster than this, m/s (0 for other kinds).
     pub speed_mps: f64,
     /// How long the condition must hold.

@@ -160,9 +160,12 @@ pub const ALERT_RULES_VERSION: &str = "SELECT max(version) FROM alert_rules";
 /// Alerts fired in `[from, to)` (an alert is never fired before its episode started, which
 /// lets the month partitions of later episodes be skipped), optionally of one device and one
 /// kind, oldest first.
+/// The alert time differs between copies of one alert and is not in the sorting key: it is
+/// filtered after FINAL has chosen each alert's newest copy.
 pub const ALERTS_OF_RANGE: &str = "SELECT ?fields FROM (SELECT * FROM alerts FINAL \
-     WHERE started_ms < ? AND alert_time_ms >= ? AND alert_time_ms < ? AND (? = '' OR device_id = ?) \
-     AND (? = '' OR kind = ?)) WHERE retracted = 0 ORDER BY alert_time_ms, device_id, rule_id LIMIT ?";
+     WHERE started_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR kind = ?)) \
+     WHERE retracted = 0 AND alert_time_ms >= ? AND alert_time_ms < ? \
+     ORDER BY alert_time_ms, device_id, rule_id LIMIT ?";
 
 /// Device counts for the live dashboard: total, with a fix since `?`, and of those moving.
 pub const LIVE_DEVICE_COUNTS: &str = "SELECT count(), countIf(fix_time_ms >= ?), \

@@ -334,7 +334,7 @@ impl Store {
 
     /// Alerts as `q` asks, oldest first, retracted ones left out.
     pub async fn alerts(&self, q: &AlertQuery<'_>) -> Result<Vec<AlertRow>> {
-        let args = args![q.to_ms, q.from_ms, q.to_ms, q.device_id, q.device_id, q.kind, q.kind, q.limit];
+        let args = args![q.to_ms, q.device_id, q.device_id, q.kind, q.kind, q.from_ms, q.to_ms, q.limit];
         self.client.fetch_all(sql::ALERTS_OF_RANGE, args).await.context("alerts")
     }
 

@@ -6,6 +6,7 @@
 
 pub mod own;
 pub mod pki;
+pub mod sse;
 pub mod traffic;
 pub mod week;
 

@@ -198,7 +198,7 @@ async fn deliver(
     failing_since: &mut Option<tokio::time::Instant>,
     stop: &CancellationToken,
 ) -> Outcome {
-    let delivery_id = delivery_id(&webhook.webhook_id, &subject.id, subject.version);
+    let delivery_id = delivery_id(&webhook.webhook_id, &subject.id, subject.version, subject.kind == ALERT);
     let first_attempt_ms = now_millis();
     let mut row = WebhookDeliveryRow {
         webhook_id: webhook.webhook_id.clone(),
@@ -288,12 +288,19 @@ pub fn backoff(attempts: u32, max: Duration) -> Duration {
     base + base.mul_f64((jitter % 1000) as f64 / 5000.0)
 }
 
-/// The same for every delivery of one version of one event to one webhook: hex of SHA-256 of the
-/// three, header-safe whatever the ids hold.
-pub fn delivery_id(webhook_id: &str, event_id: &str, version: u64) -> String {
+/// The same for every delivery of one version of one event (or alert) to one webhook: hex of
+/// SHA-256 of the three, header-safe whatever the ids hold. An alert's adds a fourth part, so
+/// that an alert never shares an event's id, whatever their ids hold.
+pub fn delivery_id(webhook_id: &str, id: &str, version: u64, alert: bool) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    // Each part after its length: no two different triples hash the same bytes.
-    for part in [webhook_id.as_bytes(), event_id.as_bytes(), &version.to_be_bytes()] {
+    let version = version.to_be_bytes();
+    let parts: &[&[u8]] = if alert {
+        &[webhook_id.as_bytes(), id.as_bytes(), &version, ALERT.as_bytes()]
+    } else {
+        &[webhook_id.as_bytes(), id.as_bytes(), &version]
+    };
+    // Each part after its length: no two different lists hash the same bytes.
+    for part in parts {
         context.update(&(part.len() as u64).to_be_bytes());
         context.update(part);
     }
@@ -331,12 +338,13 @@ mod tests {
 
     #[test]
     fn delivery_ids_name_webhook_event_and_version() {
-        let id = delivery_id("w1", "d|f|enter|5", 7);
+        let id = delivery_id("w1", "d|f|enter|5", 7, false);
         assert_eq!(id.len(), 32);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(id, delivery_id("w1", "d|f|enter|5", 7));
-        assert_ne!(id, delivery_id("w2", "d|f|enter|5", 7));
-        assert_ne!(id, delivery_id("w1", "d|f|enter|5", 8));
-        assert_ne!(delivery_id("a", "b\nc", 1), delivery_id("a\nb", "c", 1));
+        assert_eq!(id, delivery_id("w1", "d|f|enter|5", 7, false));
+        assert_ne!(id, delivery_id("w2", "d|f|enter|5", 7, false));
+        assert_ne!(id, delivery_id("w1", "d|f|enter|5", 8, false));
+        assert_ne!(id, delivery_id("w1", "d|f|enter|5", 7, true), "an alert whose id reads like an event's");
+        assert_ne!(delivery_id("a", "b\nc", 1, false), delivery_id("a\nb", "c", 1, false));
     }
 }

@@ -1,17 +1,17 @@
 //! A stream's query parameters, checked, and the filter they make.
 //!
-//! `device` and `fence` may be given several times (any of them matches); `kind` (events only)
-//! several times or comma-separated; `fleet` and `bbox` once. Filters combine with AND. An
+//! `device` and `fence` may be given several times (any of them matches); `kind` (events and
+//! alerts) several times or comma-separated; `fleet` and `bbox` once. Filters combine with AND. An
 //! unknown parameter is refused by name rather than ignored: a misspelt filter would otherwise
 //! stream everything.
 //!
 //! On `/v1/stream/positions`, `fleet` is the fleet the processors stamped on the position from
-//! the registry; on `/v1/stream/events` (whose messages carry no fleet) it is the registry's
-//! devices of that fleet when the stream opened.
+//! the registry; on `/v1/stream/events` and `/v1/stream/alerts` (whose messages carry no fleet)
+//! it is the registry's devices of that fleet when the stream opened.
 
 use std::collections::HashSet;
 
-use fleetstream_schemas::EventKind;
+use fleetstream_schemas::{AlertKind, EventKind};
 use serde::Deserialize;
 
 use crate::checks::{MAX_TEXT_BYTES, check_id, check_text};
@@ -39,7 +39,8 @@ pub struct Filter {
     pub fleet_devices: Option<HashSet<String>>,
     pub bbox: Option<[f64; 4]>,
     pub fences: Option<HashSet<String>>,
-    pub kinds: Option<HashSet<EventKind>>,
+    /// Events: `enter` / `exit`; alerts: `overspeed` / `idle` / `dwell`.
+    pub kinds: Option<HashSet<String>>,
 }
 
 /// The parts of a message that filters look at, read once per message by the shared consumer.
@@ -53,11 +54,12 @@ pub struct Keys {
     /// Positions: the fences containing it.
     #[serde(default)]
     pub fence_ids: Vec<String>,
-    /// Events: the fence crossed.
+    /// Events: the fence crossed; alerts: the rule's fence, if any.
     #[serde(default)]
     pub fence_id: Option<String>,
+    /// Events and alerts: what happened.
     #[serde(default)]
-    pub kind: Option<EventKind>,
+    pub kind: Option<String>,
 }
 
 impl Keys {
@@ -89,16 +91,24 @@ pub fn parse(kind: StreamKind, query: &str) -> Result<StreamParams, ApiError> {
                 filter.fleet = Some(value);
             }
             "bbox" => filter.bbox = Some(parse_bbox(&value)?),
-            "kind" if kind == StreamKind::Events => {
+            "kind" if kind != StreamKind::Positions => {
                 let kinds = filter.kinds.get_or_insert_with(HashSet::new);
                 for word in value.split(',') {
-                    let parsed = serde_json::from_value::<EventKind>(serde_json::Value::String(word.to_string()));
-                    kinds.insert(
-                        parsed.map_err(|_| ApiError::bad("kind", format!("must be enter or exit, got {word:?}")))?,
-                    );
+                    let known = match kind {
+                        StreamKind::Alerts => AlertKind::parse(word).map(AlertKind::as_str),
+                        _ => {
+                            [EventKind::Enter, EventKind::Exit].map(EventKind::as_str).into_iter().find(|k| *k == word)
+                        }
+                    };
+                    let Some(known) = known else {
+                        let words =
+                            if kind == StreamKind::Alerts { "overspeed, idle or dwell" } else { "enter or exit" };
+                        return Err(ApiError::bad("kind", format!("must be {words}, got {word:?}")));
+                    };
+                    kinds.insert(known.to_string());
                 }
             }
-            "kind" => return Err(ApiError::bad("kind", "filters /v1/stream/events only")),
+            "kind" => return Err(ApiError::bad("kind", "filters /v1/stream/events and /v1/stream/alerts only")),
             "last_event_id" => {
                 Cursor::decode(kind, &value).map_err(|e| ApiError::bad("last_event_id", e))?;
                 params.last_event_id = Some(value);
@@ -107,7 +117,7 @@ pub fn parse(kind: StreamKind, query: &str) -> Result<StreamParams, ApiError> {
             _ => {
                 let known = match kind {
                     StreamKind::Positions => "device, fleet, bbox, fence, last_event_id",
-                    StreamKind::Events => "device, fleet, bbox, fence, kind, last_event_id",
+                    StreamKind::Events | StreamKind::Alerts => "device, fleet, bbox, fence, kind, last_event_id",
                 };
                 return Err(ApiError::bad(name, format!("is not a parameter of {} (known: {known})", kind.path())));
             }
@@ -150,7 +160,7 @@ impl Filter {
                 return false;
             }
         }
-        self.kinds.as_ref().is_none_or(|kinds| keys.kind.is_some_and(|k| kinds.contains(&k)))
+        self.kinds.as_ref().is_none_or(|kinds| keys.kind.as_ref().is_some_and(|k| kinds.contains(k)))
     }
 }
 
@@ -180,7 +190,15 @@ mod tests {
             fleet: String::new(),
             fence_ids: vec![],
             fence_id,
-            kind: Some(kind),
+            kind: Some(kind.as_str().to_string()),
+        }
+    }
+
+    fn alert(device: &str, fence: Option<&str>, kind: AlertKind) -> Keys {
+        Keys {
+            fence_id: fence.map(str::to_string),
+            kind: Some(kind.as_str().to_string()),
+            ..event(device, "", EventKind::Enter)
         }
     }
 
@@ -214,6 +232,20 @@ mod tests {
     }
 
     #[test]
+    fn alerts_filter_by_their_kinds_and_their_rules_fence() {
+        let f = parse(StreamKind::Alerts, "kind=idle,dwell&fence=pier").unwrap().filter;
+        assert!(f.matches(&alert("a", Some("pier"), AlertKind::Dwell)));
+        assert!(!f.matches(&alert("a", Some("pier"), AlertKind::Overspeed)));
+        assert!(!f.matches(&alert("a", None, AlertKind::Idle)), "a rule without a fence");
+        assert!(parse(StreamKind::Alerts, "device=a").unwrap().filter.matches(&alert("a", None, AlertKind::Idle)));
+        assert_eq!(refused(StreamKind::Alerts, "kind=enter").1, "must be overspeed, idle or dwell, got \"enter\"");
+        assert_eq!(
+            refused(StreamKind::Alerts, "last_event_id=e/0:1").1,
+            "is an id of /v1/stream/events, not of /v1/stream/alerts"
+        );
+    }
+
+    #[test]
     fn bad_parameters_are_named() {
         let p = StreamKind::Positions;
         assert_eq!(refused(p, "bbox=1,2,3").0, "bbox");
@@ -221,7 +253,10 @@ mod tests {
         assert_eq!(refused(p, "device=").0, "device");
         assert_eq!(refused(p, "fleet=").0, "fleet");
         assert_eq!(refused(p, "fleet=a&fleet=b"), ("fleet".into(), "is given more than once".into()));
-        assert_eq!(refused(p, "kind=enter"), ("kind".into(), "filters /v1/stream/events only".into()));
+        assert_eq!(
+            refused(p, "kind=enter"),
+            ("kind".into(), "filters /v1/stream/events and /v1/stream/alerts only".into())
+        );
         assert_eq!(refused(StreamKind::Events, "kind=enter,dwell").1, "must be enter or exit, got \"dwell\"");
         assert!(refused(p, "devices=a").1.starts_with("is not a parameter of /v1/stream/positions"));
         assert_eq!(refused(p, "last_event_id=e/0:1").0, "last_event_id");
@@ -233,7 +268,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_query_is_a_filter_or_a_named_400(query in "[a-z_=&,.%0-9-]{0,60}") {
-            for kind in [StreamKind::Positions, StreamKind::Events] {
+            for kind in StreamKind::ALL {
                 if let Err(e) = parse(kind, &query) {
                     prop_assert_eq!(e.status(), 400);
                     prop_assert!(e.field().is_some());

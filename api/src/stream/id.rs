@@ -15,13 +15,17 @@ use std::fmt::Write as _;
 pub enum StreamKind {
     Positions,
     Events,
+    Alerts,
 }
 
 impl StreamKind {
+    pub const ALL: [StreamKind; 3] = [StreamKind::Positions, StreamKind::Events, StreamKind::Alerts];
+
     pub fn prefix(self) -> char {
         match self {
             StreamKind::Positions => 'p',
             StreamKind::Events => 'e',
+            StreamKind::Alerts => 'a',
         }
     }
 
@@ -30,6 +34,7 @@ impl StreamKind {
         match self {
             StreamKind::Positions => "/v1/stream/positions",
             StreamKind::Events => "/v1/stream/events",
+            StreamKind::Alerts => "/v1/stream/alerts",
         }
     }
 
@@ -38,6 +43,7 @@ impl StreamKind {
         match self {
             StreamKind::Positions => "position",
             StreamKind::Events => "geofence",
+            StreamKind::Alerts => "alert",
         }
     }
 
@@ -45,6 +51,7 @@ impl StreamKind {
         match self {
             StreamKind::Positions => "positions",
             StreamKind::Events => "events",
+            StreamKind::Alerts => "alerts",
         }
     }
 }
@@ -117,8 +124,8 @@ impl Cursor {
     /// Reads an id of stream `kind`; the error says what is wrong with it.
     pub fn decode(kind: StreamKind, id: &str) -> Result<Cursor, String> {
         let Some(pairs) = id.strip_prefix(kind.prefix()).and_then(|rest| rest.strip_prefix('/')) else {
-            let other = [StreamKind::Positions, StreamKind::Events].into_iter().find(|k| *k != kind).unwrap();
-            if id.starts_with(other.prefix()) && id[1..].starts_with('/') {
+            let other = StreamKind::ALL.into_iter().find(|k| id.starts_with(k.prefix()) && id[1..].starts_with('/'));
+            if let Some(other) = other {
                 return Err(format!("is an id of {}, not of {}", other.path(), kind.path()));
             }
             return Err(format!("must be an id this stream sent (`{}/0:17,1:42`), got {id:?}", kind.prefix()));

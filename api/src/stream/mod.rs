@@ -1,4 +1,5 @@
-//! Live push over Server-Sent Events: `GET /v1/stream/positions` and `GET /v1/stream/events`.
+//! Live push over Server-Sent Events: `GET /v1/stream/positions`, `GET /v1/stream/events` and
+//! `GET /v1/stream/alerts`.
 //!
 //! - [`id`]: message ids (topic positions) and resuming from them;
 //! - [`filter`]: the query parameters and the filter they make;
@@ -8,7 +9,7 @@
 //! - [`sse`]: the text of the messages.
 //!
 //! Each message's `data:` is the output topic's message as the processors wrote it (the public
-//! contract of `positions.enriched` and `geofence.events`). A client resumes by sending the
+//! contract of `positions.enriched`, `geofence.events` and `alerts`). A client resumes by sending the
 //! last id it received as `Last-Event-ID` (browsers do on reconnect) or `last_event_id`.
 
 pub mod catchup;
@@ -46,6 +47,7 @@ const CONNECTION_QUEUE: usize = 8;
 pub struct Streams {
     positions: Arc<Fanout>,
     events: Arc<Fanout>,
+    alerts: Arc<Fanout>,
     pub(crate) kafka: KafkaConfig,
     /// One per open stream (`--max-streams`).
     slots: Arc<Semaphore>,
@@ -59,15 +61,17 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// Starts the shared consumers of both output topics.
+    /// Starts the shared consumers of the output topics.
     pub fn start(config: &ApiConfig, kafka: KafkaConfig, metrics: ApiMetrics, shutdown: CancellationToken) -> Streams {
         let ring = config.stream_buffer as usize;
         let fanout = |kind, topic: &str| Fanout::start(kind, &kafka, topic, ring, metrics.clone(), shutdown.clone());
         let (positions, events) =
             (fanout(StreamKind::Positions, &kafka.enriched_topic), fanout(StreamKind::Events, &kafka.events_topic));
+        let alerts = fanout(StreamKind::Alerts, &kafka.alerts_topic);
         Streams {
             positions,
             events,
+            alerts,
             kafka,
             slots: Arc::new(Semaphore::new(config.max_streams as usize)),
             max_streams: config.max_streams as usize,
@@ -89,6 +93,11 @@ pub async fn events(State(state): State<ApiState>, headers: HeaderMap, uri: Uri)
     open(state, StreamKind::Events, &headers, &uri).await
 }
 
+/// `GET /v1/stream/alerts`.
+pub async fn alerts(State(state): State<ApiState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+    open(state, StreamKind::Alerts, &headers, &uri).await
+}
+
 async fn open(state: ApiState, kind: StreamKind, headers: &HeaderMap, uri: &Uri) -> Result<Response, ApiError> {
     let Some(streams) = state.streams() else {
         return Err(ApiError::Unavailable("streams need Kafka: this API was started without it".into()));
@@ -103,7 +112,7 @@ async fn open(state: ApiState, kind: StreamKind, headers: &HeaderMap, uri: &Uri)
             streams.max_streams
         )));
     };
-    if kind == StreamKind::Events
+    if kind != StreamKind::Positions
         && let Some(fleet) = &params.filter.fleet
     {
         let devices = state.store().all_registered_devices().await?;
@@ -114,6 +123,7 @@ async fn open(state: ApiState, kind: StreamKind, headers: &HeaderMap, uri: &Uri)
     let fanout = match kind {
         StreamKind::Positions => streams.positions.clone(),
         StreamKind::Events => streams.events.clone(),
+        StreamKind::Alerts => streams.alerts.clone(),
     };
     let (out, body) = mpsc::channel::<Bytes>(CONNECTION_QUEUE);
     out.try_send(Bytes::from_static(sse::PREAMBLE)).expect("a new buffer has room");

@@ -1,4 +1,5 @@
-//! Processor CPU cost per position with 10, 1,000 and 10,000 fences, and the fence lookup alone.
+//! Processor CPU cost per position with 10, 1,000 and 10,000 fences, and the fence lookup alone;
+//! then with 0, 10 and 1,000 alert rules for every device (10 fences).
 //!
 //! Fences are the real county and borough shapes around New York Harbor: every set holds the
 //! same 10 real counties, plus copies of real shapes translated far away, so the index holds
@@ -12,9 +13,12 @@ use std::time::Instant;
 
 use fleetstream_benches::{best_of, recorded_positions_json};
 use fleetstream_geofence::{Fence, FenceIndex, Shape, fences_from_geojson};
+use std::sync::Arc;
+
+use fleetstream_processors::alerts::{Rule, Rules};
 use fleetstream_processors::enrich::{Applied, Settings, Source, Tracker};
 use fleetstream_processors::history::Context;
-use fleetstream_schemas::{Limits, Position, parse_position};
+use fleetstream_schemas::{AlertKind, Limits, Position, parse_position};
 use geo::Translate;
 
 fn real_fences() -> Vec<Fence> {
@@ -61,22 +65,7 @@ fn main() {
         let built = build.elapsed();
         let (lookup, hits) =
             best_of(3, || positions.iter().map(|p| index.containing(p.lat, p.lon).len()).sum::<usize>());
-        let settings = Settings::default();
-        let (apply, events) = best_of(3, || {
-            let mut tracker = Tracker::default();
-            let mut events = 0usize;
-            for (i, p) in positions.iter().enumerate() {
-                if let Applied::Stored(out) = tracker.apply(
-                    p,
-                    Source { partition: 0, offset: i as i64 },
-                    &Context::without_rules(&index),
-                    &settings,
-                ) {
-                    events += out.events.len();
-                }
-            }
-            events
-        });
+        let (apply, (events, _)) = apply_all(&positions, &Context::without_rules(&index));
         let per_s = |d: std::time::Duration| positions.len() as f64 / d.as_secs_f64();
         println!(
             "{n:>6} fences: index built in {:>7.1} ms; lookup {:>10.0} positions/s ({hits} hits); full apply {:>9.0} positions/s/core ({events} events)",
@@ -87,4 +76,51 @@ fn main() {
         results.push(per_s(apply));
     }
     println!("apply throughput, 10,000 fences vs 10: {:.2}", results[2] / results[0]);
+
+    let index = fence_set(&real, 10);
+    let county = index.containing(positions[0].lat, positions[0].lon).first().map(|f| f.id.clone());
+    let mut with_rules = Vec::new();
+    for n in [0usize, 10, 1_000] {
+        let rules = rule_set(n, county.as_deref().unwrap_or(""));
+        let (apply, (_, alerts)) = apply_all(&positions, &Context { fences: &index, rules });
+        let per_s = positions.len() as f64 / apply.as_secs_f64();
+        println!("{n:>6} alert rules (10 fences): full apply {per_s:>9.0} positions/s/core ({alerts} alerts)");
+        with_rules.push(per_s);
+    }
+    println!("apply throughput, 1,000 rules vs none: {:.2}", with_rules[2] / with_rules[0]);
+}
+
+/// Every position through one tracker, best of 3: the time, and the events and alerts written.
+fn apply_all(positions: &[Position], ctx: &Context<'_>) -> (std::time::Duration, (usize, usize)) {
+    let settings = Settings::default();
+    best_of(3, || {
+        let mut tracker = Tracker::default();
+        let (mut events, mut alerts) = (0usize, 0usize);
+        for (i, p) in positions.iter().enumerate() {
+            if let Applied::Stored(out) = tracker.apply(p, Source { partition: 0, offset: i as i64 }, ctx, &settings) {
+                events += out.events.len();
+                alerts += out.alerts.len();
+            }
+        }
+        (events, alerts)
+    })
+}
+
+/// `n` rules for every device, the three kinds in turn, thresholds spread (speeds 5 to 15 m/s,
+/// durations 1 to 30 minutes), dwell on a county the vessels cross.
+fn rule_set(n: usize, county: &str) -> Rules {
+    let rules: Vec<Arc<Rule>> = (0..n)
+        .map(|i| {
+            let minutes = 60_000 * (1 + (i % 30) as i64);
+            let rule = match i % 3 {
+                0 => {
+                    Rule::any_device(&format!("r{i:04}"), AlertKind::Overspeed, 5.0 + (i % 11) as f64, minutes / 10, "")
+                }
+                1 => Rule::any_device(&format!("r{i:04}"), AlertKind::Idle, 0.0, minutes, ""),
+                _ => Rule::any_device(&format!("r{i:04}"), AlertKind::Dwell, 0.0, minutes, county),
+            };
+            Arc::new(rule)
+        })
+        .collect();
+    rules.into()
 }
