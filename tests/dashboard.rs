@@ -2,8 +2,8 @@
 //! against a running stack with real data: counters, fences and devices appear, from the live
 //! endpoints the page polls. Then driven like a dispatcher would, over the DevTools protocol: a
 //! click on a vehicle shows its registry details and its trail, the search finds it by name, the
-//! fleet filter leaves only its fleet on the map, and a geofence event pushed over the stream
-//! appears in the live events without a reload.
+//! fleet filter leaves only its fleet on the map, and a geofence event and an alert pushed over
+//! the streams appear in the live events and the live alerts without a reload.
 
 mod support;
 
@@ -110,6 +110,10 @@ async fn interact(pipeline: &Pipeline, fixes: &[Fix]) {
     let named =
         http.put(format!("{api}/v1/registry/{busiest}")).json(&json!({"name": "Harbor Pilot", "fleet": "pilots"}));
     assert_eq!(named.send().await.unwrap().status(), 200);
+    // An alert rule the vehicle posted below breaks (loaded while the page is driven).
+    let rule = json!({"kind": "overspeed", "speed_mps": 50, "device": "pushed-1"});
+    let put = http.put(format!("{api}/v1/alert-rules/pushed-fast")).json(&rule).send().await.unwrap();
+    assert_eq!(put.status(), 201);
 
     let mut page = browser::Page::open(&format!("{api}/?refresh_ms=500"));
     page.wait_for(
@@ -168,7 +172,8 @@ async fn interact(pipeline: &Pipeline, fixes: &[Fix]) {
     // The SVG keeps the view box in 32-bit floats.
     assert!((after - before / 2.0).abs() < before * 1e-5, "zoomed in by half: {before} -> {after}");
 
-    // A vehicle entering a fence: the event is pushed to the page (polling lists no "live" rows).
+    // A vehicle entering a fence, far too fast: the event and the alert are pushed to the page
+    // (polling lists no "live" rows).
     page.wait_for("the event stream open", "document.getElementById('status').textContent.includes('live')");
     let t = 1_760_000_000_000i64;
     let entering: String = [(40.70, -74.30), (40.58, -74.15)] // New Jersey waters, then Staten Island
@@ -184,6 +189,11 @@ async fn interact(pipeline: &Pipeline, fixes: &[Fix]) {
     page.wait_for(
         "the pushed event shown",
         "[...document.querySelectorAll('#events tr.live')].some(tr => tr.textContent.includes('pushed-1'))",
+    );
+    page.wait_for(
+        "the pushed alert shown",
+        "[...document.querySelectorAll('#alerts tr.live')].some(tr => tr.textContent.includes('pushed-1') \
+         && tr.textContent.includes('overspeed'))",
     );
 }
 

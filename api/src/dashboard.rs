@@ -70,6 +70,8 @@ mod tests {
             "/v1/geofence-events",
             "/v1/stream/positions",
             "/v1/stream/events",
+            "/v1/alerts",
+            "/v1/stream/alerts",
             "/track?",
         ] {
             assert!(PAGE.contains(endpoint), "{endpoint}");
