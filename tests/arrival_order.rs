@@ -4,8 +4,8 @@
 //! The week is sent twice into fresh stacks: in time order, and as real networks deliver it —
 //! 5% of each vessel's fixes swapped with its next one (a fix arriving late, as after a dead zone
 //! or a retried request; only pairs within the lateness bound of each other) and 10% sent again
-//! later. Every stored row (distance, speed, heading, odometer, moving, fences) and every
-//! geofence event of the second equals the first; and so do those of a processor SIGKILLed in
+//! later. Every stored row (distance, speed, heading, odometer, moving, fences), every geofence
+//! event and every alert of the second equals the first; and so do those of a processor SIGKILLed in
 //! the middle of the second and restarted.
 
 mod support;
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_schemas::Position;
-use fleetstream_storage::Store;
+use fleetstream_storage::{AlertQuery, Store};
 use support::week::{Running, produce, store_with_counties, wait_until_done, week_positions};
 use support::{brokers, eventually, query_one, spawn_processor, unique};
 
@@ -87,8 +87,8 @@ struct Enriched {
     late: u8,
 }
 
-/// Every stored row's enrichment and every event, without provenance (offsets differ between
-/// arrival orders) or versions.
+/// Every stored row's enrichment and every event and alert (of `week_rules`), without provenance
+/// (offsets differ between arrival orders) or versions.
 async fn results(store: &Store) -> (Vec<Enriched>, Vec<String>) {
     let rows: Vec<Enriched> = store
         .query_trusted(
@@ -102,9 +102,13 @@ async fn results(store: &Store) -> (Vec<Enriched>, Vec<String>) {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| format!("{} {:?} by {} at {},{}", e.event_id, e.dwell_ms, e.fix_time_ms, e.lat, e.lon))
-        .collect();
-    (rows, events)
+        .map(|e| format!("{} {:?} by {} at {},{}", e.event_id, e.dwell_ms, e.fix_time_ms, e.lat, e.lon));
+    let everything = AlertQuery { from_ms: i64::MIN, to_ms: i64::MAX, limit: 10_000_000, ..Default::default() };
+    let alerts =
+        store.alerts(&everything).await.unwrap().into_iter().map(|a| {
+            format!("alert {} at {} speed {:?} at {},{}", a.alert_id, a.alert_time_ms, a.speed_mps, a.lat, a.lon)
+        });
+    (rows, events.chain(alerts).collect())
 }
 
 fn assert_same(what: &str, got: &(Vec<Enriched>, Vec<String>), expected: &(Vec<Enriched>, Vec<String>)) {
@@ -121,7 +125,7 @@ fn assert_same(what: &str, got: &(Vec<Enriched>, Vec<String>), expected: &(Vec<E
     let extra: Vec<&String> = got.1.iter().filter(|e| !expected.1.contains(e)).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "{what}: {} events missing, {} extra (of {}), e.g. missing {:?}, extra {:?}",
+        "{what}: {} events or alerts missing, {} extra (of {}), e.g. missing {:?}, extra {:?}",
         missing.len(),
         extra.len(),
         expected.1.len(),
@@ -147,6 +151,7 @@ async fn late_and_resent_fixes_give_the_ordered_output() {
     let expected = results(&ordered_store).await;
     assert_eq!(expected.0.len(), 172_679);
     assert!(expected.0.iter().all(|r| r.late == 0));
+    assert!(expected.1.iter().any(|e| e.starts_with("alert ")), "the week fires alerts to compare");
 
     // As delivered.
     let kafka = KafkaConfig::with_topic_suffix(&brokers(), &format!("{name}_delivered"));

@@ -5,7 +5,8 @@
 //! - per (device, fence), enter and exit strictly alternate, each exit after its enter, with
 //!   dwell = exit - enter;
 //! - a processor SIGKILLed in the middle and restarted, and two processors in one group, give
-//!   exactly the output of one uninterrupted processor.
+//!   exactly the output of one uninterrupted processor: positions, geofence events and alerts
+//!   (the rules of `week_rules`, every kind of them met), in ClickHouse and on the topics.
 //!
 //! The week is produced once to one topic; each run consumes it with its own group into its own
 //! database.
@@ -83,7 +84,7 @@ async fn a_week_of_vessels_against_county_fences() {
     wait_until_done(&store, &produced, Duration::from_secs(300)).await;
     running.stop().await;
 
-    let (stored, _, events) = output(&store).await;
+    let (stored, _, events, _) = output(&store).await;
     assert_eq!(stored, produced.distinct, "every distinct position stored once");
 
     // Our Rust containment against ClickHouse's pointInPolygon, county by county.
@@ -286,6 +287,11 @@ async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
     let ref_topics = topic_output(&ref_kafka);
     assert_eq!(ref_topics.0.len() as u64, produced.distinct, "positions.enriched: every position");
     assert_eq!(ref_topics.1.len(), reference.2.len(), "geofence.events: every event");
+    // The week's vessels meet every kind of alert rule (`week_rules`).
+    let kinds: std::collections::BTreeSet<&str> = reference.3.iter().map(|a| a.kind.as_str()).collect();
+    assert_eq!(kinds, ["dwell", "idle", "overspeed"].into(), "alerts of every kind");
+    let live_alerts = ref_topics.2.values().filter(|a| a["retracted"] == false).count();
+    assert_eq!(live_alerts, reference.3.len(), "alerts: every alert, on the topic as stored");
 
     // The `fleetstream process` binary, SIGKILLed in the middle and started again.
     let kill_kafka = outputs_of(&kafka, "kill");
@@ -309,14 +315,21 @@ async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
     child.kill().unwrap();
     child.wait().unwrap();
     let killed = output(&kill_store).await;
-    eprintln!("killed after {at_kill} of {} rows; reference {} events", produced.distinct, reference.2.len());
+    eprintln!(
+        "killed after {at_kill} of {} rows; reference {} events, {} alerts",
+        produced.distinct,
+        reference.2.len(),
+        reference.3.len()
+    );
     assert_eq!((killed.0, killed.1), (reference.0, reference.1), "positions and their enrichment");
     assert_eq!(killed.2, reference.2, "geofence events");
+    assert_eq!(killed.3, reference.3, "alerts");
     // States are written after both topics: whatever the kill interrupted, the topics hold the
     // uninterrupted output once each id keeps its newest version.
     let kill_topics = topic_output(&kill_kafka);
     assert!(kill_topics.0 == ref_topics.0, "positions.enriched differs from the uninterrupted run");
     assert!(kill_topics.1 == ref_topics.1, "geofence.events differs from the uninterrupted run");
+    assert!(kill_topics.2 == ref_topics.2, "alerts differs from the uninterrupted run");
     assert_eq!(support::topic_len(&kill_kafka.brokers, &kill_kafka.processing_dlq_topic), 0, "nothing set aside");
 
     // Two processors in one group.
@@ -330,7 +343,9 @@ async fn a_killed_processor_and_two_processors_give_the_uninterrupted_output() {
     assert_eq!(two.2.len(), reference.2.len());
     // Partition and offset provenance is the same too: same topic, same messages.
     assert_eq!(two.2, reference.2, "geofence events");
+    assert_eq!(two.3, reference.3, "alerts");
     let two_topics = topic_output(&two_kafka);
     assert!(two_topics.0 == ref_topics.0, "positions.enriched differs from the single processor's");
     assert!(two_topics.1 == ref_topics.1, "geofence.events differs from the single processor's");
+    assert!(two_topics.2 == ref_topics.2, "alerts differs from the single processor's");
 }

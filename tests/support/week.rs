@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use fleetstream_kafka::KafkaConfig;
 use fleetstream_processors::ProcessorConfig;
-use fleetstream_schemas::outputs::{ENRICHED_POSITION_JSON_SCHEMA, GEOFENCE_EVENT_JSON_SCHEMA};
+use fleetstream_schemas::outputs::{ALERT_JSON_SCHEMA, ENRICHED_POSITION_JSON_SCHEMA, GEOFENCE_EVENT_JSON_SCHEMA};
 use fleetstream_schemas::{Limits, Position, parse_position};
-use fleetstream_storage::{ClickHouseConfig, GeofenceEventRow, Store};
+use fleetstream_storage::{AlertQuery, AlertRow, AlertRuleRow, ClickHouseConfig, GeofenceEventRow, Store};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,32 @@ pub async fn store_with_counties(name: &str) -> (ClickHouseConfig, Store) {
     for row in fleetstream_api::fences::fence_rows(counties, max_vertices).unwrap() {
         store.put_fence(&row).await.unwrap();
     }
+    for row in week_rules() {
+        store.put_alert_rule(&row).await.unwrap();
+    }
     (config, store)
+}
+
+/// Alert rules of every kind that the week's vessels meet: moving faster than 8 m/s for two
+/// minutes, stopped for 20 minutes, and an hour in Richmond County (Staten Island's waters).
+pub fn week_rules() -> Vec<AlertRuleRow> {
+    let rule = |id: &str, kind: &str, speed_mps: f64, duration_ms: i64, fence_id: &str| AlertRuleRow {
+        rule_id: id.into(),
+        version: 1,
+        deleted: 0,
+        kind: kind.into(),
+        speed_mps,
+        duration_ms,
+        device_id: String::new(),
+        fleet: String::new(),
+        fence_id: fence_id.into(),
+        updated_at_ms: 0,
+    };
+    vec![
+        rule("fast", "overspeed", 8.0, 120_000, ""),
+        rule("idle", "idle", 0.0, 1_200_000, ""),
+        rule("staten-island-hour", "dwell", 0.0, 3_600_000, "county-36085"),
+    ]
 }
 
 /// Waits until every device's stored state has reached its last message (states are written
@@ -144,8 +169,8 @@ impl Running {
 }
 
 /// Everything the processors wrote, in a form that compares exactly: positions (with their
-/// enrichment) hashed, and the events in order.
-pub async fn output(store: &Store) -> (u64, u64, Vec<GeofenceEventRow>) {
+/// enrichment) hashed, the events and the alerts in order.
+pub async fn output(store: &Store) -> (u64, u64, Vec<GeofenceEventRow>, Vec<AlertRow>) {
     let (count, hash): (u64, u64) = query_one(
         store,
         "SELECT count(), groupBitXor(cityHash64(device_id, fix_time_ms, toString(lat), toString(lon), \
@@ -154,7 +179,9 @@ pub async fn output(store: &Store) -> (u64, u64, Vec<GeofenceEventRow>) {
     )
     .await;
     let events = store.geofence_events(i64::MIN, i64::MAX, 10_000_000).await.unwrap();
-    (count, hash, events)
+    let everything = AlertQuery { from_ms: i64::MIN, to_ms: i64::MAX, limit: 10_000_000, ..Default::default() };
+    let alerts = store.alerts(&everything).await.unwrap();
+    (count, hash, events, alerts)
 }
 
 /// The same input topic, with output topics of the run's own.
@@ -168,10 +195,13 @@ pub fn outputs_of(kafka: &KafkaConfig, run: &str) -> KafkaConfig {
     }
 }
 
+/// Per topic, each id's newest message.
+pub type Newest<K> = BTreeMap<K, Value>;
+
 /// What a run produced to its output topics, each id's newest version: positions by (device,
-/// fix time) and events by id. Every message must satisfy its topic's JSON Schema (the public
-/// contract in `schemas/`).
-pub fn topic_output(kafka: &KafkaConfig) -> (BTreeMap<(String, i64), Value>, BTreeMap<String, Value>) {
+/// fix time), events and alerts by id. Every message must satisfy its topic's JSON Schema (the
+/// public contract in `schemas/`).
+pub fn topic_output(kafka: &KafkaConfig) -> (Newest<(String, i64)>, Newest<String>, Newest<String>) {
     fn newest<K: Ord>(messages: Vec<Value>, key: impl Fn(&Value) -> K) -> BTreeMap<K, Value> {
         let mut out: BTreeMap<K, Value> = BTreeMap::new();
         for m in messages {
@@ -188,5 +218,6 @@ pub fn topic_output(kafka: &KafkaConfig) -> (BTreeMap<(String, i64), Value>, BTr
     });
     let events =
         newest(read(&kafka.events_topic, GEOFENCE_EVENT_JSON_SCHEMA), |m| m["event_id"].as_str().unwrap().to_string());
-    (positions, events)
+    let alerts = newest(read(&kafka.alerts_topic, ALERT_JSON_SCHEMA), |m| m["alert_id"].as_str().unwrap().to_string());
+    (positions, events, alerts)
 }
