@@ -79,6 +79,10 @@ async fn rules_fire_once_per_episode_and_late_fixes_correct_them() {
     let refused = put(&client, format!("{api}/v1/alert-rules/bad"), json!({"kind": "dwell", "minutes": 5})).await;
     assert_eq!(refused.status(), 400);
     assert_eq!(support::named_field(&refused.json().await.unwrap()), "fence");
+    let typo = json!({"kind": "dwell", "fence": "eats", "minutes": 5});
+    let refused = put(&client, format!("{api}/v1/alert-rules/typo"), typo).await;
+    assert_eq!(refused.status(), 400, "a fence that does not exist");
+    assert_eq!(support::named_field(&refused.json().await.unwrap()), "fence");
     let listed = support::get_json(&client, &format!("{api}/v1/alert-rules")).await;
     let ids: Vec<&str> = listed["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["dwell", "fast", "idle"]);

@@ -160,6 +160,10 @@ async fn put(
     ApiJson(body): ApiJson<RuleBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut row = rule_row(&id, body)?;
+    // A rule watching a fence that does not exist would never fire: most likely a typo.
+    if !row.fence_id.is_empty() && state.store().fence(&row.fence_id).await?.is_none() {
+        return Err(ApiError::bad("fence", format!("no fence {:?}; create it first", row.fence_id)));
+    }
     row.version = newest_version(&state, row.version).await?;
     let status = match state.store().alert_rule(&id).await? {
         Some(_) => StatusCode::OK,
