@@ -116,6 +116,12 @@ async fn rules_fire_once_per_episode_and_late_fixes_correct_them() {
         if got == fired { Ok(()) } else { Err(format!("{got:?}")) }
     })
     .await;
+    let newest =
+        support::get_json(&client, &format!("{api}/v1/alerts?from={}&order=desc&limit=1", BASE - 60_000)).await;
+    assert_eq!(
+        newest["alerts"][0]["alert_id"], "idler|idle|1760000000000",
+        "the newest (a tie: by device, descending)"
+    );
     let speeder = alerts(&client, &pipeline, "&device=speeder&kind=overspeed").await;
     assert_eq!(speeder.keys().collect::<Vec<_>>(), ["speeder|fast|1760000001000"]);
     assert!(alerts(&client, &pipeline, "&kind=idle&device=parked").await.is_empty(), "the ignition is off");

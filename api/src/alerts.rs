@@ -206,6 +206,8 @@ async fn delete(State(state): State<ApiState>, PathId(id): PathId) -> Result<Sta
 #[derive(Debug, Deserialize)]
 pub struct AlertParams {
     kind: Option<String>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
 }
 
 fn alert_view(row: &AlertRow) -> Value {
@@ -225,7 +227,7 @@ fn alert_view(row: &AlertRow) -> Value {
 }
 
 /// Alerts fired with `from <= alert time < to`, of one `device` and one `kind` when given,
-/// oldest first. Defaults: the last 24 h.
+/// oldest first (`order=desc`: newest first). Defaults: the last 24 h.
 pub async fn alerts(
     State(state): State<ApiState>,
     range: TimeRange,
@@ -240,8 +242,15 @@ pub async fn alerts(
             None => return Err(ApiError::bad("kind", "must be \"overspeed\", \"idle\" or \"dwell\"")),
         },
     };
-    let query =
-        AlertQuery { from_ms: range.from, to_ms: range.to, device_id: device.filter(), kind, limit: limit.get() };
+    let newest_first = crate::params::newest_first(params.order.as_deref())?;
+    let query = AlertQuery {
+        from_ms: range.from,
+        to_ms: range.to,
+        device_id: device.filter(),
+        kind,
+        limit: limit.get(),
+        newest_first,
+    };
     let rows = state.store().alerts(&query).await?;
     let alerts: Vec<Value> = rows.iter().map(alert_view).collect();
     Ok(Json(json!({ "count": alerts.len(), "alerts": alerts })))

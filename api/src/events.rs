@@ -28,11 +28,7 @@ pub async fn geofence_events(
     device: QueryId<id::Device>,
     fence: QueryId<id::Fence>,
 ) -> Result<Json<Value>, ApiError> {
-    let newest_first = match params.order.as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => return Err(ApiError::bad("order", format!("must be asc or desc, got {other:?}"))),
-    };
+    let newest_first = crate::params::newest_first(params.order.as_deref())?;
     let query = EventQuery {
         from_ms: range.from,
         to_ms: range.to,

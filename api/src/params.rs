@@ -63,6 +63,15 @@ fn parse_time(name: &str, raw: Option<&str>, default: i64) -> Result<i64, ApiErr
     raw.map_or(Ok(default), |r| parse_time_param(r).map_err(|e| ApiError::bad(name, e)))
 }
 
+/// `order`: `asc` (the default) or `desc`; true for newest first.
+pub fn newest_first(order: Option<&str>) -> Result<bool, ApiError> {
+    match order {
+        None | Some("asc") => Ok(false),
+        Some("desc") => Ok(true),
+        Some(other) => Err(ApiError::bad("order", format!("must be asc or desc, got {other:?}"))),
+    }
+}
+
 /// An integer parameter from 1 to `max`, `default` (at most `max`) when absent.
 pub(crate) fn bounded(name: &str, raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
     let Some(raw) = raw else { return Ok(default.min(max)) };

@@ -167,6 +167,12 @@ pub const ALERTS_OF_RANGE: &str = "SELECT ?fields FROM (SELECT * FROM alerts FIN
      WHERE retracted = 0 AND alert_time_ms >= ? AND alert_time_ms < ? \
      ORDER BY alert_time_ms, device_id, rule_id LIMIT ?";
 
+/// The same, newest first (the dashboard's recent alerts).
+pub const ALERTS_OF_RANGE_NEWEST_FIRST: &str = "SELECT ?fields FROM (SELECT * FROM alerts FINAL \
+     WHERE started_ms < ? AND (? = '' OR device_id = ?) AND (? = '' OR kind = ?)) \
+     WHERE retracted = 0 AND alert_time_ms >= ? AND alert_time_ms < ? \
+     ORDER BY alert_time_ms DESC, device_id DESC, rule_id DESC LIMIT ?";
+
 /// Device counts for the live dashboard: total, with a fix since `?`, and of those moving.
 pub const LIVE_DEVICE_COUNTS: &str = "SELECT count(), countIf(fix_time_ms >= ?), \
      countIf(fix_time_ms >= ? AND ifNull(speed_mps, 0) >= ?) FROM device_latest FINAL";

@@ -11,7 +11,7 @@ use crate::rows::{
 };
 use crate::{migrate, sql};
 
-/// Which alerts to read (`""` for a device or kind: any), oldest first.
+/// Which alerts to read (`""` for a device or kind: any), oldest or newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AlertQuery<'a> {
     pub from_ms: i64,
@@ -19,6 +19,7 @@ pub struct AlertQuery<'a> {
     pub device_id: &'a str,
     pub kind: &'a str,
     pub limit: u64,
+    pub newest_first: bool,
 }
 
 /// Which geofence events to read (`""` for a device or fence: any).
@@ -332,10 +333,11 @@ impl Store {
         self.client.fetch_one::<u64>(sql::ALERT_RULES_VERSION, args![]).await.context("alert rules version")
     }
 
-    /// Alerts as `q` asks, oldest first, retracted ones left out.
+    /// Alerts as `q` asks, retracted ones left out.
     pub async fn alerts(&self, q: &AlertQuery<'_>) -> Result<Vec<AlertRow>> {
+        let sql = if q.newest_first { sql::ALERTS_OF_RANGE_NEWEST_FIRST } else { sql::ALERTS_OF_RANGE };
         let args = args![q.to_ms, q.device_id, q.device_id, q.kind, q.kind, q.from_ms, q.to_ms, q.limit];
-        self.client.fetch_all(sql::ALERTS_OF_RANGE, args).await.context("alerts")
+        self.client.fetch_all(sql, args).await.context("alerts")
     }
 
     /// (devices, online since `online_since_ms`, online and moving at `moving_mps` or faster).
