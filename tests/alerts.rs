@@ -10,7 +10,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fleetstream_schemas::outputs::ALERT_JSON_SCHEMA;
 use serde_json::{Value, json};
 use support::sse::Sse;
 use support::traffic::put_east_fence;
@@ -161,15 +160,7 @@ async fn rules_fire_once_per_episode_and_late_fixes_correct_them() {
     assert_eq!(pushed, [("speeder|fast|1760000001000".into(), true), ("speeder|fast|1760000011000".into(), false)]);
 
     // The topic: every message meets the contract; per alert the newest copy is what readers see.
-    let messages =
-        support::read_contract_topic(&pipeline.kafka.brokers, &pipeline.kafka.alerts_topic, ALERT_JSON_SCHEMA);
-    let mut newest: BTreeMap<String, Value> = BTreeMap::new();
-    for m in messages {
-        let id = m["alert_id"].as_str().unwrap().to_string();
-        if newest.get(&id).is_none_or(|old| m["version"].as_u64() > old["version"].as_u64()) {
-            newest.insert(id, m);
-        }
-    }
+    let (_, _, newest) = support::week::topic_output(&pipeline.kafka);
     let withdrawn = &newest["speeder|fast|1760000001000"];
     assert_eq!(withdrawn["retracted"], true, "{withdrawn}");
     let live: BTreeMap<String, (String, i64, i64)> = newest

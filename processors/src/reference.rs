@@ -157,8 +157,7 @@ impl Reference {
 
     /// The rules that concern a device, by its registry entry.
     pub fn rules_for(&self, device_id: &str) -> Rules {
-        let fleet = self.registry.get(device_id).map_or("", |m| m.fleet.as_str());
-        self.rules.for_device(device_id, fleet)
+        self.rules.for_device(device_id, || self.registry.get(device_id).map_or("", |m| m.fleet.as_str()))
     }
 
     /// What a device's fixes are applied against now.
