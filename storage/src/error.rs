@@ -112,6 +112,20 @@ impl EngineError {
     }
 }
 
+/// UNKNOWN_TABLE.
+const UNKNOWN_TABLE: u32 = 60;
+
+impl EngineError {
+    /// "Table … doesn't exist".
+    pub fn is_unknown_table(&self) -> bool {
+        let text = match self {
+            EngineError::Http(clickhouse::error::Error::BadResponse(text)) | EngineError::Chdb(text) => text,
+            _ => return false,
+        };
+        exception_code(text) == Some(UNKNOWN_TABLE)
+    }
+}
+
 /// ClickHouse exception codes that mean "this data or this query is refused" (from
 /// `src/Common/ErrorCodes.cpp`; the numbers are stable across releases).
 const PERMANENT_CODES: &[u32] = &[
@@ -179,6 +193,18 @@ mod tests {
         assert_eq!(exception_code("bad response: Code: 62. DB::Exception: Syntax error"), Some(62));
         assert_eq!(exception_code("503 Service Unavailable"), None);
         assert_eq!(exception_code("Code: x"), None);
+    }
+
+    #[test]
+    fn a_vanished_table_is_told_apart_from_other_errors() {
+        assert!(
+            http("Code: 60, e.displayText() = DB::Exception: Table db.positions_0006_local doesn't exist.")
+                .is_unknown_table()
+        );
+        assert!(EngineError::Chdb("Code: 60. DB::Exception: Table db.t does not exist".into()).is_unknown_table());
+        assert!(!http("Code: 57, e.displayText() = DB::Exception: Table db.t already exists.").is_unknown_table());
+        assert!(!http("Code: 600, e.displayText() = DB::Exception: other").is_unknown_table());
+        assert!(!EngineError::NoRows.is_unknown_table());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use clickhouse::Row;
 use fleetstream_schemas::migrations::{LEDGER_DDL, MIGRATIONS, Migration, Statement, statements};
 use serde::Deserialize;
 
-use crate::engine::{Engine, args};
+use crate::engine::{Engine, EngineError, args};
 use crate::error::{Context, Result, StoreError};
 use crate::rows::{
     AlertRow, AlertRuleRow, DeviceRow, DeviceStateRow, FenceRow, GeofenceEventRow, LatestRow, PipelineStatRow,
@@ -31,6 +31,32 @@ pub struct Applied {
     pub version: u32,
     pub name: String,
     pub checksum: u64,
+}
+
+/// How many times a read of the catalog is tried (see [`read_catalog`]).
+const CATALOG_READ_ATTEMPTS: u32 = 20;
+
+/// Runs a read of `system.tables` or `system.columns` (`read`), again while it fails with
+/// "Table … doesn't exist": ClickHouse 18.16 lists a database's tables and then opens each, so
+/// a table that another process drops or renames in between fails the whole read (ClickHouse
+/// issue 3982, fixed in later releases). While processes start together one migrates and the
+/// others read the catalog; the next read sees the tables as they are now.
+pub(crate) async fn read_catalog<T, F, Fut>(what: &str, read: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, EngineError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match read().await {
+            Err(e) if e.is_unknown_table() && attempt < CATALOG_READ_ATTEMPTS => {
+                tracing::debug!(error = %e, what, "a table vanished while reading the catalog; reading it again");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            result => return result.context(what),
+        }
+    }
 }
 
 /// Database names are interpolated into DDL, so they are held to identifier characters.
@@ -161,7 +187,7 @@ pub(crate) async fn check_shapes(client: &Engine) -> Result<()> {
 }
 
 async fn table_columns(client: &Engine, table: &str) -> Result<Vec<String>> {
-    client.fetch_all(sql::TABLE_COLUMNS, args![table]).await.context(format!("describe {table}"))
+    read_catalog(&format!("describe {table}"), || client.fetch_all(sql::TABLE_COLUMNS, args![table])).await
 }
 
 async fn check_shape(client: &Engine, table: &str, fields: &[&str]) -> Result<()> {

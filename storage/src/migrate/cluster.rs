@@ -16,7 +16,7 @@
 use fleetstream_schemas::migrations::Statement;
 use fleetstream_schemas::migrations::cluster::{LOCAL_SUFFIX, local_name, on_cluster};
 
-use super::valid_database_name;
+use super::{read_catalog, valid_database_name};
 use crate::engine::{Engine, args};
 use crate::error::{Context, Result, StoreError};
 use crate::sql;
@@ -64,9 +64,9 @@ impl Cluster {
     pub async fn sync_distributed(&self, client: &Engine, only: Option<&str>) -> Result<()> {
         // (name, engine, engine_full, sorting_key)
         let tables: Vec<(String, String, String, String)> =
-            client.fetch_all(sql::CLUSTER_TABLES, args![]).await.context("list the tables")?;
+            read_catalog("list the tables", || client.fetch_all(sql::CLUSTER_TABLES, args![])).await?;
         let columns: Vec<(String, String, String)> =
-            client.fetch_all(sql::CLUSTER_COLUMNS, args![]).await.context("list the columns")?;
+            read_catalog("list the columns", || client.fetch_all(sql::CLUSTER_COLUMNS, args![])).await?;
         let columns_of = |table: &str| {
             let mut of: Vec<(&str, &str)> =
                 columns.iter().filter(|c| c.0 == table).map(|c| (c.1.as_str(), c.2.as_str())).collect();

@@ -23,6 +23,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use super::cluster::Cluster;
+use super::read_catalog;
 use crate::engine::{Arg, Engine, args};
 use crate::error::{Context, Result};
 use crate::sql;
@@ -34,6 +35,11 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub const STALE_EMPTY_AFTER: Duration = Duration::from_secs(60);
 /// Between two looks at a held lock.
 const POLL: Duration = Duration::from_millis(250);
+/// How many reads of a held lock may fail in a row before the error is reported: the lock was
+/// released between our look and our read (the next round takes it), or, on a cluster, the read
+/// of `system.tables` met the holder's DDL (see `read_catalog`). 40 are 10 s of a server that
+/// keeps failing.
+const READ_ATTEMPTS: u32 = 40;
 /// Between two log lines about the same wait.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -112,6 +118,7 @@ pub(crate) async fn acquire<'a>(client: &'a Engine, cluster: Option<&Cluster>) -
     let mut empty_since: Option<Instant> = None;
     let mut logged_at: Option<Instant> = None;
     let mut failed_creates = 0;
+    let mut failed_reads = 0;
     loop {
         let created = client.execute(&statements.create, statements.create_args(&me)).await;
         let Err(create_error) = created else {
@@ -122,9 +129,7 @@ pub(crate) async fn acquire<'a>(client: &'a Engine, cluster: Option<&Cluster>) -
             return Ok(MigrationLock { client, statements });
         };
         // Creating failed: someone holds it, or the engine is failing. Which one?
-        let exists: u64 =
-            client.fetch_one(sql::MIGRATION_LOCK_EXISTS, args![]).await.context("look for the migration lock")?;
-        if exists == 0 {
+        if !lock_exists(client).await? {
             // Released between our attempt and our look, or the CREATE failed for a reason of
             // its own: that one fails again, and then it is the error to report.
             failed_creates += 1;
@@ -136,18 +141,15 @@ pub(crate) async fn acquire<'a>(client: &'a Engine, cluster: Option<&Cluster>) -
         failed_creates = 0;
         let holder: Option<Holder> = match client.fetch_optional(statements.holder, args![]).await {
             Ok(holder) => holder,
-            Err(e) => {
-                // Released between our look and our read: try to take it again.
-                let exists: u64 = client
-                    .fetch_one(sql::MIGRATION_LOCK_EXISTS, args![])
-                    .await
-                    .context("look for the migration lock")?;
-                if exists == 0 {
-                    continue;
-                }
-                return Err(e).context("read the migration lock");
+            Err(e) if failed_reads + 1 < READ_ATTEMPTS => {
+                failed_reads += 1;
+                tracing::debug!(error = %e, "reading the migration lock failed; looking again");
+                tokio::time::sleep(POLL).await;
+                continue;
             }
+            Err(e) => return Err(e).context("read the migration lock"),
         };
+        failed_reads = 0;
         let abandoned = match &holder {
             Some(h) => Duration::from_secs(h.age_secs) >= STALE_AFTER,
             None => empty_since.get_or_insert_with(Instant::now).elapsed() >= STALE_EMPTY_AFTER,
@@ -171,6 +173,13 @@ pub(crate) async fn acquire<'a>(client: &'a Engine, cluster: Option<&Cluster>) -
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Whether the lock table exists.
+async fn lock_exists(client: &Engine) -> Result<bool> {
+    let count: u64 =
+        read_catalog("look for the migration lock", || client.fetch_one(sql::MIGRATION_LOCK_EXISTS, args![])).await?;
+    Ok(count > 0)
 }
 
 /// Who holds the lock, for the log of whoever waits: host and process.
